@@ -1,0 +1,220 @@
+//! all-MiniLM-L6-v2 on candle (CPU), with micro-batching.
+//!
+//! Why micro-batching over a pool of model copies: on a 2-core machine a second
+//! concurrent forward pass only competes for the same cores, while stacking the
+//! queued requests into one padded batch amortises the fixed per-pass cost
+//! (kernel dispatch, attention setup). A small number of inference threads
+//! (default 1) each drain whatever requests are waiting, up to `max_batch`
+//! texts, and run them as one batch padded to its longest member. Fixed
+//! 128-token padding from the shipped `tokenizer.json` is switched off: it made
+//! every pass 5-6x slower (DESIGN.md §11).
+
+use super::{EmbedError, Embedder};
+use async_trait::async_trait;
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, mpsc};
+use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+use tokio::sync::oneshot;
+
+/// Options of the local embedder.
+#[derive(Debug, Clone)]
+pub struct MiniLmOptions {
+    /// Folder holding `config.json`, `model.safetensors`, `tokenizer.json`.
+    pub model_dir: PathBuf,
+    /// Inference threads, each running one batch at a time.
+    pub threads: usize,
+    /// Most texts stacked into one forward pass.
+    pub max_batch: usize,
+    /// Longest input in tokens (longer inputs are truncated).
+    pub max_tokens: usize,
+}
+
+impl MiniLmOptions {
+    pub fn new(model_dir: impl Into<PathBuf>) -> Self {
+        MiniLmOptions { model_dir: model_dir.into(), threads: 1, max_batch: 32, max_tokens: 256 }
+    }
+}
+
+struct Request {
+    texts: Vec<String>,
+    reply: oneshot::Sender<Result<Vec<Vec<f32>>, EmbedError>>,
+}
+
+/// Handle to the inference threads; cheap to share behind an `Arc`.
+pub struct MiniLmEmbedder {
+    tx: Mutex<Option<mpsc::Sender<Request>>>,
+    model_id: String,
+    dimension: usize,
+}
+
+struct Model {
+    bert: BertModel,
+    tokenizer: Tokenizer,
+    max_batch: usize,
+}
+
+impl MiniLmEmbedder {
+    pub const MODEL_ID: &'static str = "all-MiniLM-L6-v2";
+
+    /// Loads weights and starts the inference threads.
+    pub fn load(opts: MiniLmOptions) -> Result<Self, EmbedError> {
+        let model = Arc::new(load_model(&opts)?);
+        let dimension = model.bert_hidden_size(&opts.model_dir)?;
+        let (tx, rx) = mpsc::channel::<Request>();
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..opts.threads.max(1) {
+            let rx = Arc::clone(&rx);
+            let model = Arc::clone(&model);
+            std::thread::Builder::new()
+                .name(format!("minilm-{i}"))
+                .spawn(move || inference_loop(&model, &rx))
+                .map_err(|e| EmbedError::Inference(format!("cannot start thread: {e}")))?;
+        }
+        Ok(MiniLmEmbedder {
+            tx: Mutex::new(Some(tx)),
+            model_id: Self::MODEL_ID.to_string(),
+            dimension,
+        })
+    }
+}
+
+fn files_err(path: &Path, reason: impl ToString) -> EmbedError {
+    EmbedError::ModelFiles { path: path.display().to_string(), reason: reason.to_string() }
+}
+
+fn load_model(opts: &MiniLmOptions) -> Result<Model, EmbedError> {
+    let dir = &opts.model_dir;
+    let config_text =
+        std::fs::read_to_string(dir.join("config.json")).map_err(|e| files_err(dir, e))?;
+    let config: Config = serde_json::from_str(&config_text).map_err(|e| files_err(dir, e))?;
+    let mut tokenizer =
+        Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| files_err(dir, e))?;
+    let pad = PaddingParams { strategy: PaddingStrategy::BatchLongest, ..Default::default() };
+    tokenizer.with_padding(Some(pad));
+    tokenizer
+        .with_truncation(Some(TruncationParams {
+            max_length: opts.max_tokens,
+            ..Default::default()
+        }))
+        .map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
+    let weights = dir.join("model.safetensors");
+    // Read into memory rather than mmap: the mmap constructor is `unsafe`, which we forbid.
+    let bytes = std::fs::read(&weights).map_err(|e| files_err(&weights, e))?;
+    let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, &Device::Cpu)
+        .map_err(|e| files_err(&weights, e))?;
+    let bert = BertModel::load(vb, &config).map_err(|e| files_err(&weights, e))?;
+    Ok(Model { bert, tokenizer, max_batch: opts.max_batch.max(1) })
+}
+
+impl Model {
+    fn bert_hidden_size(&self, dir: &Path) -> Result<usize, EmbedError> {
+        let text =
+            std::fs::read_to_string(dir.join("config.json")).map_err(|e| files_err(dir, e))?;
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| files_err(dir, e))?;
+        v.get("hidden_size")
+            .and_then(serde_json::Value::as_u64)
+            .map(|n| n as usize)
+            .ok_or_else(|| files_err(dir, "config.json has no hidden_size"))
+    }
+
+    /// One padded forward pass, mean pooling over real tokens, L2 normalisation.
+    fn embed_batch(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let encodings = self
+            .tokenizer
+            .encode_batch(texts.to_vec(), true)
+            .map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
+        let n = encodings.len();
+        let len = encodings.first().map(|e| e.get_ids().len()).unwrap_or(0);
+        let mut ids = Vec::with_capacity(n * len);
+        let mut mask = Vec::with_capacity(n * len);
+        for e in &encodings {
+            ids.extend(e.get_ids().iter().copied());
+            mask.extend(e.get_attention_mask().iter().copied());
+        }
+        let infer = |e: candle_core::Error| EmbedError::Inference(e.to_string());
+        let ids = Tensor::from_vec(ids, (n, len), &Device::Cpu).map_err(infer)?;
+        let mask = Tensor::from_vec(mask, (n, len), &Device::Cpu).map_err(infer)?;
+        let type_ids = ids.zeros_like().map_err(infer)?;
+        let hidden = self.bert.forward(&ids, &type_ids, Some(&mask)).map_err(infer)?;
+        let mask_f = mask.to_dtype(DType::F32).map_err(infer)?.unsqueeze(2).map_err(infer)?;
+        let summed = hidden.broadcast_mul(&mask_f).map_err(infer)?.sum(1).map_err(infer)?;
+        let counts = mask_f.sum(1).map_err(infer)?.clamp(1e-9, f32::MAX).map_err(infer)?;
+        let pooled = summed.broadcast_div(&counts).map_err(infer)?;
+        let mut rows: Vec<Vec<f32>> = pooled.to_vec2().map_err(infer)?;
+        rows.iter_mut().for_each(|r| crate::vector::normalize(r));
+        Ok(rows)
+    }
+}
+
+fn inference_loop(model: &Model, rx: &Mutex<mpsc::Receiver<Request>>) {
+    loop {
+        // Take the first request (blocking), then everything already waiting.
+        let batch = {
+            let Ok(rx) = rx.lock() else { return };
+            let Ok(first) = rx.recv() else { return };
+            let mut batch = vec![first];
+            let mut count = batch[0].texts.len();
+            while count < model.max_batch {
+                match rx.try_recv() {
+                    Ok(req) => {
+                        count += req.texts.len();
+                        batch.push(req);
+                    }
+                    Err(_) => break,
+                }
+            }
+            batch
+        };
+        let texts: Vec<String> = batch.iter().flat_map(|r| r.texts.iter().cloned()).collect();
+        if texts.is_empty() {
+            for req in batch {
+                let _ = req.reply.send(Ok(Vec::new()));
+            }
+            continue;
+        }
+        let mut outcome = model.embed_batch(&texts);
+        for req in batch {
+            let reply = match &mut outcome {
+                Ok(rows) => Ok(rows.drain(..req.texts.len()).collect()),
+                Err(e) => Err(EmbedError::Inference(e.to_string())),
+            };
+            let _ = req.reply.send(reply);
+        }
+    }
+}
+
+#[async_trait]
+impl Embedder for MiniLmEmbedder {
+    async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reply, rx) = oneshot::channel();
+        {
+            let guard = self.tx.lock().map_err(|_| EmbedError::Closed)?;
+            let tx = guard.as_ref().ok_or(EmbedError::Closed)?;
+            tx.send(Request { texts, reply }).map_err(|_| EmbedError::Closed)?;
+        }
+        rx.await.map_err(|_| EmbedError::Closed)?
+    }
+
+    fn model_id(&self) -> &str {
+        &self.model_id
+    }
+
+    fn dimension(&self) -> usize {
+        self.dimension
+    }
+}
+
+impl Drop for MiniLmEmbedder {
+    fn drop(&mut self) {
+        // Closing the channel lets the inference threads exit.
+        if let Ok(mut tx) = self.tx.lock() {
+            tx.take();
+        }
+    }
+}

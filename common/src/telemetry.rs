@@ -1,0 +1,29 @@
+//! Logging initialisation shared by every binary: JSON lines in production,
+//! human-readable text for local runs, filter from `RUST_LOG`.
+
+use tracing_subscriber::EnvFilter;
+
+/// Output format of the log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line (production, log shippers).
+    Json,
+    /// Compact text for a terminal.
+    #[default]
+    Text,
+}
+
+/// Installs the global subscriber. Safe to call more than once (later calls are ignored),
+/// which matters for tests that start several servers in one process.
+pub fn init(format: LogFormat, default_filter: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.compact().try_init(),
+    };
+}

@@ -1,0 +1,268 @@
+//! HTTP wire types of the memory API (DESIGN.md §4.1, SDD 6.1/6.2/14.6).
+//!
+//! Requests are deserialised leniently (every field optional, unknown fields
+//! ignored) and then checked by [`crate::validate`], so a client gets one error
+//! naming every bad field instead of serde's first complaint.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Speaker of one conversation turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    User,
+    Assistant,
+}
+
+/// One validated conversation turn.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub role: Role,
+    pub content: String,
+}
+
+/// Body of `POST /v1/extract_facts` as received.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct RawExtractRequest {
+    pub user_id: Option<serde_json::Value>,
+    pub conversation_id: Option<serde_json::Value>,
+    pub conversation: Option<serde_json::Value>,
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// A validated extract request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExtractRequest {
+    pub user_id: String,
+    pub conversation_id: String,
+    pub conversation: Vec<Message>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// Body of `POST /v1/search_facts` as received.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct RawSearchRequest {
+    pub user_id: Option<serde_json::Value>,
+    pub query: Option<serde_json::Value>,
+    pub limit: Option<serde_json::Value>,
+    pub score_threshold: Option<serde_json::Value>,
+    pub categories: Option<serde_json::Value>,
+    pub include_related: Option<serde_json::Value>,
+}
+
+/// A validated search request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchRequest {
+    pub user_id: String,
+    pub query: String,
+    pub limit: usize,
+    pub score_threshold: f32,
+    pub categories: Option<Vec<Category>>,
+    pub include_related: bool,
+}
+
+/// Fact categories (DESIGN.md §4.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Category {
+    Preference,
+    Experience,
+    Habit,
+    Emotion,
+    Relationship,
+    Learning,
+    Personal,
+    Other,
+}
+
+impl Category {
+    pub const ALL: [Category; 8] = [
+        Category::Preference,
+        Category::Experience,
+        Category::Habit,
+        Category::Emotion,
+        Category::Relationship,
+        Category::Learning,
+        Category::Personal,
+        Category::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Preference => "preference",
+            Category::Experience => "experience",
+            Category::Habit => "habit",
+            Category::Emotion => "emotion",
+            Category::Relationship => "relationship",
+            Category::Learning => "learning",
+            Category::Personal => "personal",
+            Category::Other => "other",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Category> {
+        Category::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+/// Lifecycle state of an extraction job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Queued,
+    Processing,
+    Completed,
+    Failed,
+}
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Processing => "processing",
+            JobState::Completed => "completed",
+            JobState::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<JobState> {
+        match s {
+            "queued" => Some(JobState::Queued),
+            "processing" => Some(JobState::Processing),
+            "completed" => Some(JobState::Completed),
+            "failed" => Some(JobState::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// `202` body of an accepted extract.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExtractAccepted {
+    pub job_id: String,
+    pub status_url: String,
+    pub state: JobState,
+}
+
+/// What a finished extraction produced (also the SDD's synchronous 200 shape).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExtractResult {
+    pub facts_count: usize,
+    pub fact_ids: Vec<String>,
+    pub processing_time_ms: u64,
+    pub added: usize,
+    pub updated: usize,
+    pub unchanged: usize,
+}
+
+/// `GET /v1/jobs/{id}` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobView {
+    pub job_id: String,
+    pub user_id: String,
+    pub conversation_id: String,
+    pub state: JobState,
+    pub attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<ExtractResult>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One ranked search result.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SearchHit {
+    pub fact_id: String,
+    pub content: String,
+    pub category: Category,
+    pub score: f32,
+    pub similarity: f32,
+    pub created_at: DateTime<Utc>,
+    pub related_facts: Vec<String>,
+    pub conversation_id: String,
+    pub source_turns: Vec<u32>,
+}
+
+/// `POST /v1/search_facts` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SearchResponse {
+    pub query: String,
+    pub results_count: usize,
+    pub results: Vec<SearchHit>,
+    pub processing_time_ms: f64,
+    pub degraded: bool,
+    /// Which retrieval path answered: `vector+keyword`, `keyword` (degraded), ...
+    pub source: String,
+}
+
+/// Machine-readable error codes of the envelope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    ValidationError,
+    InvalidJson,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    Conflict,
+    PayloadTooLarge,
+    RateLimited,
+    ServiceUnavailable,
+    ExtractionFailed,
+    InternalError,
+}
+
+impl ErrorCode {
+    /// HTTP status for the code; the one place this mapping lives.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::ValidationError | ErrorCode::InvalidJson => 400,
+            ErrorCode::Unauthorized => 401,
+            ErrorCode::Forbidden => 403,
+            ErrorCode::NotFound => 404,
+            ErrorCode::Conflict => 409,
+            ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::RateLimited => 429,
+            ErrorCode::ServiceUnavailable => 503,
+            ErrorCode::ExtractionFailed | ErrorCode::InternalError => 500,
+        }
+    }
+}
+
+/// The `error` object of the envelope.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: ErrorCode,
+    pub message: String,
+    #[serde(default)]
+    pub details: serde_json::Value,
+    pub trace_id: String,
+}
+
+/// `{"status":"error","error":{...}}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorEnvelope {
+    pub status: String,
+    pub error: ErrorBody,
+}
+
+/// `{"status":"success"|"accepted","data":...}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Envelope<T> {
+    pub status: String,
+    pub data: T,
+}
+
+impl<T> Envelope<T> {
+    pub fn success(data: T) -> Self {
+        Envelope { status: "success".into(), data }
+    }
+
+    pub fn accepted(data: T) -> Self {
+        Envelope { status: "accepted".into(), data }
+    }
+}

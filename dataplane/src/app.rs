@@ -1,0 +1,217 @@
+//! Wiring: builds every port from configuration, starts the workers and the
+//! HTTP server, and shuts them down together.
+
+use crate::config::Config;
+use crate::extract::{LlmExtractor, LlmOptions, RuleExtractor};
+use crate::metrics::Metrics;
+use crate::ports::{CacheSignals, Extractor, FactGraph, JobQueue, MetaStore, StoreError, VectorIndex};
+use crate::queue::EmbeddedQueue;
+use crate::service::keys;
+use crate::service::worker::Worker;
+use crate::store::{LocalSignals, SqliteGraph, SqliteMetaStore, SqliteVectorIndex};
+use crate::domain::Permission;
+use pika_common::embed::{Embedder, MiniLmEmbedder, MiniLmOptions, OpenAiEmbedder, OpenAiEmbedderOptions};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    #[error("embedder: {0}")]
+    Embed(#[from] pika_common::embed::EmbedError),
+    #[error("extractor: {0}")]
+    Extract(#[from] crate::ports::ExtractError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: String, source: std::io::Error },
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("unsupported {what} {value:?}")]
+    Unsupported { what: &'static str, value: String },
+    #[error("cannot create data dir {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+}
+
+/// The ports the services use.
+#[derive(Clone)]
+pub struct Deps {
+    pub meta: Arc<dyn MetaStore>,
+    pub vectors: Arc<dyn VectorIndex>,
+    pub graph: Arc<dyn FactGraph>,
+    pub queue: Arc<dyn JobQueue>,
+    pub signals: Arc<dyn CacheSignals>,
+    pub embedder: Arc<dyn Embedder>,
+    pub extractor: Arc<dyn Extractor>,
+}
+
+/// Shared state of handlers and workers.
+#[derive(Clone)]
+pub struct AppState {
+    pub deps: Deps,
+    pub config: Arc<Config>,
+    pub metrics: Arc<Metrics>,
+    /// Job ids announced when a job reaches a final state (for `?wait=true`).
+    pub job_done: broadcast::Sender<String>,
+}
+
+/// Builds the embedder named by the configuration.
+pub fn build_embedder(config: &Config) -> Result<Arc<dyn Embedder>, StartError> {
+    let e = &config.embedding;
+    match e.provider.as_str() {
+        "local" => {
+            let mut opts = MiniLmOptions::new(&e.model_dir);
+            opts.threads = e.threads.max(1);
+            opts.max_batch = e.max_batch.max(1);
+            Ok(Arc::new(MiniLmEmbedder::load(opts)?))
+        }
+        "openai" => Ok(Arc::new(OpenAiEmbedder::new(OpenAiEmbedderOptions {
+            base_url: e.base_url.clone(),
+            api_key: e.api_key.expose().to_string(),
+            model: e.model.clone(),
+            dimension: e.dimension,
+            request_dimensions: e.model.starts_with("text-embedding-3"),
+            timeout: Duration::from_millis(e.timeout_ms),
+        })?)),
+        other => Err(StartError::Unsupported { what: "embedding.provider", value: other.into() }),
+    }
+}
+
+fn build_extractor(config: &Config) -> Result<Arc<dyn Extractor>, StartError> {
+    let l = &config.llm;
+    match l.provider.as_str() {
+        "rules" => Ok(Arc::new(RuleExtractor)),
+        "openai" => Ok(Arc::new(LlmExtractor::new(LlmOptions {
+            base_url: l.base_url.clone(),
+            api_key: l.api_key.expose().to_string(),
+            model: l.model.clone(),
+            timeout: Duration::from_millis(l.timeout_ms),
+        })?)),
+        other => Err(StartError::Unsupported { what: "llm.provider", value: other.into() }),
+    }
+}
+
+/// Opens the metadata store named by `meta_url` (creating the data dir for SQLite).
+pub async fn open_meta(config: &Config) -> Result<SqliteMetaStore, StartError> {
+    let url = config.meta_url();
+    if !url.starts_with("sqlite:") {
+        return Err(StartError::Unsupported { what: "storage.meta_url scheme", value: url });
+    }
+    std::fs::create_dir_all(&config.storage.data_dir).map_err(|source| StartError::DataDir {
+        path: config.storage.data_dir.display().to_string(),
+        source,
+    })?;
+    Ok(SqliteMetaStore::connect(&url).await?)
+}
+
+/// Builds every port (embedded backends) and recovers unfinished jobs.
+pub async fn build_deps(config: &Config) -> Result<Deps, StartError> {
+    let meta = open_meta(config).await?;
+    let embedder = build_embedder(config)?;
+    let vectors = SqliteVectorIndex::open(meta.pool(), embedder.model_id(), embedder.dimension()).await?;
+    let graph = SqliteGraph::new(meta.pool());
+    let (queue, pending) = EmbeddedQueue::recover(&meta).await?;
+    if pending > 0 {
+        tracing::info!(pending, "unfinished jobs re-delivered to workers");
+    }
+    Ok(Deps {
+        meta: Arc::new(meta),
+        vectors: Arc::new(vectors),
+        graph: Arc::new(graph),
+        queue: Arc::new(queue),
+        signals: Arc::new(LocalSignals::default()),
+        embedder,
+        extractor: build_extractor(config)?,
+    })
+}
+
+/// A running service.
+pub struct Running {
+    pub addr: SocketAddr,
+    /// The admin key created on first start (no keys existed), shown once.
+    pub bootstrap_admin_key: Option<String>,
+    shutdown: watch::Sender<bool>,
+    server: JoinHandle<()>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting requests, drains in-flight ones and finishes in-flight jobs.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.server.await;
+        for w in self.workers {
+            let _ = w.await;
+        }
+    }
+
+    /// Waits until the server stops (after a signal).
+    pub async fn wait(self) {
+        let _ = self.server.await;
+        for w in self.workers {
+            let _ = w.await;
+        }
+    }
+
+    /// A handle that triggers graceful shutdown.
+    pub fn shutdown_handle(&self) -> watch::Sender<bool> {
+        self.shutdown.clone()
+    }
+}
+
+/// Creates the first admin key when the store has none.
+pub async fn bootstrap_admin_key(config: &Config, meta: &dyn MetaStore) -> Result<Option<String>, StoreError> {
+    if config.auth.insecure_dev || !meta.list_keys().await?.is_empty() {
+        return Ok(None);
+    }
+    let key = keys::create(meta, &config.auth.key_env, "bootstrap-admin", vec![Permission::Admin], None).await?;
+    Ok(Some(key.secret))
+}
+
+/// Starts workers and the HTTP server on `config.server.listen`.
+pub async fn start(config: Config) -> Result<Running, StartError> {
+    let deps = build_deps(&config).await?;
+    start_with(config, deps).await
+}
+
+/// Starts workers and the HTTP server with the given ports.
+pub async fn start_with(config: Config, deps: Deps) -> Result<Running, StartError> {
+    let bootstrap_admin_key = bootstrap_admin_key(&config, deps.meta.as_ref()).await?;
+    let listener = TcpListener::bind(&config.server.listen)
+        .await
+        .map_err(|source| StartError::Listen { addr: config.server.listen.clone(), source })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Listen { addr: config.server.listen.clone(), source })?;
+    let metrics = Arc::new(Metrics::new()?);
+    let (job_done, _) = broadcast::channel(1024);
+    let state = AppState { deps, config: Arc::new(config), metrics, job_done };
+    let (shutdown, shutdown_rx) = watch::channel(false);
+
+    let workers = (0..state.config.worker.concurrency)
+        .map(|i| {
+            let worker = Worker::new(state.clone(), i);
+            let rx = shutdown_rx.clone();
+            tokio::spawn(async move { worker.run(rx).await })
+        })
+        .collect();
+
+    let router = crate::http::router(state.clone());
+    let mut rx = shutdown_rx.clone();
+    let server = tokio::spawn(async move {
+        let graceful = async move {
+            while !*rx.borrow() {
+                if rx.changed().await.is_err() {
+                    break;
+                }
+            }
+        };
+        if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(graceful).await {
+            tracing::error!(error = %e, "http server failed");
+        }
+    });
+    tracing::info!(%addr, "pika-dataplane listening");
+    Ok(Running { addr, bootstrap_admin_key, shutdown, server, workers })
+}

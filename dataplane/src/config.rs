@@ -1,0 +1,298 @@
+//! Configuration: compiled-in defaults, then a TOML file (`--config`), then
+//! `PIKA__SECTION__KEY` environment variables, then command-line flags.
+//!
+//! With nothing set the service runs fully embedded under `./data`.
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use pika_common::telemetry::LogFormat;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// A secret that never prints (Debug and Display show `***`).
+#[derive(Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub embedding: EmbeddingConfig,
+    pub llm: LlmConfig,
+    pub worker: WorkerConfig,
+    pub search: SearchConfig,
+    pub auth: AuthConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct ServerConfig {
+    pub listen: String,
+    /// Longest `?wait=true` may hold an extract request, in milliseconds.
+    pub max_wait_ms: u64,
+    /// Deadline for one request (except `?wait=true`), in milliseconds.
+    pub request_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct StorageConfig {
+    /// Folder for the embedded SQLite database.
+    pub data_dir: PathBuf,
+    /// Metadata store URL; empty means `sqlite://{data_dir}/pika.db`.
+    pub meta_url: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct EmbeddingConfig {
+    /// `local` (all-MiniLM-L6-v2 on candle) or `openai` (any compatible endpoint).
+    pub provider: String,
+    /// Folder holding the local model's `config.json`, `model.safetensors`, `tokenizer.json`.
+    pub model_dir: PathBuf,
+    /// Inference threads of the local model (micro-batching per thread).
+    pub threads: usize,
+    pub max_batch: usize,
+    pub base_url: String,
+    pub api_key: Secret,
+    pub model: String,
+    pub dimension: usize,
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct LlmConfig {
+    /// `rules` (built-in extractor) or `openai` (chat completions with a JSON schema).
+    pub provider: String,
+    pub base_url: String,
+    pub api_key: Secret,
+    pub model: String,
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct WorkerConfig {
+    /// In-process extraction workers (embedded queue).
+    pub concurrency: usize,
+    /// Attempts before a job is failed for good.
+    pub max_attempts: u32,
+    /// First retry delay; doubles each attempt, with jitter.
+    pub retry_base_ms: u64,
+    /// Cosine at or above which a candidate is the same fact as an existing one.
+    pub duplicate_threshold: f32,
+    /// Cosine at or above which an existing fact is shown to the decision step.
+    pub related_threshold: f32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct SearchConfig {
+    pub weight_similarity: f32,
+    pub weight_recency: f32,
+    pub weight_relationship: f32,
+    pub recency_half_life_days: f32,
+    /// How strongly a keyword match lifts a weak vector score (0..1).
+    pub keyword_weight: f32,
+    /// Vector hits fetched per requested result (over-fetch before re-ranking).
+    pub overfetch: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct AuthConfig {
+    /// Turn off API keys (local experiments only).
+    pub insecure_dev: bool,
+    /// Environment label inside generated keys: `pika_{env}_sk_...`.
+    pub key_env: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub filter: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig { listen: "127.0.0.1:8081".into(), max_wait_ms: 30_000, request_timeout_ms: 30_000 }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig { data_dir: PathBuf::from("data"), meta_url: String::new() }
+    }
+}
+
+impl Default for EmbeddingConfig {
+    fn default() -> Self {
+        EmbeddingConfig {
+            provider: "local".into(),
+            model_dir: PathBuf::from("models/all-MiniLM-L6-v2"),
+            threads: 1,
+            max_batch: 32,
+            base_url: "https://api.openai.com/v1".into(),
+            api_key: Secret::default(),
+            model: "text-embedding-3-small".into(),
+            dimension: 1536,
+            timeout_ms: 10_000,
+        }
+    }
+}
+
+impl Default for LlmConfig {
+    fn default() -> Self {
+        LlmConfig {
+            provider: "rules".into(),
+            base_url: "https://api.openai.com/v1".into(),
+            api_key: Secret::default(),
+            model: "gpt-4o-mini".into(),
+            timeout_ms: 30_000,
+        }
+    }
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            concurrency: 2,
+            max_attempts: 3,
+            retry_base_ms: 500,
+            duplicate_threshold: 0.92,
+            related_threshold: 0.6,
+        }
+    }
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        SearchConfig {
+            weight_similarity: 0.7,
+            weight_recency: 0.2,
+            weight_relationship: 0.1,
+            recency_half_life_days: 30.0,
+            keyword_weight: 0.85,
+            overfetch: 3,
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig { insecure_dev: false, key_env: "live".into() }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { format: LogFormat::Text, filter: "info".into() }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server: ServerConfig::default(),
+            storage: StorageConfig::default(),
+            embedding: EmbeddingConfig::default(),
+            llm: LlmConfig::default(),
+            worker: WorkerConfig::default(),
+            search: SearchConfig::default(),
+            auth: AuthConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// Configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    /// Defaults, then the optional TOML file, then `PIKA__SECTION__KEY` variables.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError(format!("config file {} does not exist", path.display())));
+            }
+            fig = fig.merge(Toml::file(path));
+        }
+        fig = fig.merge(Env::prefixed("PIKA__").split("__"));
+        let cfg: Config = fig.extract().map_err(|e| ConfigError(e.to_string()))?;
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let w = &self.search;
+        if [w.weight_similarity, w.weight_recency, w.weight_relationship].iter().any(|x| *x < 0.0) {
+            return Err(ConfigError("search weights must not be negative".into()));
+        }
+        if !(0.0..=1.0).contains(&self.worker.duplicate_threshold) {
+            return Err(ConfigError("worker.duplicate_threshold must be within 0..1".into()));
+        }
+        if self.worker.concurrency == 0 {
+            return Err(ConfigError("worker.concurrency must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    /// The metadata store URL, defaulting to SQLite under the data dir.
+    pub fn meta_url(&self) -> String {
+        if self.storage.meta_url.is_empty() {
+            format!("sqlite://{}", self.storage.data_dir.join("pika.db").display())
+        } else {
+            self.storage.meta_url.clone()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_do_not_print() {
+        let mut c = Config::default();
+        c.llm.api_key = Secret::new("sk-very-secret");
+        assert!(!format!("{c:?}").contains("very-secret"));
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("pika.toml", "[server]\nlisten = \"0.0.0.0:1\"\n[worker]\nconcurrency = 4\n")?;
+            jail.set_env("PIKA__SERVER__LISTEN", "127.0.0.1:9");
+            let c = Config::load(Some(Path::new("pika.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(c.server.listen, "127.0.0.1:9");
+            assert_eq!(c.worker.concurrency, 4);
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,171 @@
+//! `pika-dataplane`: serve the API (with in-process workers), run migrations,
+//! manage API keys.
+
+use anyhow::{Context, Result, bail};
+use chrono::{Duration, Utc};
+use clap::{Parser, Subcommand};
+use pika_dataplane::app;
+use pika_dataplane::config::Config;
+use pika_dataplane::ports::MetaStore;
+use pika_dataplane::service::keys;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "pika-dataplane", version, about = "PIKA long-term memory service")]
+struct Cli {
+    /// TOML configuration file (overridden by PIKA__SECTION__KEY variables).
+    #[arg(long, global = true, env = "PIKA_CONFIG")]
+    config: Option<PathBuf>,
+    /// Folder for embedded data (SQLite).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP API and the extraction workers (the default).
+    Serve {
+        /// Address to listen on, e.g. 127.0.0.1:8081.
+        #[arg(long)]
+        listen: Option<String>,
+        /// Turn off API-key authentication (local experiments only).
+        #[arg(long)]
+        insecure_dev: bool,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage API keys.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Create a key and print it once.
+    Create {
+        /// A label for the key (who uses it).
+        #[arg(long)]
+        name: String,
+        /// Comma-separated: extract, search, admin.
+        #[arg(long, default_value = "extract,search")]
+        permissions: String,
+        /// Days until the key expires (never by default).
+        #[arg(long)]
+        expires_in_days: Option<i64>,
+    },
+    /// List keys (never their secrets).
+    List,
+    /// Revoke a key by id.
+    Revoke { key_id: String },
+}
+
+fn load_config(cli: &Cli) -> Result<Config> {
+    let mut config = Config::load(cli.config.as_deref())?;
+    if let Some(dir) = &cli.data_dir {
+        config.storage.data_dir = dir.clone();
+    }
+    Ok(config)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let mut config = load_config(&cli)?;
+    pika_common::telemetry::init(config.log.format, &config.log.filter);
+    match cli.command.unwrap_or(Command::Serve { listen: None, insecure_dev: false }) {
+        Command::Serve { listen, insecure_dev } => {
+            if let Some(l) = listen {
+                config.server.listen = l;
+            }
+            config.auth.insecure_dev |= insecure_dev;
+            if config.auth.insecure_dev {
+                tracing::warn!("authentication is OFF (--insecure-dev); never expose this instance");
+            }
+            let running = app::start(config).await.context("cannot start the service")?;
+            if let Some(key) = &running.bootstrap_admin_key {
+                // Printed once, on stdout, never logged: this is the only copy.
+                println!("admin api key: {key}");
+            }
+            println!("listening on http://{}", running.addr);
+            let stop = running.shutdown_handle();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                tracing::info!("shutting down: draining requests and in-flight jobs");
+                let _ = stop.send(true);
+            });
+            running.wait().await;
+        }
+        Command::Migrate => {
+            app::open_meta(&config).await?;
+            println!("migrations applied to {}", config.meta_url());
+        }
+        Command::Keys { action } => {
+            let meta = app::open_meta(&config).await?;
+            keys_command(&config, &meta, action).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn keys_command(config: &Config, meta: &dyn MetaStore, action: KeysAction) -> Result<()> {
+    match action {
+        KeysAction::Create { name, permissions, expires_in_days } => {
+            let perms = keys::parse_permissions(&permissions).map_err(anyhow::Error::msg)?;
+            if expires_in_days.is_some_and(|d| d <= 0) {
+                bail!("--expires-in-days must be positive");
+            }
+            let expires = expires_in_days.map(|d| Utc::now() + Duration::days(d));
+            let key = keys::create(meta, &config.auth.key_env, &name, perms, expires).await?;
+            println!("key id:  {}", key.record.key_id);
+            println!("api key: {}", key.secret);
+            println!("(shown once; store it now)");
+        }
+        KeysAction::List => {
+            println!("{:<22} {:<20} {:<24} {:<22} {:<10}", "KEY ID", "NAME", "PERMISSIONS", "EXPIRES", "STATE");
+            for k in meta.list_keys().await? {
+                let perms: Vec<&str> = k.permissions.iter().map(|p| p.as_str()).collect();
+                let state = if k.revoked_at.is_some() {
+                    "revoked"
+                } else if k.is_live(Utc::now()) {
+                    "active"
+                } else {
+                    "expired"
+                };
+                let expires = k.expires_at.map(|t| t.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_else(|| "never".into());
+                println!("{:<22} {:<20} {:<24} {:<22} {:<10}", k.key_id, k.name, perms.join(","), expires, state);
+            }
+        }
+        KeysAction::Revoke { key_id } => {
+            if !meta.revoke_key(&key_id).await? {
+                bail!("no key with id {key_id}");
+            }
+            println!("revoked {key_id}");
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

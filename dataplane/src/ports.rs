@@ -1,0 +1,186 @@
+//! The dataplane's ports: one trait per capability (DESIGN.md §4.3).
+//!
+//! Services hold `Arc<dyn Trait>` and never know which backend answers. The
+//! embedded adapters live in [`crate::store`] and [`crate::queue`]; production
+//! adapters are added beside them and chosen from configuration by URL scheme.
+
+use crate::domain::{
+    ApiKeyRecord, AuditEntry, Candidate, Claim, Decision, ExtractionPlan, Fact, HistoryEntry, Job,
+};
+use async_trait::async_trait;
+use pika_common::wire::{ExtractRequest, Message};
+use std::collections::HashMap;
+
+/// Errors of the storage ports.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{what} not found")]
+    NotFound { what: String },
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("the job claim was lost (another worker or a restart took it over)")]
+    ClaimLost,
+    #[error("backend unavailable: {0}")]
+    Unavailable(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("embedding model mismatch: index holds {stored}, service uses {configured}; run `pika-dataplane reindex`")]
+    ModelMismatch { stored: String, configured: String },
+}
+
+impl StoreError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+/// A job to be inserted, with its idempotency key.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub job_id: String,
+    pub idempotency_key: String,
+    pub request: ExtractRequest,
+}
+
+/// One page of a user's facts.
+#[derive(Debug, Clone)]
+pub struct FactPage {
+    pub facts: Vec<Fact>,
+    pub next_cursor: Option<String>,
+}
+
+/// Facts, jobs, history, keys and audit (the critical metadata store).
+#[async_trait]
+pub trait MetaStore: Send + Sync {
+    /// Round trip used by health checks.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Inserts the job, or returns the existing one with the same idempotency key
+    /// (`false` in the second slot).
+    async fn create_job(&self, job: NewJob) -> Result<(Job, bool), StoreError>;
+    async fn get_job(&self, job_id: &str) -> Result<Option<Job>, StoreError>;
+    /// Ids of jobs waiting in `queued`, oldest first.
+    async fn queued_job_ids(&self, limit: usize) -> Result<Vec<String>, StoreError>;
+    /// Moves every `processing` job back to `queued` (embedded start-up: no other worker exists).
+    async fn requeue_processing(&self) -> Result<u64, StoreError>;
+    /// Takes a queued job for processing; `None` when it is not queued (done, taken, missing).
+    async fn claim_job(&self, job_id: &str) -> Result<Option<(Claim, Job)>, StoreError>;
+    /// Writes the plan and completes the job in one transaction, if the claim still holds.
+    async fn complete_job(&self, claim: &Claim, plan: &ExtractionPlan) -> Result<(), StoreError>;
+    /// Fails the job for good, or puts it back in `queued` when `retry` is set.
+    async fn fail_job(&self, claim: &Claim, error: &str, retry: bool) -> Result<(), StoreError>;
+
+    /// Active facts among `ids` (one query), in no particular order.
+    async fn active_facts(&self, ids: &[String]) -> Result<Vec<Fact>, StoreError>;
+    async fn get_fact(&self, fact_id: &str) -> Result<Option<Fact>, StoreError>;
+    async fn fact_history(&self, fact_id: &str) -> Result<Vec<HistoryEntry>, StoreError>;
+    async fn list_facts(
+        &self,
+        user_id: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<FactPage, StoreError>;
+    /// Marks a fact deleted and records it; `false` when it did not exist or was already gone.
+    async fn delete_fact(&self, fact_id: &str) -> Result<bool, StoreError>;
+    /// Removes everything stored for a user; returns the number of facts removed.
+    async fn delete_user(&self, user_id: &str) -> Result<u64, StoreError>;
+    /// Every fact (any status) and job of a user.
+    async fn export_user(&self, user_id: &str) -> Result<(Vec<Fact>, Vec<Job>), StoreError>;
+    /// Active facts of a user whose keyword text matches any of `terms` (folded syllables).
+    async fn keyword_candidates(
+        &self,
+        user_id: &str,
+        terms: &[String],
+        limit: usize,
+    ) -> Result<Vec<Fact>, StoreError>;
+    /// Bumps `accessed_count` and `last_accessed_at` for facts returned by a search.
+    async fn record_access(&self, fact_ids: &[String]) -> Result<(), StoreError>;
+
+    async fn insert_key(&self, record: &ApiKeyRecord, hash: &str) -> Result<(), StoreError>;
+    async fn key_by_hash(&self, hash: &str) -> Result<Option<ApiKeyRecord>, StoreError>;
+    async fn list_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError>;
+    /// `false` when no such key exists.
+    async fn revoke_key(&self, key_id: &str) -> Result<bool, StoreError>;
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
+}
+
+/// Fact vectors, searched per user.
+#[async_trait]
+pub trait VectorIndex: Send + Sync {
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// Inserts or replaces vectors keyed by fact id.
+    async fn upsert(&self, user_id: &str, items: &[(String, Vec<f32>)]) -> Result<(), StoreError>;
+    /// The `k` nearest facts of the user with their cosine, best first.
+    async fn search(
+        &self,
+        user_id: &str,
+        query: &[f32],
+        k: usize,
+    ) -> Result<Vec<(String, f32)>, StoreError>;
+    async fn delete(&self, user_id: &str, fact_ids: &[String]) -> Result<(), StoreError>;
+    async fn delete_user(&self, user_id: &str) -> Result<(), StoreError>;
+}
+
+/// Entities and relations between facts.
+#[async_trait]
+pub trait FactGraph: Send + Sync {
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// Records each fact and the entities it mentions (idempotent).
+    async fn upsert_facts(&self, user_id: &str, facts: &[(String, Vec<String>)])
+    -> Result<(), StoreError>;
+    /// For each of `fact_ids`, other facts of the user sharing an entity (one query).
+    async fn related(
+        &self,
+        user_id: &str,
+        fact_ids: &[String],
+        per_fact: usize,
+    ) -> Result<HashMap<String, Vec<String>>, StoreError>;
+    async fn delete_facts(&self, user_id: &str, fact_ids: &[String]) -> Result<(), StoreError>;
+    async fn delete_user(&self, user_id: &str) -> Result<(), StoreError>;
+}
+
+/// Delivers job ids to workers.
+#[async_trait]
+pub trait JobQueue: Send + Sync {
+    /// Makes a job (already stored as `queued`) visible to workers.
+    async fn publish(&self, job_id: &str) -> Result<(), StoreError>;
+    /// Waits for the next job id.
+    async fn next(&self) -> Result<String, StoreError>;
+}
+
+/// Tells caches that a user's data changed.
+#[async_trait]
+pub trait CacheSignals: Send + Sync {
+    /// Bumps the user's generation and announces it; returns the new generation.
+    async fn bump(&self, user_id: &str) -> Result<u64, StoreError>;
+    async fn generation(&self, user_id: &str) -> Result<u64, StoreError>;
+}
+
+/// Errors of extractors.
+#[derive(Debug, thiserror::Error)]
+pub enum ExtractError {
+    #[error("language model unavailable: {0}")]
+    Unavailable(String),
+    #[error("language model reply rejected: {0}")]
+    BadReply(String),
+}
+
+impl ExtractError {
+    pub fn is_transient(&self) -> bool {
+        // A malformed reply is retried too: models are not deterministic.
+        true
+    }
+}
+
+/// Pulls candidate facts about the child out of a conversation.
+#[async_trait]
+pub trait Extractor: Send + Sync {
+    fn name(&self) -> &str;
+    async fn extract(&self, conversation: &[Message]) -> Result<Vec<Candidate>, ExtractError>;
+    /// Decides how `candidate` relates to similar existing facts (`neighbors`, with cosine).
+    async fn decide(
+        &self,
+        candidate: &Candidate,
+        neighbors: &[(Fact, f32)],
+    ) -> Result<Decision, ExtractError>;
+}

@@ -1,0 +1,49 @@
+//! `JobQueue` embedded: the jobs table is the queue; this channel only wakes
+//! in-process workers. Durability comes from the table: at start-up every
+//! `queued` job (and every `processing` one, whose worker died with the
+//! previous process) is delivered again, and claiming is an atomic
+//! `queued → processing` update, so a duplicate delivery is harmless.
+
+use crate::ports::{JobQueue, MetaStore, StoreError};
+use async_trait::async_trait;
+use tokio::sync::{Mutex, mpsc};
+
+/// In-process queue over the metadata store.
+pub struct EmbeddedQueue {
+    tx: mpsc::UnboundedSender<String>,
+    rx: Mutex<mpsc::UnboundedReceiver<String>>,
+}
+
+impl EmbeddedQueue {
+    /// Creates the queue and re-delivers every unfinished job found in `meta`.
+    pub async fn recover(meta: &dyn MetaStore) -> Result<(Self, usize), StoreError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let requeued = meta.requeue_processing().await?;
+        if requeued > 0 {
+            tracing::warn!(requeued, "jobs interrupted by the previous shutdown were requeued");
+        }
+        let pending = meta.queued_job_ids(usize::MAX >> 1).await?;
+        for id in &pending {
+            let _ = tx.send(id.clone());
+        }
+        Ok((EmbeddedQueue { tx, rx: Mutex::new(rx) }, pending.len()))
+    }
+}
+
+#[async_trait]
+impl JobQueue for EmbeddedQueue {
+    async fn publish(&self, job_id: &str) -> Result<(), StoreError> {
+        self.tx
+            .send(job_id.to_string())
+            .map_err(|_| StoreError::Unavailable("job queue closed".into()))
+    }
+
+    async fn next(&self) -> Result<String, StoreError> {
+        self.rx
+            .lock()
+            .await
+            .recv()
+            .await
+            .ok_or_else(|| StoreError::Unavailable("job queue closed".into()))
+    }
+}

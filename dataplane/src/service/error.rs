@@ -1,0 +1,25 @@
+//! The service layer's error; the HTTP layer maps it to the envelope in one place.
+
+use crate::ports::{ExtractError, StoreError};
+use pika_common::embed::EmbedError;
+use pika_common::validate::ValidationErrors;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("invalid request: {}", .0.summary())]
+    Validation(ValidationErrors),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("missing or invalid API key")]
+    Unauthorized,
+    #[error("this API key lacks the {0} permission")]
+    Forbidden(&'static str),
+    #[error("extraction failed: {0}")]
+    ExtractionFailed(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Embed(#[from] EmbedError),
+    #[error(transparent)]
+    Extract(#[from] ExtractError),
+}

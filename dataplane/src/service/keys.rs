@@ -1,0 +1,79 @@
+//! API keys (DESIGN.md §7): `pika_<env>_sk_<random>`, stored as SHA-256 hashes.
+//!
+//! A SHA-256 of a 190-bit random secret is safe to store (no dictionary to
+//! attack, unlike passwords) and cheap enough to check on every request.
+
+use crate::domain::{ApiKeyRecord, Permission};
+use crate::ports::{MetaStore, StoreError};
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use rand::distr::Alphanumeric;
+use sha2::{Digest, Sha256};
+
+/// SHA-256 of the whole key, lowercase hex.
+pub fn hash_key(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+/// A freshly created key: the secret is shown once and never stored.
+pub struct NewKey {
+    pub secret: String,
+    pub record: ApiKeyRecord,
+}
+
+/// Creates and stores a key.
+pub async fn create(
+    meta: &dyn MetaStore,
+    env: &str,
+    name: &str,
+    permissions: Vec<Permission>,
+    expires_at: Option<DateTime<Utc>>,
+) -> Result<NewKey, StoreError> {
+    let random: String = rand::rng().sample_iter(&Alphanumeric).take(32).map(char::from).collect();
+    let secret = format!("pika_{env}_sk_{random}");
+    let record = ApiKeyRecord {
+        key_id: format!("key_{}", &uuid::Uuid::now_v7().simple().to_string()[..16]),
+        name: name.to_string(),
+        prefix: format!("{}…", &secret[..secret.len().min(env.len() + 13)]),
+        permissions,
+        created_at: Utc::now(),
+        expires_at,
+        revoked_at: None,
+    };
+    meta.insert_key(&record, &hash_key(&secret)).await?;
+    Ok(NewKey { secret, record })
+}
+
+/// Parses `extract,search` into permissions.
+pub fn parse_permissions(s: &str) -> Result<Vec<Permission>, String> {
+    let mut out = Vec::new();
+    for p in s.split(',').filter(|p| !p.trim().is_empty()) {
+        let perm = Permission::parse(p).ok_or_else(|| format!("unknown permission {p:?} (extract, search, admin)"))?;
+        if !out.contains(&perm) {
+            out.push(perm);
+        }
+    }
+    if out.is_empty() {
+        return Err("at least one permission is required".into());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_is_stable_hex() {
+        assert_eq!(hash_key("a").len(), 64);
+        assert_eq!(hash_key("a"), hash_key("a"));
+        assert_ne!(hash_key("a"), hash_key("b"));
+    }
+
+    #[test]
+    fn permissions_parse() {
+        assert_eq!(parse_permissions("extract,search").expect("ok"), vec![Permission::Extract, Permission::Search]);
+        assert!(parse_permissions("read").is_err());
+        assert!(parse_permissions("").is_err());
+    }
+}

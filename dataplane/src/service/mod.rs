@@ -1,0 +1,10 @@
+//! Application services: what the API and the worker do, with no HTTP types.
+
+pub mod error;
+pub mod ingest;
+pub mod keys;
+pub mod ranking;
+pub mod search;
+pub mod worker;
+
+pub use error::ServiceError;

@@ -1,0 +1,133 @@
+//! Search: embed the query once (or take the sidecar's embedding), gather
+//! candidates from the vector index (over-fetched) and from keyword matching,
+//! hydrate them in one query, enrich relations in one query, re-rank, apply the
+//! threshold. No per-result queries.
+
+use crate::app::AppState;
+use crate::domain::Fact;
+use crate::service::ServiceError;
+use crate::service::ranking::{QueryTerms, Weights, fuse, keyword_score, recency, relationship, score};
+use chrono::Utc;
+use pika_common::wire::{SearchHit, SearchRequest, SearchResponse};
+use std::collections::HashMap;
+use std::time::Instant;
+
+/// A query embedding computed upstream (the sidecar), with its model.
+pub struct ProvidedEmbedding {
+    pub model: String,
+    pub vector: Vec<f32>,
+}
+
+/// Runs one search.
+pub async fn search(state: &AppState, req: &SearchRequest, provided: Option<ProvidedEmbedding>) -> Result<SearchResponse, ServiceError> {
+    let started = Instant::now();
+    let deps = &state.deps;
+    let cfg = &state.config.search;
+    let embedder = &deps.embedder;
+    let vector = match provided {
+        Some(p) if p.model == embedder.model_id() && p.vector.len() == embedder.dimension() => p.vector,
+        _ => {
+            let t = Instant::now();
+            let v = embedder.embed_one(&req.query).await?;
+            state.metrics.observe_dependency("embedder", "embed_query", t);
+            v
+        }
+    };
+    let k = (req.limit * cfg.overfetch.max(1)).max(50);
+    let qterms = QueryTerms::parse(&req.query);
+
+    let t = Instant::now();
+    let folded_terms = qterms.folded();
+    let (vector_hits, keyword_facts) = tokio::join!(
+        deps.vectors.search(&req.user_id, &vector, k),
+        deps.meta.keyword_candidates(&req.user_id, &folded_terms, k),
+    );
+    state.metrics.observe_dependency("vectors", "search", t);
+    let vector_hits = vector_hits?;
+    let keyword_facts = keyword_facts?;
+
+    let cosine: HashMap<&str, f32> = vector_hits.iter().map(|(id, s)| (id.as_str(), *s)).collect();
+    let mut facts: HashMap<String, Fact> = keyword_facts.into_iter().map(|f| (f.fact_id.clone(), f)).collect();
+    let missing: Vec<String> = vector_hits.iter().map(|(id, _)| id.clone()).filter(|id| !facts.contains_key(id)).collect();
+    for f in deps.meta.active_facts(&missing).await? {
+        facts.insert(f.fact_id.clone(), f);
+    }
+
+    let weights = Weights {
+        similarity: cfg.weight_similarity,
+        recency: cfg.weight_recency,
+        relationship: cfg.weight_relationship,
+        half_life_days: cfg.recency_half_life_days,
+        keyword_weight: cfg.keyword_weight,
+    };
+    let now = Utc::now();
+    let mut scored: Vec<(f32, f32, Fact)> = facts
+        .into_values()
+        .filter(|f| req.categories.as_ref().is_none_or(|cats| cats.contains(&f.category)))
+        .filter_map(|f| {
+            let cos = cosine.get(f.fact_id.as_str()).copied().unwrap_or(0.0);
+            let sim = fuse(cos, keyword_score(&req.query, &f), weights.keyword_weight);
+            (sim >= req.score_threshold).then_some((sim, 0.0, f))
+        })
+        .collect();
+
+    // Relations for every candidate in one query, then the final score.
+    let ids: Vec<String> = scored.iter().map(|(_, _, f)| f.fact_id.clone()).collect();
+    let related = if ids.is_empty() {
+        HashMap::new()
+    } else {
+        let t = Instant::now();
+        let r = deps.graph.related(&req.user_id, &ids, 5).await?;
+        state.metrics.observe_dependency("graph", "related", t);
+        r
+    };
+    for (sim, total, f) in scored.iter_mut() {
+        let rel_count = related.get(&f.fact_id).map_or(0, Vec::len);
+        *total = score(
+            &weights,
+            *sim,
+            recency(f.updated_at, now, weights.half_life_days),
+            relationship(f, &qterms, rel_count),
+        );
+    }
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| b.0.total_cmp(&a.0)));
+    scored.truncate(req.limit);
+
+    let results: Vec<SearchHit> = scored
+        .into_iter()
+        .map(|(sim, total, f)| SearchHit {
+            related_facts: if req.include_related { related.get(&f.fact_id).cloned().unwrap_or_default() } else { Vec::new() },
+            fact_id: f.fact_id,
+            content: f.content,
+            category: f.category,
+            score: round4(total),
+            similarity: round4(sim),
+            created_at: f.created_at,
+            conversation_id: f.conversation_id,
+            source_turns: f.source_turns,
+        })
+        .collect();
+
+    // Access counters are bookkeeping: never make the caller wait for them.
+    let returned: Vec<String> = results.iter().map(|r| r.fact_id.clone()).collect();
+    if !returned.is_empty() {
+        let meta = deps.meta.clone();
+        tokio::spawn(async move {
+            if let Err(e) = meta.record_access(&returned).await {
+                tracing::debug!(error = %e, "cannot record fact access");
+            }
+        });
+    }
+    Ok(SearchResponse {
+        query: req.query.clone(),
+        results_count: results.len(),
+        results,
+        processing_time_ms: (started.elapsed().as_secs_f64() * 1000.0 * 100.0).round() / 100.0,
+        degraded: false,
+        source: "vector+keyword".into(),
+    })
+}
+
+fn round4(x: f32) -> f32 {
+    (x * 10_000.0).round() / 10_000.0
+}

@@ -1,0 +1,334 @@
+//! The extraction worker: claim → extract → embed (one batch) → consolidate →
+//! write vectors and graph (idempotent upserts) → commit metadata and complete
+//! the job in one transaction → clean up replaced facts → bump the user's
+//! cache generation.
+//!
+//! Exactly-once: fact ids are derived from the job id, so a job re-run after a
+//! crash overwrites its own vectors and graph rows instead of adding new ones,
+//! and only the final transaction (guarded by the claim token) makes facts
+//! visible. Anything written before a crash and never committed is invisible:
+//! searches only return facts whose metadata row is active.
+
+use crate::app::AppState;
+use crate::domain::{Candidate, Claim, Decision, ExtractionPlan, Fact, FactStatus, HistoryEntry, HistoryEvent, Job};
+use crate::service::ServiceError;
+use chrono::{DateTime, Utc};
+use pika_common::vector::dot;
+use rand::Rng;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// Nearest existing facts looked at per candidate.
+const NEIGHBORS: usize = 8;
+
+/// What happened to one delivered job.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Completed,
+    Retrying,
+    Failed,
+    /// Not claimable: already done, taken by another worker, or unknown.
+    Skipped,
+}
+
+/// One worker loop; several run concurrently.
+pub struct Worker {
+    state: AppState,
+    id: usize,
+}
+
+impl Worker {
+    pub fn new(state: AppState, id: usize) -> Self {
+        Worker { state, id }
+    }
+
+    /// Takes jobs until shutdown; a job in progress is always finished first.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let next = tokio::select! {
+                _ = shutdown.changed() => break,
+                next = self.state.deps.queue.next() => next,
+            };
+            match next {
+                Ok(job_id) => {
+                    self.handle(&job_id).await;
+                }
+                Err(e) => {
+                    tracing::error!(worker = self.id, error = %e, "job queue failed; worker stops");
+                    break;
+                }
+            }
+        }
+        tracing::debug!(worker = self.id, "worker stopped");
+    }
+
+    /// Processes one delivered job id.
+    #[tracing::instrument(skip(self), fields(worker = self.id))]
+    pub async fn handle(&self, job_id: &str) -> Outcome {
+        let deps = &self.state.deps;
+        let (claim, job) = match deps.meta.claim_job(job_id).await {
+            Ok(Some(claimed)) => claimed,
+            Ok(None) => return Outcome::Skipped,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot claim job; redelivering later");
+                self.redeliver_later(job_id, 1);
+                return Outcome::Retrying;
+            }
+        };
+        let started = Instant::now();
+        let outcome = match self.process(&job, started).await {
+            Ok(plan) => self.commit(&claim, &job, plan).await,
+            Err(e) => Err(e),
+        };
+        let metrics = &self.state.metrics;
+        match outcome {
+            Ok(()) => {
+                metrics.jobs.with_label_values(&["completed"]).inc();
+                metrics.job_duration.with_label_values(&["completed"]).observe(started.elapsed().as_secs_f64());
+                metrics.queue_depth.dec();
+                let _ = self.state.job_done.send(job.job_id.clone());
+                Outcome::Completed
+            }
+            Err(ServiceError::Store(crate::ports::StoreError::ClaimLost)) => Outcome::Skipped,
+            Err(e) => {
+                let transient = match &e {
+                    ServiceError::Store(s) => s.is_transient(),
+                    ServiceError::Embed(s) => s.is_transient(),
+                    ServiceError::Extract(s) => s.is_transient(),
+                    _ => false,
+                };
+                let retry = transient && job.attempts < self.state.config.worker.max_attempts;
+                let message = format!("attempt {}: {e}", job.attempts);
+                tracing::warn!(job_id, error = %e, retry, "extraction attempt failed");
+                if let Err(store) = deps.meta.fail_job(&claim, &message, retry).await {
+                    tracing::error!(job_id, error = %store, "cannot record job failure; redelivering");
+                    self.redeliver_later(job_id, job.attempts);
+                    return Outcome::Retrying;
+                }
+                if retry {
+                    self.redeliver_later(job_id, job.attempts);
+                    Outcome::Retrying
+                } else {
+                    metrics.jobs.with_label_values(&["failed"]).inc();
+                    metrics.job_duration.with_label_values(&["failed"]).observe(started.elapsed().as_secs_f64());
+                    metrics.queue_depth.dec();
+                    let _ = self.state.job_done.send(job.job_id.clone());
+                    Outcome::Failed
+                }
+            }
+        }
+    }
+
+    /// Publishes the job again after exponential backoff with jitter.
+    fn redeliver_later(&self, job_id: &str, attempts: u32) {
+        let base = self.state.config.worker.retry_base_ms;
+        let exp = base.saturating_mul(1u64 << attempts.saturating_sub(1).min(10));
+        let jitter = rand::rng().random_range(0..=exp / 2 + 1);
+        let delay = Duration::from_millis(exp + jitter);
+        let queue = self.state.deps.queue.clone();
+        let id = job_id.to_string();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            if let Err(e) = queue.publish(&id).await {
+                tracing::error!(job_id = %id, error = %e, "cannot republish job; it stays queued for recovery");
+            }
+        });
+    }
+
+    /// Extracts and consolidates; writes nothing.
+    async fn process(&self, job: &Job, started: Instant) -> Result<ExtractionPlan, ServiceError> {
+        let deps = &self.state.deps;
+        let cfg = &self.state.config.worker;
+        let candidates = deps.extractor.extract(&job.request.conversation).await?;
+        let mut plan = ExtractionPlan::default();
+        if candidates.is_empty() {
+            plan.result.processing_time_ms = started.elapsed().as_millis() as u64;
+            return Ok(plan);
+        }
+        let vectors = deps.embedder.embed(candidates.iter().map(|c| c.content.clone()).collect()).await?;
+
+        // Neighbours of every candidate, hydrated in one batch.
+        let mut hits: Vec<Vec<(String, f32)>> = Vec::with_capacity(candidates.len());
+        for v in &vectors {
+            hits.push(deps.vectors.search(&job.user_id, v, NEIGHBORS).await?);
+        }
+        let mut ids: Vec<String> = hits.iter().flatten().map(|(id, _)| id.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        let existing: HashMap<String, Fact> =
+            deps.meta.active_facts(&ids).await?.into_iter().map(|f| (f.fact_id.clone(), f)).collect();
+
+        let now = Utc::now();
+        let mut new_vectors: Vec<(usize, Vec<f32>)> = Vec::new();
+        let mut touched: Vec<String> = Vec::new();
+        for (i, (cand, vector)) in candidates.iter().zip(&vectors).enumerate() {
+            let neighbors: Vec<(Fact, f32)> = hits[i]
+                .iter()
+                .filter(|(id, _)| !touched.contains(id))
+                .filter_map(|(id, s)| existing.get(id).map(|f| (f.clone(), *s)))
+                .collect();
+            // The same fact twice in one conversation.
+            if let Some((j, _)) = new_vectors.iter().find(|(_, v)| dot(v, vector) >= cfg.duplicate_threshold) {
+                let id = plan.new_facts[*j].fact_id.clone();
+                if !plan.result.fact_ids.contains(&id) {
+                    plan.result.fact_ids.push(id);
+                }
+                continue;
+            }
+            let decision = match duplicate_of(cand, &neighbors, cfg.duplicate_threshold) {
+                Some(id) => Decision::Keep(id),
+                None => deps.extractor.decide(cand, &neighbors).await?,
+            };
+            let new_id = fact_id_for(&job.job_id, job.created_at, i);
+            match decision {
+                Decision::Keep(id) => {
+                    plan.refreshed.push((id.clone(), cand.confidence));
+                    plan.result.unchanged += 1;
+                    touched.push(id.clone());
+                    plan.result.fact_ids.push(id);
+                }
+                Decision::Add => {
+                    plan.history.push(history(&new_id, HistoryEvent::Add, None, Some(&cand.content), None, job, now));
+                    new_vectors.push((plan.new_facts.len(), vector.clone()));
+                    plan.new_facts.push(new_fact(new_id.clone(), cand, job, None, now));
+                    plan.result.added += 1;
+                    plan.result.fact_ids.push(new_id);
+                }
+                Decision::Update(old_id) | Decision::Delete(old_id) => {
+                    let old_content = existing.get(&old_id).map(|f| f.content.clone());
+                    plan.history.push(history(&old_id, HistoryEvent::Update, old_content.as_deref(), Some(&cand.content), Some(&new_id), job, now));
+                    plan.history.push(history(&new_id, HistoryEvent::Update, old_content.as_deref(), Some(&cand.content), Some(&old_id), job, now));
+                    plan.superseded.push((old_id.clone(), new_id.clone()));
+                    new_vectors.push((plan.new_facts.len(), vector.clone()));
+                    plan.new_facts.push(new_fact(new_id.clone(), cand, job, Some(old_id.clone()), now));
+                    plan.result.updated += 1;
+                    touched.push(old_id);
+                    plan.result.fact_ids.push(new_id);
+                }
+            }
+        }
+        plan.result.facts_count = plan.result.fact_ids.len();
+        plan.result.processing_time_ms = started.elapsed().as_millis() as u64;
+        // Vectors travel with the plan in new-fact order.
+        self.write_side_stores(job, &plan, new_vectors.into_iter().map(|(_, v)| v).collect()).await?;
+        Ok(plan)
+    }
+
+    /// Vectors and graph first (idempotent, keyed by fact id); invisible until the commit.
+    async fn write_side_stores(&self, job: &Job, plan: &ExtractionPlan, vectors: Vec<Vec<f32>>) -> Result<(), ServiceError> {
+        if plan.new_facts.is_empty() {
+            return Ok(());
+        }
+        let deps = &self.state.deps;
+        let items: Vec<(String, Vec<f32>)> =
+            plan.new_facts.iter().map(|f| f.fact_id.clone()).zip(vectors).collect();
+        deps.vectors.upsert(&job.user_id, &items).await?;
+        let nodes: Vec<(String, Vec<String>)> =
+            plan.new_facts.iter().map(|f| (f.fact_id.clone(), f.entities.clone())).collect();
+        deps.graph.upsert_facts(&job.user_id, &nodes).await?;
+        Ok(())
+    }
+
+    async fn commit(&self, claim: &Claim, job: &Job, mut plan: ExtractionPlan) -> Result<(), ServiceError> {
+        let deps = &self.state.deps;
+        plan.result.processing_time_ms = plan.result.processing_time_ms.max(1);
+        deps.meta.complete_job(claim, &plan).await?;
+        let old: Vec<String> = plan.superseded.iter().map(|(o, _)| o.clone()).collect();
+        if !old.is_empty() {
+            // Best effort: replaced facts are already invisible (metadata says superseded).
+            if let Err(e) = deps.vectors.delete(&job.user_id, &old).await {
+                tracing::warn!(error = %e, "cannot drop vectors of replaced facts");
+            }
+            if let Err(e) = deps.graph.delete_facts(&job.user_id, &old).await {
+                tracing::warn!(error = %e, "cannot drop graph nodes of replaced facts");
+            }
+        }
+        if let Err(e) = deps.signals.bump(&job.user_id).await {
+            tracing::warn!(error = %e, "cannot bump cache generation");
+        }
+        Ok(())
+    }
+}
+
+/// An existing fact that says the same thing (same polarity, near-identical vector or text).
+fn duplicate_of(cand: &Candidate, neighbors: &[(Fact, f32)], threshold: f32) -> Option<String> {
+    let norm = |s: &str| pika_common::text::syllables(s).join(" ");
+    neighbors
+        .iter()
+        .find(|(f, s)| f.polarity == cand.polarity && (*s >= threshold || norm(&f.content) == norm(&cand.content)))
+        .map(|(f, _)| f.fact_id.clone())
+}
+
+/// A UUIDv7 whose time is the job's creation and whose random bits come from
+/// the job id and the candidate index: the same job always yields the same ids.
+pub fn fact_id_for(job_id: &str, created_at: DateTime<Utc>, index: usize) -> String {
+    let digest = Sha256::digest(format!("{job_id}/{index}").as_bytes());
+    let mut random = [0u8; 10];
+    random.copy_from_slice(&digest[..10]);
+    let ms = created_at.timestamp_millis().max(0) as u64;
+    uuid::Builder::from_unix_timestamp_millis(ms, &random).into_uuid().to_string()
+}
+
+fn new_fact(fact_id: String, c: &Candidate, job: &Job, supersedes: Option<String>, now: DateTime<Utc>) -> Fact {
+    Fact {
+        fact_id,
+        user_id: job.user_id.clone(),
+        conversation_id: job.conversation_id.clone(),
+        content: c.content.clone(),
+        category: c.category,
+        confidence: c.confidence,
+        entities: c.entities.clone(),
+        tags: c.tags.clone(),
+        source_turns: c.source_turns.clone(),
+        language: c.language.clone(),
+        status: FactStatus::Active,
+        polarity: c.polarity,
+        predicate: c.predicate.clone(),
+        supersedes,
+        created_at: now,
+        updated_at: now,
+        accessed_count: 0,
+        last_accessed_at: None,
+    }
+}
+
+fn history(
+    fact_id: &str,
+    event: HistoryEvent,
+    old: Option<&str>,
+    new: Option<&str>,
+    related: Option<&str>,
+    job: &Job,
+    now: DateTime<Utc>,
+) -> HistoryEntry {
+    HistoryEntry {
+        fact_id: fact_id.to_string(),
+        event,
+        old_content: old.map(str::to_string),
+        new_content: new.map(str::to_string),
+        related_fact_id: related.map(str::to_string),
+        job_id: Some(job.job_id.clone()),
+        created_at: now,
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fact_ids_are_deterministic_v7() {
+        let t = Utc::now();
+        let a = fact_id_for("job-1", t, 0);
+        assert_eq!(a, fact_id_for("job-1", t, 0));
+        assert_ne!(a, fact_id_for("job-1", t, 1));
+        let u = uuid::Uuid::parse_str(&a).expect("uuid");
+        assert_eq!(u.get_version_num(), 7);
+    }
+}

@@ -1,0 +1,34 @@
+//! Storage adapters. `sqlite` is the embedded default for every port: one file
+//! under the data dir holds facts, jobs, history, keys, audit, vectors and the
+//! entity graph, so a first-day developer needs no server.
+
+mod sqlite;
+mod sqlite_graph;
+mod sqlite_vectors;
+mod local_signals;
+
+pub use local_signals::LocalSignals;
+pub use sqlite::SqliteMetaStore;
+pub use sqlite_graph::SqliteGraph;
+pub use sqlite_vectors::SqliteVectorIndex;
+
+use chrono::{DateTime, TimeZone, Utc};
+
+pub(crate) fn to_ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+pub(crate) fn from_ms(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+/// Folded keyword text of a fact: syllables of content and tags, diacritics removed.
+pub(crate) fn keyword_text(content: &str, tags: &[String]) -> String {
+    let mut words: Vec<String> = pika_common::text::syllables(content)
+        .iter()
+        .chain(tags.iter().flat_map(|t| pika_common::text::syllables(t)).collect::<Vec<_>>().iter())
+        .map(|s| pika_common::text::fold(s))
+        .collect();
+    words.dedup();
+    words.join(" ")
+}
