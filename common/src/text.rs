@@ -45,28 +45,40 @@ pub fn looks_vietnamese(s: &str) -> bool {
     !words.is_empty() && hits * 3 >= words.len()
 }
 
-/// Function words that carry no topic in either language (folded forms).
-/// "con" is the Vietnamese animal classifier ("con mèo"), "bé" the child.
-const STOPWORDS: &[&str] = &[
-    // Vietnamese (folded)
-    "cua", "be", "la", "gi", "con", "cai", "nhung", "cac", "co", "khong", "va", "voi", "thi",
-    "ma", "nay", "do", "nao", "ai", "ban", "minh", "to", "toi", "em", "cau", "no", "duoc", "da",
-    "dang", "se", "rat", "lam", "nhe", "a", "oi", "u", "vang", "da", "cung", "nhu", "the",
-    "o", "mot", "hai", "ve", "cho", "tu", "ra", "vao", "len", "hay", "chau", "nua", "roi",
-    "chua", "bao", "gio", "sao", "vay", "ne",
-    // English
-    "the", "an", "is", "are", "was", "were", "what", "which", "who", "whom", "does", "do",
-    "did", "have", "has", "had", "of", "in", "on", "for", "child", "kid", "kids", "user",
+/// Vietnamese function words, with their tones: folding first would merge
+/// "cưng" (pet, as in thú cưng) with "cũng" (also). "con" is the animal
+/// classifier ("con mèo"), "bé" the child.
+const STOPWORDS_VI: &[&str] = &[
+    "của", "bé", "là", "gì", "con", "cái", "những", "các", "có", "không", "và", "với", "thì",
+    "mà", "này", "đó", "nào", "ai", "bạn", "mình", "tớ", "tôi", "em", "cậu", "nó", "được", "đã",
+    "đang", "sẽ", "rất", "lắm", "nhé", "ạ", "ơi", "à", "ừ", "vâng", "dạ", "cũng", "như", "thế",
+    "ở", "một", "về", "cho", "từ", "ra", "vào", "lên", "hay", "cháu", "nữa", "rồi", "chưa", "bao",
+    "giờ", "sao", "vậy", "nè", "thích", "gì", "nhỉ", "hả", "đâu",
+];
+
+/// English function words.
+const STOPWORDS_EN: &[&str] = &[
+    "the", "a", "an", "is", "are", "was", "were", "what", "which", "who", "whom", "does", "do",
+    "did", "have", "has", "had", "of", "in", "on", "for", "to", "child", "kid", "kids", "user",
     "my", "i", "me", "you", "your", "his", "her", "their", "they", "he", "she", "it", "its",
     "and", "or", "with", "about", "that", "this", "there", "any", "some", "s", "am", "be",
     "been", "at", "by", "from", "as", "if", "so", "can", "will", "would", "yes", "no", "not",
     "dont", "don", "t", "m", "ll", "ve", "re", "d", "them", "us", "we", "our", "how", "why",
-    "when", "where", "tell", "know", "named", "called", "name",
+    "when", "where", "tell", "know", "named", "called", "name", "like", "likes",
 ];
 
-/// True when the folded syllable is a function word.
-pub fn is_stopword(folded: &str) -> bool {
-    STOPWORDS.contains(&folded)
+/// True when the (lowercase, accented) syllable is a function word. Text typed
+/// without diacritics is also checked against the folded Vietnamese list.
+pub fn is_stopword(word: &str) -> bool {
+    static FOLDED_VI: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    if STOPWORDS_VI.contains(&word) || STOPWORDS_EN.contains(&word) {
+        return true;
+    }
+    word.is_ascii()
+        && FOLDED_VI
+            .get_or_init(|| STOPWORDS_VI.iter().map(|w| fold(w)).collect())
+            .iter()
+            .any(|w| w == word)
 }
 
 /// A topic term of a text: the accented syllable and its folded form.
@@ -82,7 +94,7 @@ pub fn terms(s: &str) -> Vec<Term> {
     let mut out: Vec<Term> = Vec::new();
     for syl in syllables(s) {
         let folded = fold(&syl);
-        if is_stopword(&folded) {
+        if is_stopword(&syl) {
             continue;
         }
         let mut push = |exact: String, folded: String| {

@@ -1,0 +1,11 @@
+//! HTTP-level integration tests of the dataplane: real servers on free ports,
+//! real SQLite, the real MiniLM model (or a local OpenAI-compatible server).
+//! One test binary (modules below) to keep link time down on small machines.
+
+mod harness;
+mod mock_openai;
+
+mod api;
+mod openai_compat;
+mod restart;
+mod validation;
