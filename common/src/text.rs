@@ -49,22 +49,21 @@ pub fn looks_vietnamese(s: &str) -> bool {
 /// "cưng" (pet, as in thú cưng) with "cũng" (also). "con" is the animal
 /// classifier ("con mèo"), "bé" the child.
 const STOPWORDS_VI: &[&str] = &[
-    "của", "bé", "là", "gì", "con", "cái", "những", "các", "có", "không", "và", "với", "thì",
-    "mà", "này", "đó", "nào", "ai", "bạn", "mình", "tớ", "tôi", "em", "cậu", "nó", "được", "đã",
-    "đang", "sẽ", "rất", "lắm", "nhé", "ạ", "ơi", "à", "ừ", "vâng", "dạ", "cũng", "như", "thế",
-    "ở", "một", "về", "cho", "từ", "ra", "vào", "lên", "hay", "cháu", "nữa", "rồi", "chưa", "bao",
-    "giờ", "sao", "vậy", "nè", "thích", "gì", "nhỉ", "hả", "đâu",
+    "của", "bé", "là", "gì", "con", "cái", "những", "các", "có", "không", "và", "với", "thì", "mà", "này",
+    "đó", "nào", "ai", "bạn", "mình", "tớ", "tôi", "em", "cậu", "nó", "được", "đã", "đang", "sẽ", "rất",
+    "lắm", "nhé", "ạ", "ơi", "à", "ừ", "vâng", "dạ", "cũng", "như", "thế", "ở", "một", "về", "cho", "từ",
+    "ra", "vào", "lên", "hay", "cháu", "nữa", "rồi", "chưa", "bao", "giờ", "sao", "vậy", "nè", "thích", "gì",
+    "nhỉ", "hả", "đâu",
 ];
 
 /// English function words.
 const STOPWORDS_EN: &[&str] = &[
-    "the", "a", "an", "is", "are", "was", "were", "what", "which", "who", "whom", "does", "do",
-    "did", "have", "has", "had", "of", "in", "on", "for", "to", "child", "kid", "kids", "user",
-    "my", "i", "me", "you", "your", "his", "her", "their", "they", "he", "she", "it", "its",
-    "and", "or", "with", "about", "that", "this", "there", "any", "some", "s", "am", "be",
-    "been", "at", "by", "from", "as", "if", "so", "can", "will", "would", "yes", "no", "not",
-    "dont", "don", "t", "m", "ll", "ve", "re", "d", "them", "us", "we", "our", "how", "why",
-    "when", "where", "tell", "know", "named", "called", "name", "like", "likes",
+    "the", "a", "an", "is", "are", "was", "were", "what", "which", "who", "whom", "does", "do", "did",
+    "have", "has", "had", "of", "in", "on", "for", "to", "child", "kid", "kids", "user", "my", "i", "me",
+    "you", "your", "his", "her", "their", "they", "he", "she", "it", "its", "and", "or", "with", "about",
+    "that", "this", "there", "any", "some", "s", "am", "be", "been", "at", "by", "from", "as", "if", "so",
+    "can", "will", "would", "yes", "no", "not", "dont", "don", "t", "m", "ll", "ve", "re", "d", "them", "us",
+    "we", "our", "how", "why", "when", "where", "tell", "know", "named", "called", "name", "like", "likes",
 ];
 
 /// True when the (lowercase, accented) syllable is a function word. Text typed
@@ -119,10 +118,10 @@ fn english_singular(w: &str) -> Option<String> {
     if let Some(stem) = w.strip_suffix("ies") {
         return Some(format!("{stem}y"));
     }
-    if let Some(stem) = w.strip_suffix("es") {
-        if stem.ends_with("sh") || stem.ends_with("ch") || stem.ends_with('x') {
-            return Some(stem.to_string());
-        }
+    if let Some(stem) = w.strip_suffix("es")
+        && (stem.ends_with("sh") || stem.ends_with("ch") || stem.ends_with('x'))
+    {
+        return Some(stem.to_string());
     }
     w.strip_suffix('s').map(str::to_string)
 }
@@ -139,7 +138,10 @@ mod tests {
 
     #[test]
     fn terms_drop_function_words_in_both_languages() {
-        let t: Vec<String> = terms("thú cưng của bé là gì").into_iter().map(|t| t.exact).collect();
+        let t: Vec<String> = terms("thú cưng của bé là gì")
+            .into_iter()
+            .map(|t| t.exact)
+            .collect();
         assert_eq!(t, vec!["thú", "cưng"]);
         let t: Vec<String> = terms("What pets does the child have?")
             .into_iter()

@@ -34,7 +34,10 @@ pub struct ValidationErrors(pub Vec<FieldError>);
 
 impl ValidationErrors {
     fn push(&mut self, field: impl Into<String>, reason: impl Into<String>) {
-        self.0.push(FieldError { field: field.into(), reason: reason.into() });
+        self.0.push(FieldError {
+            field: field.into(),
+            reason: reason.into(),
+        });
     }
 
     /// A one-line summary for the envelope's `message`.
@@ -60,7 +63,9 @@ pub fn check_id(value: &str) -> Result<(), String> {
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '@' | '-')))
     {
-        return Err(format!("contains {bad:?}; allowed are letters, digits and _ . : @ -"));
+        return Err(format!(
+            "contains {bad:?}; allowed are letters, digits and _ . : @ -"
+        ));
     }
     Ok(())
 }
@@ -113,10 +118,10 @@ pub fn extract(raw: RawExtractRequest) -> Result<ExtractRequest, ValidationError
         }
         Some(_) => errs.push("conversation", "must be an array of messages"),
     }
-    if let Some(meta) = &raw.metadata {
-        if !(meta.is_object() || meta.is_null()) {
-            errs.push("metadata", "must be an object");
-        }
+    if let Some(meta) = &raw.metadata
+        && !(meta.is_object() || meta.is_null())
+    {
+        errs.push("metadata", "must be an object");
     }
     match (user_id, conversation_id) {
         (Some(user_id), Some(conversation_id)) if errs.0.is_empty() => Ok(ExtractRequest {
@@ -131,7 +136,10 @@ pub fn extract(raw: RawExtractRequest) -> Result<ExtractRequest, ValidationError
 
 fn message(item: &Value, i: usize, errs: &mut ValidationErrors) -> Option<Message> {
     let Some(obj) = item.as_object() else {
-        errs.push(format!("conversation[{i}]"), "must be an object with role and content");
+        errs.push(
+            format!("conversation[{i}]"),
+            "must be an object with role and content",
+        );
         return None;
     };
     let role = match obj.get("role") {
@@ -142,7 +150,10 @@ fn message(item: &Value, i: usize, errs: &mut ValidationErrors) -> Option<Messag
             None
         }
         Some(_) => {
-            errs.push(format!("conversation[{i}].role"), "must be \"user\" or \"assistant\"");
+            errs.push(
+                format!("conversation[{i}].role"),
+                "must be \"user\" or \"assistant\"",
+            );
             None
         }
     };
@@ -171,7 +182,10 @@ fn message(item: &Value, i: usize, errs: &mut ValidationErrors) -> Option<Messag
             None
         }
     };
-    Some(Message { role: role?, content: content? })
+    Some(Message {
+        role: role?,
+        content: content?,
+    })
 }
 
 /// Validates a search request and applies defaults.
@@ -189,7 +203,10 @@ pub fn search(raw: RawSearchRequest) -> Result<SearchRequest, ValidationErrors> 
                 errs.push("query", "must not be empty");
                 None
             } else if n > MAX_QUERY_CHARS {
-                errs.push("query", format!("must be at most {MAX_QUERY_CHARS} characters (got {n})"));
+                errs.push(
+                    "query",
+                    format!("must be at most {MAX_QUERY_CHARS} characters (got {n})"),
+                );
                 None
             } else {
                 Some(q.trim().to_string())
@@ -306,7 +323,10 @@ mod tests {
     fn search_defaults_and_limits() {
         let ok = search(serde_json::from_value(json!({"user_id":"u","query":" cat "})).expect("shape"))
             .expect("valid");
-        assert_eq!((ok.limit, ok.score_threshold, ok.include_related), (20, 0.4, true));
+        assert_eq!(
+            (ok.limit, ok.score_threshold, ok.include_related),
+            (20, 0.4, true)
+        );
         assert_eq!(ok.query, "cat");
         let e = search(
             serde_json::from_value(json!({"user_id":"u","query":"q","limit":0,"score_threshold":1.5}))

@@ -259,10 +259,16 @@ pub struct Envelope<T> {
 
 impl<T> Envelope<T> {
     pub fn success(data: T) -> Self {
-        Envelope { status: "success".into(), data }
+        Envelope {
+            status: "success".into(),
+            data,
+        }
     }
 
     pub fn accepted(data: T) -> Self {
-        Envelope { status: "accepted".into(), data }
+        Envelope {
+            status: "accepted".into(),
+            data,
+        }
     }
 }

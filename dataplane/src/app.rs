@@ -2,6 +2,7 @@
 //! HTTP server, and shuts them down together.
 
 use crate::config::Config;
+use crate::domain::Permission;
 use crate::extract::{LlmExtractor, LlmOptions, RuleExtractor};
 use crate::metrics::Metrics;
 use crate::ports::{CacheSignals, Extractor, FactGraph, JobQueue, MetaStore, StoreError, VectorIndex};
@@ -9,7 +10,6 @@ use crate::queue::EmbeddedQueue;
 use crate::service::keys;
 use crate::service::worker::Worker;
 use crate::store::{LocalSignals, SqliteGraph, SqliteMetaStore, SqliteVectorIndex};
-use crate::domain::Permission;
 use pika_common::embed::{Embedder, MiniLmEmbedder, MiniLmOptions, OpenAiEmbedder, OpenAiEmbedderOptions};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -77,7 +77,10 @@ pub fn build_embedder(config: &Config) -> Result<Arc<dyn Embedder>, StartError> 
             request_dimensions: e.model.starts_with("text-embedding-3"),
             timeout: Duration::from_millis(e.timeout_ms),
         })?)),
-        other => Err(StartError::Unsupported { what: "embedding.provider", value: other.into() }),
+        other => Err(StartError::Unsupported {
+            what: "embedding.provider",
+            value: other.into(),
+        }),
     }
 }
 
@@ -91,7 +94,10 @@ fn build_extractor(config: &Config) -> Result<Arc<dyn Extractor>, StartError> {
             model: l.model.clone(),
             timeout: Duration::from_millis(l.timeout_ms),
         })?)),
-        other => Err(StartError::Unsupported { what: "llm.provider", value: other.into() }),
+        other => Err(StartError::Unsupported {
+            what: "llm.provider",
+            value: other.into(),
+        }),
     }
 }
 
@@ -99,7 +105,10 @@ fn build_extractor(config: &Config) -> Result<Arc<dyn Extractor>, StartError> {
 pub async fn open_meta(config: &Config) -> Result<SqliteMetaStore, StartError> {
     let url = config.meta_url();
     if !url.starts_with("sqlite:") {
-        return Err(StartError::Unsupported { what: "storage.meta_url scheme", value: url });
+        return Err(StartError::Unsupported {
+            what: "storage.meta_url scheme",
+            value: url,
+        });
     }
     std::fs::create_dir_all(&config.storage.data_dir).map_err(|source| StartError::DataDir {
         path: config.storage.data_dir.display().to_string(),
@@ -164,11 +173,21 @@ impl Running {
 }
 
 /// Creates the first admin key when the store has none.
-pub async fn bootstrap_admin_key(config: &Config, meta: &dyn MetaStore) -> Result<Option<String>, StoreError> {
+pub async fn bootstrap_admin_key(
+    config: &Config,
+    meta: &dyn MetaStore,
+) -> Result<Option<String>, StoreError> {
     if config.auth.insecure_dev || !meta.list_keys().await?.is_empty() {
         return Ok(None);
     }
-    let key = keys::create(meta, &config.auth.key_env, "bootstrap-admin", vec![Permission::Admin], None).await?;
+    let key = keys::create(
+        meta,
+        &config.auth.key_env,
+        "bootstrap-admin",
+        vec![Permission::Admin],
+        None,
+    )
+    .await?;
     Ok(Some(key.secret))
 }
 
@@ -183,11 +202,22 @@ pub async fn start_with(config: Config, deps: Deps) -> Result<Running, StartErro
     let bootstrap_admin_key = bootstrap_admin_key(&config, deps.meta.as_ref()).await?;
     let listener = TcpListener::bind(&config.server.listen)
         .await
-        .map_err(|source| StartError::Listen { addr: config.server.listen.clone(), source })?;
-    let addr = listener.local_addr().map_err(|source| StartError::Listen { addr: config.server.listen.clone(), source })?;
+        .map_err(|source| StartError::Listen {
+            addr: config.server.listen.clone(),
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Listen {
+        addr: config.server.listen.clone(),
+        source,
+    })?;
     let metrics = Arc::new(Metrics::new()?);
     let (job_done, _) = broadcast::channel(1024);
-    let state = AppState { deps, config: Arc::new(config), metrics, job_done };
+    let state = AppState {
+        deps,
+        config: Arc::new(config),
+        metrics,
+        job_done,
+    };
     let (shutdown, shutdown_rx) = watch::channel(false);
 
     let workers = (0..state.config.worker.concurrency)
@@ -208,10 +238,19 @@ pub async fn start_with(config: Config, deps: Deps) -> Result<Running, StartErro
                 }
             }
         };
-        if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(graceful).await {
+        if let Err(e) = axum::serve(listener, router)
+            .with_graceful_shutdown(graceful)
+            .await
+        {
             tracing::error!(error = %e, "http server failed");
         }
     });
     tracing::info!(%addr, "pika-dataplane listening");
-    Ok(Running { addr, bootstrap_admin_key, shutdown, server, workers })
+    Ok(Running {
+        addr,
+        bootstrap_admin_key,
+        shutdown,
+        server,
+        workers,
+    })
 }

@@ -32,7 +32,7 @@ impl fmt::Debug for Secret {
 }
 
 /// The whole configuration.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(default)]
 pub struct Config {
     pub server: ServerConfig,
@@ -138,13 +138,20 @@ pub struct LogConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { listen: "127.0.0.1:8081".into(), max_wait_ms: 30_000, request_timeout_ms: 30_000 }
+        ServerConfig {
+            listen: "127.0.0.1:8081".into(),
+            max_wait_ms: 30_000,
+            request_timeout_ms: 30_000,
+        }
     }
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        StorageConfig { data_dir: PathBuf::from("data"), meta_url: String::new() }
+        StorageConfig {
+            data_dir: PathBuf::from("data"),
+            meta_url: String::new(),
+        }
     }
 }
 
@@ -203,27 +210,18 @@ impl Default for SearchConfig {
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        AuthConfig { insecure_dev: false, key_env: "live".into() }
+        AuthConfig {
+            insecure_dev: false,
+            key_env: "live".into(),
+        }
     }
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { format: LogFormat::Text, filter: "info".into() }
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            server: ServerConfig::default(),
-            storage: StorageConfig::default(),
-            embedding: EmbeddingConfig::default(),
-            llm: LlmConfig::default(),
-            worker: WorkerConfig::default(),
-            search: SearchConfig::default(),
-            auth: AuthConfig::default(),
-            log: LogConfig::default(),
+        LogConfig {
+            format: LogFormat::Text,
+            filter: "info".into(),
         }
     }
 }
@@ -239,7 +237,10 @@ impl Config {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
         if let Some(path) = file {
             if !path.exists() {
-                return Err(ConfigError(format!("config file {} does not exist", path.display())));
+                return Err(ConfigError(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
             }
             fig = fig.merge(Toml::file(path));
         }
@@ -251,11 +252,16 @@ impl Config {
 
     fn check(&self) -> Result<(), ConfigError> {
         let w = &self.search;
-        if [w.weight_similarity, w.weight_recency, w.weight_relationship].iter().any(|x| *x < 0.0) {
+        if [w.weight_similarity, w.weight_recency, w.weight_relationship]
+            .iter()
+            .any(|x| *x < 0.0)
+        {
             return Err(ConfigError("search weights must not be negative".into()));
         }
         if !(0.0..=1.0).contains(&self.worker.duplicate_threshold) {
-            return Err(ConfigError("worker.duplicate_threshold must be within 0..1".into()));
+            return Err(ConfigError(
+                "worker.duplicate_threshold must be within 0..1".into(),
+            ));
         }
         if self.worker.concurrency == 0 {
             return Err(ConfigError("worker.concurrency must be at least 1".into()));
@@ -285,9 +291,13 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's closure signature is fixed
     fn env_overrides_file() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file("pika.toml", "[server]\nlisten = \"0.0.0.0:1\"\n[worker]\nconcurrency = 4\n")?;
+            jail.create_file(
+                "pika.toml",
+                "[server]\nlisten = \"0.0.0.0:1\"\n[worker]\nconcurrency = 4\n",
+            )?;
             jail.set_env("PIKA__SERVER__LISTEN", "127.0.0.1:9");
             let c = Config::load(Some(Path::new("pika.toml"))).map_err(|e| e.to_string())?;
             assert_eq!(c.server.listen, "127.0.0.1:9");

@@ -204,8 +204,7 @@ pub struct ApiKeyRecord {
 impl ApiKeyRecord {
     /// Usable now with this permission (admin implies all).
     pub fn allows(&self, p: Permission, now: DateTime<Utc>) -> bool {
-        self.is_live(now)
-            && (self.permissions.contains(&p) || self.permissions.contains(&Permission::Admin))
+        self.is_live(now) && (self.permissions.contains(&p) || self.permissions.contains(&Permission::Admin))
     }
 
     pub fn is_live(&self, now: DateTime<Utc>) -> bool {
@@ -235,4 +234,3 @@ pub enum Decision {
     /// The candidate repeats this existing fact.
     Keep(String),
 }
-

@@ -76,7 +76,10 @@ async fn main() -> Result<()> {
     let cli = Cli::parse();
     let mut config = load_config(&cli)?;
     pika_common::telemetry::init(config.log.format, &config.log.filter);
-    match cli.command.unwrap_or(Command::Serve { listen: None, insecure_dev: false }) {
+    match cli.command.unwrap_or(Command::Serve {
+        listen: None,
+        insecure_dev: false,
+    }) {
         Command::Serve { listen, insecure_dev } => {
             if let Some(l) = listen {
                 config.server.listen = l;
@@ -113,7 +116,11 @@ async fn main() -> Result<()> {
 
 async fn keys_command(config: &Config, meta: &dyn MetaStore, action: KeysAction) -> Result<()> {
     match action {
-        KeysAction::Create { name, permissions, expires_in_days } => {
+        KeysAction::Create {
+            name,
+            permissions,
+            expires_in_days,
+        } => {
             let perms = keys::parse_permissions(&permissions).map_err(anyhow::Error::msg)?;
             if expires_in_days.is_some_and(|d| d <= 0) {
                 bail!("--expires-in-days must be positive");
@@ -125,7 +132,10 @@ async fn keys_command(config: &Config, meta: &dyn MetaStore, action: KeysAction)
             println!("(shown once; store it now)");
         }
         KeysAction::List => {
-            println!("{:<22} {:<20} {:<24} {:<22} {:<10}", "KEY ID", "NAME", "PERMISSIONS", "EXPIRES", "STATE");
+            println!(
+                "{:<22} {:<20} {:<24} {:<22} {:<10}",
+                "KEY ID", "NAME", "PERMISSIONS", "EXPIRES", "STATE"
+            );
             for k in meta.list_keys().await? {
                 let perms: Vec<&str> = k.permissions.iter().map(|p| p.as_str()).collect();
                 let state = if k.revoked_at.is_some() {
@@ -135,8 +145,18 @@ async fn keys_command(config: &Config, meta: &dyn MetaStore, action: KeysAction)
                 } else {
                     "expired"
                 };
-                let expires = k.expires_at.map(|t| t.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_else(|| "never".into());
-                println!("{:<22} {:<20} {:<24} {:<22} {:<10}", k.key_id, k.name, perms.join(","), expires, state);
+                let expires = k
+                    .expires_at
+                    .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+                    .unwrap_or_else(|| "never".into());
+                println!(
+                    "{:<22} {:<20} {:<24} {:<22} {:<10}",
+                    k.key_id,
+                    k.name,
+                    perms.join(","),
+                    expires,
+                    state
+                );
             }
         }
         KeysAction::Revoke { key_id } => {

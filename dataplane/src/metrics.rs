@@ -16,27 +16,39 @@ pub struct Metrics {
     pub dependency_duration: HistogramVec,
 }
 
-const LATENCY_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
 
 impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
         let http_requests = IntCounterVec::new(
-            Opts::new("http_requests_total", "HTTP requests by endpoint, method and status"),
+            Opts::new(
+                "http_requests_total",
+                "HTTP requests by endpoint, method and status",
+            ),
             &["endpoint", "method", "status"],
         )?;
         let http_duration = HistogramVec::new(
-            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency").buckets(LATENCY_BUCKETS.to_vec()),
+            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency")
+                .buckets(LATENCY_BUCKETS.to_vec()),
             &["endpoint", "method"],
         )?;
-        let jobs = IntCounterVec::new(Opts::new("jobs_total", "Extraction jobs by final state"), &["state"])?;
+        let jobs = IntCounterVec::new(
+            Opts::new("jobs_total", "Extraction jobs by final state"),
+            &["state"],
+        )?;
         let job_duration = HistogramVec::new(
             HistogramOpts::new("job_duration_seconds", "Extraction job processing time")
                 .buckets(vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
             &["state"],
         )?;
         let queue_depth = IntGauge::new("queue_depth", "Jobs accepted and not yet finished")?;
-        let dependency_up = IntGaugeVec::new(Opts::new("dependency_up", "1 when a dependency answers"), &["service"])?;
+        let dependency_up = IntGaugeVec::new(
+            Opts::new("dependency_up", "1 when a dependency answers"),
+            &["service"],
+        )?;
         let dependency_duration = HistogramVec::new(
             HistogramOpts::new("dependency_duration_seconds", "Latency of calls to dependencies")
                 .buckets(LATENCY_BUCKETS.to_vec()),
@@ -49,7 +61,16 @@ impl Metrics {
         registry.register(Box::new(queue_depth.clone()))?;
         registry.register(Box::new(dependency_up.clone()))?;
         registry.register(Box::new(dependency_duration.clone()))?;
-        Ok(Metrics { registry, http_requests, http_duration, jobs, job_duration, queue_depth, dependency_up, dependency_duration })
+        Ok(Metrics {
+            registry,
+            http_requests,
+            http_duration,
+            jobs,
+            job_duration,
+            queue_depth,
+            dependency_up,
+            dependency_duration,
+        })
     }
 
     /// Text exposition format.
@@ -61,6 +82,8 @@ impl Metrics {
 
     /// Times a dependency call.
     pub fn observe_dependency(&self, service: &str, op: &str, started: std::time::Instant) {
-        self.dependency_duration.with_label_values(&[service, op]).observe(started.elapsed().as_secs_f64());
+        self.dependency_duration
+            .with_label_values(&[service, op])
+            .observe(started.elapsed().as_secs_f64());
     }
 }

@@ -24,7 +24,9 @@ pub enum StoreError {
     Unavailable(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
-    #[error("embedding model mismatch: index holds {stored}, service uses {configured}; run `pika-dataplane reindex`")]
+    #[error(
+        "embedding model mismatch: index holds {stored}, service uses {configured}; run `pika-dataplane reindex`"
+    )]
     ModelMismatch { stored: String, configured: String },
 }
 
@@ -111,12 +113,7 @@ pub trait VectorIndex: Send + Sync {
     /// Inserts or replaces vectors keyed by fact id.
     async fn upsert(&self, user_id: &str, items: &[(String, Vec<f32>)]) -> Result<(), StoreError>;
     /// The `k` nearest facts of the user with their cosine, best first.
-    async fn search(
-        &self,
-        user_id: &str,
-        query: &[f32],
-        k: usize,
-    ) -> Result<Vec<(String, f32)>, StoreError>;
+    async fn search(&self, user_id: &str, query: &[f32], k: usize) -> Result<Vec<(String, f32)>, StoreError>;
     async fn delete(&self, user_id: &str, fact_ids: &[String]) -> Result<(), StoreError>;
     async fn delete_user(&self, user_id: &str) -> Result<(), StoreError>;
 }
@@ -126,8 +123,7 @@ pub trait VectorIndex: Send + Sync {
 pub trait FactGraph: Send + Sync {
     async fn ping(&self) -> Result<(), StoreError>;
     /// Records each fact and the entities it mentions (idempotent).
-    async fn upsert_facts(&self, user_id: &str, facts: &[(String, Vec<String>)])
-    -> Result<(), StoreError>;
+    async fn upsert_facts(&self, user_id: &str, facts: &[(String, Vec<String>)]) -> Result<(), StoreError>;
     /// For each of `fact_ids`, other facts of the user sharing an entity (one query).
     async fn related(
         &self,

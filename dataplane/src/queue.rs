@@ -20,13 +20,22 @@ impl EmbeddedQueue {
         let (tx, rx) = mpsc::unbounded_channel();
         let requeued = meta.requeue_processing().await?;
         if requeued > 0 {
-            tracing::warn!(requeued, "jobs interrupted by the previous shutdown were requeued");
+            tracing::warn!(
+                requeued,
+                "jobs interrupted by the previous shutdown were requeued"
+            );
         }
         let pending = meta.queued_job_ids(usize::MAX >> 1).await?;
         for id in &pending {
             let _ = tx.send(id.clone());
         }
-        Ok((EmbeddedQueue { tx, rx: Mutex::new(rx) }, pending.len()))
+        Ok((
+            EmbeddedQueue {
+                tx,
+                rx: Mutex::new(rx),
+            },
+            pending.len(),
+        ))
     }
 }
 

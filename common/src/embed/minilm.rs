@@ -34,7 +34,12 @@ pub struct MiniLmOptions {
 
 impl MiniLmOptions {
     pub fn new(model_dir: impl Into<PathBuf>) -> Self {
-        MiniLmOptions { model_dir: model_dir.into(), threads: 1, max_batch: 32, max_tokens: 256 }
+        MiniLmOptions {
+            model_dir: model_dir.into(),
+            threads: 1,
+            max_batch: 32,
+            max_tokens: 256,
+        }
     }
 }
 
@@ -82,17 +87,21 @@ impl MiniLmEmbedder {
 }
 
 fn files_err(path: &Path, reason: impl ToString) -> EmbedError {
-    EmbedError::ModelFiles { path: path.display().to_string(), reason: reason.to_string() }
+    EmbedError::ModelFiles {
+        path: path.display().to_string(),
+        reason: reason.to_string(),
+    }
 }
 
 fn load_model(opts: &MiniLmOptions) -> Result<Model, EmbedError> {
     let dir = &opts.model_dir;
-    let config_text =
-        std::fs::read_to_string(dir.join("config.json")).map_err(|e| files_err(dir, e))?;
+    let config_text = std::fs::read_to_string(dir.join("config.json")).map_err(|e| files_err(dir, e))?;
     let config: Config = serde_json::from_str(&config_text).map_err(|e| files_err(dir, e))?;
-    let mut tokenizer =
-        Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| files_err(dir, e))?;
-    let pad = PaddingParams { strategy: PaddingStrategy::BatchLongest, ..Default::default() };
+    let mut tokenizer = Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| files_err(dir, e))?;
+    let pad = PaddingParams {
+        strategy: PaddingStrategy::BatchLongest,
+        ..Default::default()
+    };
     tokenizer.with_padding(Some(pad));
     tokenizer
         .with_truncation(Some(TruncationParams {
@@ -106,13 +115,16 @@ fn load_model(opts: &MiniLmOptions) -> Result<Model, EmbedError> {
     let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, &Device::Cpu)
         .map_err(|e| files_err(&weights, e))?;
     let bert = BertModel::load(vb, &config).map_err(|e| files_err(&weights, e))?;
-    Ok(Model { bert, tokenizer, max_batch: opts.max_batch.max(1) })
+    Ok(Model {
+        bert,
+        tokenizer,
+        max_batch: opts.max_batch.max(1),
+    })
 }
 
 impl Model {
     fn bert_hidden_size(&self, dir: &Path) -> Result<usize, EmbedError> {
-        let text =
-            std::fs::read_to_string(dir.join("config.json")).map_err(|e| files_err(dir, e))?;
+        let text = std::fs::read_to_string(dir.join("config.json")).map_err(|e| files_err(dir, e))?;
         let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| files_err(dir, e))?;
         v.get("hidden_size")
             .and_then(serde_json::Value::as_u64)
@@ -139,9 +151,21 @@ impl Model {
         let mask = Tensor::from_vec(mask, (n, len), &Device::Cpu).map_err(infer)?;
         let type_ids = ids.zeros_like().map_err(infer)?;
         let hidden = self.bert.forward(&ids, &type_ids, Some(&mask)).map_err(infer)?;
-        let mask_f = mask.to_dtype(DType::F32).map_err(infer)?.unsqueeze(2).map_err(infer)?;
-        let summed = hidden.broadcast_mul(&mask_f).map_err(infer)?.sum(1).map_err(infer)?;
-        let counts = mask_f.sum(1).map_err(infer)?.clamp(1e-9, f32::MAX).map_err(infer)?;
+        let mask_f = mask
+            .to_dtype(DType::F32)
+            .map_err(infer)?
+            .unsqueeze(2)
+            .map_err(infer)?;
+        let summed = hidden
+            .broadcast_mul(&mask_f)
+            .map_err(infer)?
+            .sum(1)
+            .map_err(infer)?;
+        let counts = mask_f
+            .sum(1)
+            .map_err(infer)?
+            .clamp(1e-9, f32::MAX)
+            .map_err(infer)?;
         let pooled = summed.broadcast_div(&counts).map_err(infer)?;
         let mut rows: Vec<Vec<f32>> = pooled.to_vec2().map_err(infer)?;
         rows.iter_mut().for_each(|r| crate::vector::normalize(r));
@@ -196,7 +220,8 @@ impl Embedder for MiniLmEmbedder {
         {
             let guard = self.tx.lock().map_err(|_| EmbedError::Closed)?;
             let tx = guard.as_ref().ok_or(EmbedError::Closed)?;
-            tx.send(Request { texts, reply }).map_err(|_| EmbedError::Closed)?;
+            tx.send(Request { texts, reply })
+                .map_err(|_| EmbedError::Closed)?;
         }
         rx.await.map_err(|_| EmbedError::Closed)?
     }

@@ -53,6 +53,7 @@ pub trait Embedder: Send + Sync {
     /// Embeds one text.
     async fn embed_one(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
         let mut v = self.embed(vec![text.to_string()]).await?;
-        v.pop().ok_or_else(|| EmbedError::BadReply("no vector returned".into()))
+        v.pop()
+            .ok_or_else(|| EmbedError::BadReply("no vector returned".into()))
     }
 }

@@ -35,14 +35,17 @@ impl OpenAiEmbedder {
             .timeout(opts.timeout)
             .build()
             .map_err(|e| EmbedError::Unavailable(e.to_string()))?;
-        let config =
-            OpenAIConfig::new().with_api_base(&opts.base_url).with_api_key(&opts.api_key);
+        let config = OpenAIConfig::new()
+            .with_api_base(&opts.base_url)
+            .with_api_key(&opts.api_key);
         // Retries belong to the caller (job retry with backoff); fail fast here.
         let backoff = backoff::ExponentialBackoff {
             max_elapsed_time: Some(Duration::ZERO),
             ..Default::default()
         };
-        let client = Client::with_config(config).with_http_client(http).with_backoff(backoff);
+        let client = Client::with_config(config)
+            .with_http_client(http)
+            .with_backoff(backoff);
         Ok(OpenAiEmbedder { client, opts })
     }
 }
@@ -50,9 +53,10 @@ impl OpenAiEmbedder {
 pub(crate) fn classify(e: OpenAIError) -> EmbedError {
     match e {
         OpenAIError::Reqwest(e) => EmbedError::Unavailable(e.to_string()),
-        OpenAIError::JSONDeserialize(e, body) => {
-            EmbedError::BadReply(format!("{e}; body starts {:?}", body.chars().take(200).collect::<String>()))
-        }
+        OpenAIError::JSONDeserialize(e, body) => EmbedError::BadReply(format!(
+            "{e}; body starts {:?}",
+            body.chars().take(200).collect::<String>()
+        )),
         OpenAIError::ApiError(e) => EmbedError::Unavailable(e.message),
         other => EmbedError::BadReply(other.to_string()),
     }

@@ -128,14 +128,30 @@ impl LlmExtractor {
             .timeout(opts.timeout)
             .build()
             .map_err(|e| ExtractError::Unavailable(e.to_string()))?;
-        let config = OpenAIConfig::new().with_api_base(&opts.base_url).with_api_key(&opts.api_key);
+        let config = OpenAIConfig::new()
+            .with_api_base(&opts.base_url)
+            .with_api_key(&opts.api_key);
         // Retries are the job's business (bounded attempts with backoff).
-        let backoff = backoff::ExponentialBackoff { max_elapsed_time: Some(Duration::ZERO), ..Default::default() };
-        let client = Client::with_config(config).with_http_client(http).with_backoff(backoff);
-        Ok(LlmExtractor { client, model: opts.model })
+        let backoff = backoff::ExponentialBackoff {
+            max_elapsed_time: Some(Duration::ZERO),
+            ..Default::default()
+        };
+        let client = Client::with_config(config)
+            .with_http_client(http)
+            .with_backoff(backoff);
+        Ok(LlmExtractor {
+            client,
+            model: opts.model,
+        })
     }
 
-    async fn ask(&self, system: &str, user: String, name: &str, schema: serde_json::Value) -> Result<String, ExtractError> {
+    async fn ask(
+        &self,
+        system: &str,
+        user: String,
+        name: &str,
+        schema: serde_json::Value,
+    ) -> Result<String, ExtractError> {
         let messages: Vec<ChatCompletionRequestMessage> = vec![
             ChatCompletionRequestSystemMessage::from(system.to_string()).into(),
             ChatCompletionRequestUserMessage::from(user.as_str()).into(),
@@ -163,7 +179,10 @@ impl LlmExtractor {
         if let Some(refusal) = choice.message.refusal {
             return Err(ExtractError::BadReply(format!("model refused: {refusal}")));
         }
-        choice.message.content.ok_or_else(|| ExtractError::BadReply("reply has no content".into()))
+        choice
+            .message
+            .content
+            .ok_or_else(|| ExtractError::BadReply("reply has no content".into()))
     }
 }
 
@@ -176,7 +195,8 @@ fn check_reply(reply: ExtractReply, conversation: &[Message]) -> Result<Vec<Cand
         if content.is_empty() || content.chars().count() > 2000 {
             return Err(bad("content must be 1..2000 characters".into()));
         }
-        let category = Category::parse(&f.category).ok_or_else(|| bad(format!("unknown category {:?}", f.category)))?;
+        let category =
+            Category::parse(&f.category).ok_or_else(|| bad(format!("unknown category {:?}", f.category)))?;
         if !(0.0..=1.0).contains(&f.confidence) || !f.confidence.is_finite() {
             return Err(bad(format!("confidence {} outside 0..1", f.confidence)));
         }
@@ -186,7 +206,11 @@ fn check_reply(reply: ExtractReply, conversation: &[Message]) -> Result<Vec<Cand
         for t in &f.source_turns {
             match conversation.get(*t as usize) {
                 Some(m) if m.role == Role::User => {}
-                _ => return Err(bad(format!("source turn {t} is not a user turn of this conversation"))),
+                _ => {
+                    return Err(bad(format!(
+                        "source turn {t} is not a user turn of this conversation"
+                    )));
+                }
             }
         }
         let polarity = match f.polarity.as_str() {
@@ -222,28 +246,48 @@ impl Extractor for LlmExtractor {
             .enumerate()
             .map(|(i, m)| json!({"turn": i, "role": m.role, "content": m.content}))
             .collect();
-        let text = self.ask(EXTRACT_PROMPT, json!({ "conversation": turns }).to_string(), "facts", extract_schema()).await?;
+        let text = self
+            .ask(
+                EXTRACT_PROMPT,
+                json!({ "conversation": turns }).to_string(),
+                "facts",
+                extract_schema(),
+            )
+            .await?;
         let reply: ExtractReply = serde_json::from_str(&text)
             .map_err(|e| ExtractError::BadReply(format!("content is not the requested JSON ({e})")))?;
         check_reply(reply, conversation)
     }
 
-    async fn decide(&self, candidate: &Candidate, neighbors: &[(Fact, f32)]) -> Result<Decision, ExtractError> {
+    async fn decide(
+        &self,
+        candidate: &Candidate,
+        neighbors: &[(Fact, f32)],
+    ) -> Result<Decision, ExtractError> {
         if neighbors.is_empty() {
             return Ok(Decision::Add);
         }
-        let existing: Vec<serde_json::Value> =
-            neighbors.iter().map(|(f, s)| json!({"fact_id": f.fact_id, "content": f.content, "similarity": s})).collect();
+        let existing: Vec<serde_json::Value> = neighbors
+            .iter()
+            .map(|(f, s)| json!({"fact_id": f.fact_id, "content": f.content, "similarity": s}))
+            .collect();
         let input = json!({"new_fact": candidate.content, "existing_facts": existing}).to_string();
-        let text = self.ask(DECIDE_PROMPT, input, "decision", decide_schema()).await?;
+        let text = self
+            .ask(DECIDE_PROMPT, input, "decision", decide_schema())
+            .await?;
         let reply: DecideReply = serde_json::from_str(&text)
             .map_err(|e| ExtractError::BadReply(format!("decision is not the requested JSON ({e})")))?;
         let target = || -> Result<String, ExtractError> {
-            let id = reply.fact_id.clone().ok_or_else(|| ExtractError::BadReply(format!("{} without fact_id", reply.decision)))?;
+            let id = reply
+                .fact_id
+                .clone()
+                .ok_or_else(|| ExtractError::BadReply(format!("{} without fact_id", reply.decision)))?;
             if neighbors.iter().any(|(f, _)| f.fact_id == id) {
                 Ok(id)
             } else {
-                Err(ExtractError::BadReply(format!("decision names unknown fact {id}")))
+                Err(ExtractError::BadReply(format!(
+                    "decision names unknown fact {id}"
+                )))
             }
         };
         match reply.decision.as_str() {
@@ -262,13 +306,22 @@ mod tests {
 
     fn convo() -> Vec<Message> {
         vec![
-            Message { role: Role::Assistant, content: "Do you have a pet?".into() },
-            Message { role: Role::User, content: "I have a dog called Max".into() },
+            Message {
+                role: Role::Assistant,
+                content: "Do you have a pet?".into(),
+            },
+            Message {
+                role: Role::User,
+                content: "I have a dog called Max".into(),
+            },
         ]
     }
 
     fn reply(v: serde_json::Value) -> Result<Vec<Candidate>, ExtractError> {
-        check_reply(serde_json::from_value(v).map_err(|e| ExtractError::BadReply(e.to_string()))?, &convo())
+        check_reply(
+            serde_json::from_value(v).map_err(|e| ExtractError::BadReply(e.to_string()))?,
+            &convo(),
+        )
     }
 
     #[test]
@@ -285,10 +338,20 @@ mod tests {
         // missing field
         assert!(reply(json!({"facts": [{"content": "x", "category": "habit"}]})).is_err());
         // assistant turn as source
-        assert!(reply(json!({"facts": [{"content": "x", "category": "habit", "confidence": 0.5, "entities": [],
-            "tags": [], "source_turns": [0], "polarity": "positive"}]})).is_err());
+        assert!(
+            reply(
+                json!({"facts": [{"content": "x", "category": "habit", "confidence": 0.5, "entities": [],
+            "tags": [], "source_turns": [0], "polarity": "positive"}]})
+            )
+            .is_err()
+        );
         // bad category
-        assert!(reply(json!({"facts": [{"content": "x", "category": "pets", "confidence": 0.5, "entities": [],
-            "tags": [], "source_turns": [1], "polarity": "positive"}]})).is_err());
+        assert!(
+            reply(
+                json!({"facts": [{"content": "x", "category": "pets", "confidence": 0.5, "entities": [],
+            "tags": [], "source_turns": [1], "polarity": "positive"}]})
+            )
+            .is_err()
+        );
     }
 }

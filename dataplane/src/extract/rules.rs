@@ -52,18 +52,143 @@ impl Predicate {
 /// Predicate cues, checked in order (first match wins). Folded forms for Vietnamese
 /// phrases are matched against the folded clause; English against the lowercase clause.
 const CUES: &[(Predicate, &[&str])] = &[
-    (Predicate::Identity, &["tên là", "tên mình", "tuổi", "my name", "years old", "i am", "i'm"]),
-    (Predicate::Own, &["nuôi", "có một con", "có con", "có một", "have a", "has a", "have two", "got a", "own a", "my pet", "have an"]),
-    (Predicate::Like, &["thích", "yêu", "mê", "ghét", "sợ ăn", "like", "love", "enjoy", "favorite", "favourite", "hate", "prefer"]),
-    (Predicate::Habit, &["thường", "hay ", "mỗi ngày", "mỗi sáng", "mỗi tối", "hằng ngày", "every day", "usually", "always", "often", "every morning", "every night", "every week"]),
-    (Predicate::Learn, &["học", "đang tập", "biết đọc", "biết đếm", "learn", "learning", "study", "studying", "practice", "can read", "can count", "school"]),
-    (Predicate::Feel, &["vui", "buồn", "sợ", "giận", "lo", "happy", "sad", "scared", "afraid", "angry", "worried", "excited", "feel"]),
-    (Predicate::Experience, &["đã đi", "đi chơi", "hôm qua", "cuối tuần", "tuần trước", "đã", "went", "visited", "yesterday", "last week", "saw", "played", "ate", "was at"]),
-    (Predicate::Family, &["mẹ", "bố", "anh", "chị", "em gái", "em trai", "ông", "bà", "bạn", "mom", "dad", "brother", "sister", "friend", "grandma", "grandpa"]),
+    (
+        Predicate::Identity,
+        &[
+            "tên là",
+            "tên mình",
+            "tuổi",
+            "my name",
+            "years old",
+            "i am",
+            "i'm",
+        ],
+    ),
+    (
+        Predicate::Own,
+        &[
+            "nuôi",
+            "có một con",
+            "có con",
+            "có một",
+            "have a",
+            "has a",
+            "have two",
+            "got a",
+            "own a",
+            "my pet",
+            "have an",
+        ],
+    ),
+    (
+        Predicate::Like,
+        &[
+            "thích",
+            "yêu",
+            "mê",
+            "ghét",
+            "sợ ăn",
+            "like",
+            "love",
+            "enjoy",
+            "favorite",
+            "favourite",
+            "hate",
+            "prefer",
+        ],
+    ),
+    (
+        Predicate::Habit,
+        &[
+            "thường",
+            "hay ",
+            "mỗi ngày",
+            "mỗi sáng",
+            "mỗi tối",
+            "hằng ngày",
+            "every day",
+            "usually",
+            "always",
+            "often",
+            "every morning",
+            "every night",
+            "every week",
+        ],
+    ),
+    (
+        Predicate::Learn,
+        &[
+            "học",
+            "đang tập",
+            "biết đọc",
+            "biết đếm",
+            "learn",
+            "learning",
+            "study",
+            "studying",
+            "practice",
+            "can read",
+            "can count",
+            "school",
+        ],
+    ),
+    (
+        Predicate::Feel,
+        &[
+            "vui", "buồn", "sợ", "giận", "lo", "happy", "sad", "scared", "afraid", "angry", "worried",
+            "excited", "feel",
+        ],
+    ),
+    (
+        Predicate::Experience,
+        &[
+            "đã đi",
+            "đi chơi",
+            "hôm qua",
+            "cuối tuần",
+            "tuần trước",
+            "đã",
+            "went",
+            "visited",
+            "yesterday",
+            "last week",
+            "saw",
+            "played",
+            "ate",
+            "was at",
+        ],
+    ),
+    (
+        Predicate::Family,
+        &[
+            "mẹ", "bố", "anh", "chị", "em gái", "em trai", "ông", "bà", "bạn", "mom", "dad", "brother",
+            "sister", "friend", "grandma", "grandpa",
+        ],
+    ),
 ];
 
-const VI_NEGATIONS: &[&str] = &["không", "chẳng", "chả", "chưa bao giờ", "hết", "ghét", "không còn"];
-const EN_NEGATIONS: &[&str] = &["don't", "dont", "do not", "doesn't", "not", "no longer", "never", "anymore", "didn't", "hate", "can't"];
+const VI_NEGATIONS: &[&str] = &[
+    "không",
+    "chẳng",
+    "chả",
+    "chưa bao giờ",
+    "hết",
+    "ghét",
+    "không còn",
+];
+const EN_NEGATIONS: &[&str] = &[
+    "don't",
+    "dont",
+    "do not",
+    "doesn't",
+    "not",
+    "no longer",
+    "never",
+    "anymore",
+    "didn't",
+    "hate",
+    "can't",
+];
 
 impl RuleExtractor {
     /// Candidates from one conversation, in turn order.
@@ -74,10 +199,10 @@ impl RuleExtractor {
                 continue;
             }
             for clause in clauses(&msg.content) {
-                if let Some(c) = analyze(&clause, turn as u32) {
-                    if !out.iter().any(|o| o.content == c.content) {
-                        out.push(c);
-                    }
+                if let Some(c) = analyze(&clause, turn as u32)
+                    && !out.iter().any(|o| o.content == c.content)
+                {
+                    out.push(c);
                 }
             }
         }
@@ -114,7 +239,10 @@ fn push_sentence(out: &mut Vec<Clause>, sentence: &str, question: bool) {
         let first = piece.split_whitespace().next().unwrap_or("").to_lowercase();
         let starts_subject = is_subject(&first)
             || ((first == "nhưng" || first == "but")
-                && piece.split_whitespace().nth(1).is_some_and(|w| is_subject(&w.to_lowercase())));
+                && piece
+                    .split_whitespace()
+                    .nth(1)
+                    .is_some_and(|w| is_subject(&w.to_lowercase())));
         let last = parts.last_mut().expect("parts is never empty");
         if starts_subject && !last.trim().is_empty() {
             parts.push(piece.to_string());
@@ -126,7 +254,10 @@ fn push_sentence(out: &mut Vec<Clause>, sentence: &str, question: bool) {
         }
     }
     for p in parts {
-        let t = p.trim().trim_matches(|c: char| c == ',' || c.is_whitespace()).to_string();
+        let t = p
+            .trim()
+            .trim_matches(|c: char| c == ',' || c.is_whitespace())
+            .to_string();
         if !t.is_empty() {
             out.push(Clause { text: t, question });
         }
@@ -192,7 +323,11 @@ fn analyze(clause: &Clause, turn: u32) -> Option<Candidate> {
         None if has_pet => Category::Relationship,
         None => Category::Other,
     };
-    let content = if vietnamese { third_person_vi(&text) } else { third_person_en(&text) };
+    let content = if vietnamese {
+        third_person_vi(&text)
+    } else {
+        third_person_en(&text)
+    };
     Some(Candidate {
         content,
         category,
@@ -208,15 +343,26 @@ fn analyze(clause: &Clause, turn: u32) -> Option<Candidate> {
 
 /// Drops a leading "Yes", "Ừ", "Dạ"... so the clause starts with its subject.
 fn strip_interjection(text: &str) -> String {
-    const INTERJECTIONS: &[&str] =
-        &["yes", "yeah", "yep", "no", "nope", "well", "oh", "um", "uh", "ừ", "ừm", "dạ", "vâng", "có", "ồ", "à", "ờ", "hmm"];
+    const INTERJECTIONS: &[&str] = &[
+        "yes", "yeah", "yep", "no", "nope", "well", "oh", "um", "uh", "ừ", "ừm", "dạ", "vâng", "có", "ồ",
+        "à", "ờ", "hmm",
+    ];
     let mut rest = text.trim();
     loop {
-        let first = rest.split(|c: char| c.is_whitespace() || c == ',').next().unwrap_or("");
-        let next = rest.get(first.len()..).unwrap_or("").trim_start_matches([',', ' ']);
+        let first = rest
+            .split(|c: char| c.is_whitespace() || c == ',')
+            .next()
+            .unwrap_or("");
+        let next = rest
+            .get(first.len()..)
+            .unwrap_or("")
+            .trim_start_matches([',', ' ']);
         if !first.is_empty()
             && INTERJECTIONS.contains(&first.to_lowercase().as_str())
-            && next.split_whitespace().next().is_some_and(|w| is_subject(&w.to_lowercase()))
+            && next
+                .split_whitespace()
+                .next()
+                .is_some_and(|w| is_subject(&w.to_lowercase()))
         {
             rest = next;
         } else {
@@ -278,14 +424,28 @@ fn third_person_en(text: &str) -> String {
         let w = words[i];
         let lw = w.to_lowercase();
         let lw = lw.trim_matches(|c: char| !(c.is_alphanumeric() || c == '\''));
-        let tail: String = w.chars().rev().take_while(|c| !c.is_alphanumeric()).collect::<String>().chars().rev().collect();
+        let tail: String = w
+            .chars()
+            .rev()
+            .take_while(|c| !c.is_alphanumeric())
+            .collect::<String>()
+            .chars()
+            .rev()
+            .collect();
         match lw {
             "i" => {
                 out.push("the child".into());
                 if let Some(next) = words.get(i + 1) {
                     let verb = next.to_lowercase();
                     let bare = verb.trim_matches(|c: char| !(c.is_alphanumeric() || c == '\''));
-                    let vtail: String = next.chars().rev().take_while(|c| !c.is_alphanumeric()).collect::<String>().chars().rev().collect();
+                    let vtail: String = next
+                        .chars()
+                        .rev()
+                        .take_while(|c| !c.is_alphanumeric())
+                        .collect::<String>()
+                        .chars()
+                        .rev()
+                        .collect();
                     out.push(format!("{}{vtail}", third_person_verb(bare)));
                     i += 1;
                 }
@@ -307,17 +467,53 @@ fn third_person_en(text: &str) -> String {
 
 fn third_person_verb(v: &str) -> String {
     const KEEP: &[&str] = &[
-        "went", "was", "had", "saw", "got", "made", "ate", "can", "could", "will", "would", "should",
-        "did", "must", "might", "may", "can't", "won't", "didn't", "wasn't", "really", "also", "just",
-        "still", "never", "always", "usually", "often", "sometimes", "played", "liked", "loved",
+        "went",
+        "was",
+        "had",
+        "saw",
+        "got",
+        "made",
+        "ate",
+        "can",
+        "could",
+        "will",
+        "would",
+        "should",
+        "did",
+        "must",
+        "might",
+        "may",
+        "can't",
+        "won't",
+        "didn't",
+        "wasn't",
+        "really",
+        "also",
+        "just",
+        "still",
+        "never",
+        "always",
+        "usually",
+        "often",
+        "sometimes",
+        "played",
+        "liked",
+        "loved",
     ];
     match v {
         "am" => "is".into(),
         "have" => "has".into(),
         "do" => "does".into(),
         "don't" | "dont" => "doesn't".into(),
-        _ if KEEP.contains(&v) || v.ends_with("ed") || !v.chars().all(|c| c.is_ascii_alphabetic()) => v.into(),
-        _ if v.ends_with('s') || v.ends_with("sh") || v.ends_with("ch") || v.ends_with('x') || v.ends_with('o') => {
+        _ if KEEP.contains(&v) || v.ends_with("ed") || !v.chars().all(|c| c.is_ascii_alphabetic()) => {
+            v.into()
+        }
+        _ if v.ends_with('s')
+            || v.ends_with("sh")
+            || v.ends_with("ch")
+            || v.ends_with('x')
+            || v.ends_with('o') =>
+        {
             format!("{v}es")
         }
         _ if v.ends_with('y') && !v.ends_with("ay") && !v.ends_with("ey") && !v.ends_with("oy") => {
@@ -331,7 +527,9 @@ fn third_person_verb(v: &str) -> String {
 /// with the same predicate about a shared topic replaces it.
 pub fn rule_decision(candidate: &Candidate, neighbors: &[(Fact, f32)]) -> Decision {
     let shared_topic = |f: &Fact| {
-        f.entities.iter().any(|e| candidate.entities.contains(e) && !is_name(e))
+        f.entities
+            .iter()
+            .any(|e| candidate.entities.contains(e) && !is_name(e))
     };
     neighbors
         .iter()
@@ -359,7 +557,11 @@ impl Extractor for RuleExtractor {
         Ok(self.extract_sync(conversation))
     }
 
-    async fn decide(&self, candidate: &Candidate, neighbors: &[(Fact, f32)]) -> Result<Decision, ExtractError> {
+    async fn decide(
+        &self,
+        candidate: &Candidate,
+        neighbors: &[(Fact, f32)],
+    ) -> Result<Decision, ExtractError> {
         Ok(rule_decision(candidate, neighbors))
     }
 }
@@ -369,11 +571,17 @@ mod tests {
     use super::*;
 
     fn user(t: &str) -> Message {
-        Message { role: Role::User, content: t.into() }
+        Message {
+            role: Role::User,
+            content: t.into(),
+        }
     }
 
     fn assistant(t: &str) -> Message {
-        Message { role: Role::Assistant, content: t.into() }
+        Message {
+            role: Role::Assistant,
+            content: t.into(),
+        }
     }
 
     #[test]
@@ -394,7 +602,10 @@ mod tests {
 
     #[test]
     fn english_answer_after_interjection() {
-        let c = RuleExtractor.extract_sync(&[assistant("Do you have a pet?"), user("Yes! I have a dog called Max.")]);
+        let c = RuleExtractor.extract_sync(&[
+            assistant("Do you have a pet?"),
+            user("Yes! I have a dog called Max."),
+        ]);
         assert_eq!(c.len(), 1, "{c:?}");
         assert_eq!(c[0].content, "The child has a dog called Max.");
         assert_eq!(c[0].language, "en");
@@ -403,7 +614,10 @@ mod tests {
 
     #[test]
     fn negation_splits_and_contradicts() {
-        let c = RuleExtractor.extract_sync(&[assistant("Miu khoẻ không?"), user("Mình không nuôi mèo nữa, mình nuôi chó")]);
+        let c = RuleExtractor.extract_sync(&[
+            assistant("Miu khoẻ không?"),
+            user("Mình không nuôi mèo nữa, mình nuôi chó"),
+        ]);
         assert_eq!(c.len(), 2, "{c:?}");
         assert_eq!(c[0].content, "Bé không nuôi mèo nữa.");
         assert_eq!(c[0].polarity, Polarity::Negative);

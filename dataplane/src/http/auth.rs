@@ -28,11 +28,18 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
             return Some(k.trim());
         }
     }
-    headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim)
+    headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
 }
 
 /// Middleware: requires a live key with `permission` (unless auth is disabled).
-pub async fn require(State((state, permission)): State<(AppState, Permission)>, mut req: Request, next: Next) -> Response {
+pub async fn require(
+    State((state, permission)): State<(AppState, Permission)>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     if state.config.auth.insecure_dev {
         req.extensions_mut().insert(Caller { key_id: None });
         return next.run(req).await;
@@ -48,6 +55,8 @@ pub async fn require(State((state, permission)): State<(AppState, Permission)>, 
     if !record.allows(permission, Utc::now()) {
         return ApiError::from(ServiceError::Forbidden(permission.as_str())).into_response();
     }
-    req.extensions_mut().insert(Caller { key_id: Some(record.key_id) });
+    req.extensions_mut().insert(Caller {
+        key_id: Some(record.key_id),
+    });
     next.run(req).await
 }

@@ -32,7 +32,12 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ApiError { code, message: message.into(), details: json!({}), retry_after: None }
+        ApiError {
+            code,
+            message: message.into(),
+            details: json!({}),
+            retry_after: None,
+        }
     }
 
     pub fn with_details(mut self, details: Value) -> Self {
@@ -47,10 +52,13 @@ impl From<ServiceError> for ApiError {
             ServiceError::Validation(errs) => ApiError::new(ErrorCode::ValidationError, errs.summary())
                 .with_details(json!({ "fields": errs.0 })),
             ServiceError::NotFound(what) => ApiError::new(ErrorCode::NotFound, format!("{what} not found")),
-            ServiceError::Unauthorized => ApiError::new(ErrorCode::Unauthorized, "missing or invalid API key"),
-            ServiceError::Forbidden(p) => {
-                ApiError::new(ErrorCode::Forbidden, format!("this API key lacks the {p} permission"))
+            ServiceError::Unauthorized => {
+                ApiError::new(ErrorCode::Unauthorized, "missing or invalid API key")
             }
+            ServiceError::Forbidden(p) => ApiError::new(
+                ErrorCode::Forbidden,
+                format!("this API key lacks the {p} permission"),
+            ),
             ServiceError::ExtractionFailed(m) => ApiError::new(ErrorCode::ExtractionFailed, m),
             ServiceError::Store(StoreError::NotFound { what }) => {
                 ApiError::new(ErrorCode::NotFound, format!("{what} not found"))
@@ -58,13 +66,19 @@ impl From<ServiceError> for ApiError {
             ServiceError::Store(StoreError::Conflict(m)) => ApiError::new(ErrorCode::Conflict, m),
             ServiceError::Store(e @ StoreError::Unavailable(_)) => {
                 tracing::error!(error = %e, "metadata store unavailable");
-                let mut err = ApiError::new(ErrorCode::ServiceUnavailable, "a storage dependency is unavailable");
+                let mut err = ApiError::new(
+                    ErrorCode::ServiceUnavailable,
+                    "a storage dependency is unavailable",
+                );
                 err.retry_after = Some(1);
                 err
             }
             ServiceError::Embed(e @ (EmbedError::Unavailable(_) | EmbedError::Closed)) => {
                 tracing::error!(error = %e, "embedder unavailable");
-                let mut err = ApiError::new(ErrorCode::ServiceUnavailable, "the embedding service is unavailable");
+                let mut err = ApiError::new(
+                    ErrorCode::ServiceUnavailable,
+                    "the embedding service is unavailable",
+                );
                 err.retry_after = Some(1);
                 err
             }
@@ -82,7 +96,8 @@ impl From<ServiceError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status =
+            StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = ErrorEnvelope {
             status: "error".into(),
             error: ErrorBody {
@@ -93,10 +108,10 @@ impl IntoResponse for ApiError {
             },
         };
         let mut resp = (status, Json(body)).into_response();
-        if let Some(secs) = self.retry_after {
-            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-                resp.headers_mut().insert("retry-after", v);
-            }
+        if let Some(secs) = self.retry_after
+            && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+        {
+            resp.headers_mut().insert("retry-after", v);
         }
         resp
     }

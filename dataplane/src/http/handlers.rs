@@ -82,9 +82,16 @@ pub async fn extract_facts(
     let key = match headers.get("idempotency-key") {
         None => None,
         Some(v) => {
-            let k = v.to_str().ok().filter(|k| !k.is_empty() && k.len() <= 200).ok_or_else(|| {
-                ApiError::new(ErrorCode::ValidationError, "Idempotency-Key must be 1..200 visible ASCII characters")
-            })?;
+            let k = v
+                .to_str()
+                .ok()
+                .filter(|k| !k.is_empty() && k.len() <= 200)
+                .ok_or_else(|| {
+                    ApiError::new(
+                        ErrorCode::ValidationError,
+                        "Idempotency-Key must be 1..200 visible ASCII characters",
+                    )
+                })?;
             Some(k.to_string())
         }
     };
@@ -92,7 +99,10 @@ pub async fn extract_facts(
         None | Some("false") | Some("0") => false,
         Some("true") | Some("1") | Some("") => true,
         Some(other) => {
-            return Err(ApiError::new(ErrorCode::ValidationError, format!("wait must be true or false, got {other:?}")));
+            return Err(ApiError::new(
+                ErrorCode::ValidationError,
+                format!("wait must be true or false, got {other:?}"),
+            ));
         }
     };
     let started = Instant::now();
@@ -100,7 +110,10 @@ pub async fn extract_facts(
     let (job, _created) = ingest::accept(&state, req, key).await?;
     audit(&state, &caller, "extract", Some(&user_id), Some(&job.job_id));
     if wait {
-        let limit = params.timeout_ms.unwrap_or(10_000).min(state.config.server.max_wait_ms);
+        let limit = params
+            .timeout_ms
+            .unwrap_or(10_000)
+            .min(state.config.server.max_wait_ms);
         let job = ingest::wait_for(&state, &job.job_id, Duration::from_millis(limit)).await?;
         match job.state {
             JobState::Completed => {
@@ -128,7 +141,11 @@ pub async fn extract_facts(
     let status_url = format!("/v1/jobs/{}", job.job_id);
     let mut resp = (
         StatusCode::ACCEPTED,
-        Json(Envelope::accepted(ExtractAccepted { job_id: job.job_id.clone(), status_url: status_url.clone(), state: job.state })),
+        Json(Envelope::accepted(ExtractAccepted {
+            job_id: job.job_id.clone(),
+            status_url: status_url.clone(),
+            state: job.state,
+        })),
     )
         .into_response();
     if let Ok(v) = HeaderValue::from_str(&status_url) {
@@ -155,11 +172,23 @@ pub async fn search_facts(
     Body(raw): Body<RawSearchRequest>,
 ) -> ApiResult {
     let req = validate::search(raw).map_err(|e| ApiError::from(ServiceError::Validation(e)))?;
-    let provided = match (headers.get("x-pika-query-embedding"), headers.get("x-pika-embedding-model")) {
-        (Some(v), Some(m)) => match (v.to_str().ok().and_then(pika_common::vector::decode_f32_base64), m.to_str()) {
-            (Some(vector), Ok(model)) => Some(ProvidedEmbedding { model: model.to_string(), vector }),
+    let provided = match (
+        headers.get("x-pika-query-embedding"),
+        headers.get("x-pika-embedding-model"),
+    ) {
+        (Some(v), Some(m)) => match (
+            v.to_str().ok().and_then(pika_common::vector::decode_f32_base64),
+            m.to_str(),
+        ) {
+            (Some(vector), Ok(model)) => Some(ProvidedEmbedding {
+                model: model.to_string(),
+                vector,
+            }),
             _ => {
-                return Err(ApiError::new(ErrorCode::ValidationError, "X-Pika-Query-Embedding is not base64 little-endian f32"));
+                return Err(ApiError::new(
+                    ErrorCode::ValidationError,
+                    "X-Pika-Query-Embedding is not base64 little-endian f32",
+                ));
             }
         },
         _ => None,
@@ -184,11 +213,21 @@ pub async fn list_facts(
     valid_path_id("user_id", &user_id)?;
     let limit = page.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
-        return Err(ApiError::new(ErrorCode::ValidationError, "limit must be from 1 to 200"));
+        return Err(ApiError::new(
+            ErrorCode::ValidationError,
+            "limit must be from 1 to 200",
+        ));
     }
-    let p = state.deps.meta.list_facts(&user_id, page.cursor.as_deref(), limit).await.map_err(ServiceError::from)?;
+    let p = state
+        .deps
+        .meta
+        .list_facts(&user_id, page.cursor.as_deref(), limit)
+        .await
+        .map_err(ServiceError::from)?;
     audit(&state, &caller, "list_facts", Some(&user_id), None);
-    Ok(ok(json!({"user_id": user_id, "facts": p.facts, "next_cursor": p.next_cursor})))
+    Ok(ok(
+        json!({"user_id": user_id, "facts": p.facts, "next_cursor": p.next_cursor}),
+    ))
 }
 
 pub async fn get_fact(
@@ -209,11 +248,24 @@ pub async fn get_fact(
 }
 
 pub async fn fact_history(State(state): State<AppState>, Path(fact_id): Path<String>) -> ApiResult {
-    let fact = state.deps.meta.get_fact(&fact_id).await.map_err(ServiceError::from)?;
+    let fact = state
+        .deps
+        .meta
+        .get_fact(&fact_id)
+        .await
+        .map_err(ServiceError::from)?;
     if fact.is_none() {
-        return Err(ApiError::new(ErrorCode::NotFound, format!("fact {fact_id} not found")));
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!("fact {fact_id} not found"),
+        ));
     }
-    let history = state.deps.meta.fact_history(&fact_id).await.map_err(ServiceError::from)?;
+    let history = state
+        .deps
+        .meta
+        .fact_history(&fact_id)
+        .await
+        .map_err(ServiceError::from)?;
     Ok(ok(json!({"fact_id": fact_id, "fact": fact, "history": history})))
 }
 
@@ -229,14 +281,34 @@ pub async fn delete_fact(
         .await
         .map_err(ServiceError::from)?
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("fact {fact_id} not found")))?;
-    if !deps.meta.delete_fact(&fact_id).await.map_err(ServiceError::from)? {
-        return Err(ApiError::new(ErrorCode::NotFound, format!("fact {fact_id} not found")));
+    if !deps
+        .meta
+        .delete_fact(&fact_id)
+        .await
+        .map_err(ServiceError::from)?
+    {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!("fact {fact_id} not found"),
+        ));
     }
     let ids = [fact_id.clone()];
-    deps.vectors.delete(&fact.user_id, &ids).await.map_err(ServiceError::from)?;
-    deps.graph.delete_facts(&fact.user_id, &ids).await.map_err(ServiceError::from)?;
+    deps.vectors
+        .delete(&fact.user_id, &ids)
+        .await
+        .map_err(ServiceError::from)?;
+    deps.graph
+        .delete_facts(&fact.user_id, &ids)
+        .await
+        .map_err(ServiceError::from)?;
     let _ = deps.signals.bump(&fact.user_id).await;
-    audit(&state, &caller, "delete_fact", Some(&fact.user_id), Some(&fact_id));
+    audit(
+        &state,
+        &caller,
+        "delete_fact",
+        Some(&fact.user_id),
+        Some(&fact_id),
+    );
     Ok(ok(json!({"fact_id": fact_id, "deleted": true})))
 }
 
@@ -248,9 +320,19 @@ pub async fn delete_user(
     valid_path_id("user_id", &user_id)?;
     let deps = &state.deps;
     // Side stores first: if one fails, the metadata still lists the facts and a retry finishes.
-    deps.vectors.delete_user(&user_id).await.map_err(ServiceError::from)?;
-    deps.graph.delete_user(&user_id).await.map_err(ServiceError::from)?;
-    let removed = deps.meta.delete_user(&user_id).await.map_err(ServiceError::from)?;
+    deps.vectors
+        .delete_user(&user_id)
+        .await
+        .map_err(ServiceError::from)?;
+    deps.graph
+        .delete_user(&user_id)
+        .await
+        .map_err(ServiceError::from)?;
+    let removed = deps
+        .meta
+        .delete_user(&user_id)
+        .await
+        .map_err(ServiceError::from)?;
     let _ = deps.signals.bump(&user_id).await;
     audit(&state, &caller, "delete_user", Some(&user_id), None);
     Ok(ok(json!({"user_id": user_id, "facts_deleted": removed})))
@@ -262,14 +344,21 @@ pub async fn export_user(
     Path(user_id): Path<String>,
 ) -> ApiResult {
     valid_path_id("user_id", &user_id)?;
-    let (facts, jobs) = state.deps.meta.export_user(&user_id).await.map_err(ServiceError::from)?;
+    let (facts, jobs) = state
+        .deps
+        .meta
+        .export_user(&user_id)
+        .await
+        .map_err(ServiceError::from)?;
     let mut histories = Vec::with_capacity(facts.len());
     for f in &facts {
         histories.push(json!({"fact_id": f.fact_id, "history": state.deps.meta.fact_history(&f.fact_id).await.map_err(ServiceError::from)?}));
     }
     audit(&state, &caller, "export_user", Some(&user_id), None);
     let conversations: Vec<_> = jobs.into_iter().map(|j| json!({"job_id": j.job_id, "request": j.request, "state": j.state, "created_at": j.created_at})).collect();
-    Ok(ok(json!({"user_id": user_id, "facts": facts, "history": histories, "conversations": conversations})))
+    Ok(ok(
+        json!({"user_id": user_id, "facts": facts, "history": histories, "conversations": conversations}),
+    ))
 }
 
 async fn check<F, Fut>(name: &str, f: F) -> serde_json::Value
@@ -298,17 +387,34 @@ async fn dependency_report(state: &AppState) -> (bool, serde_json::Value) {
     let checks = vec![meta, vectors, graph, embed];
     for c in &checks {
         let name = c["name"].as_str().unwrap_or("");
-        state.metrics.dependency_up.with_label_values(&[name]).set(i64::from(c["status"] == "up"));
+        state
+            .metrics
+            .dependency_up
+            .with_label_values(&[name])
+            .set(i64::from(c["status"] == "up"));
     }
     let critical_up = checks[0]["status"] == "up";
     let all_up = checks.iter().all(|c| c["status"] == "up");
-    let status = if all_up { "healthy" } else if critical_up { "degraded" } else { "unhealthy" };
-    (critical_up, json!({"status": status, "timestamp": chrono::Utc::now(), "extractor": d.extractor.name(), "checks": checks}))
+    let status = if all_up {
+        "healthy"
+    } else if critical_up {
+        "degraded"
+    } else {
+        "unhealthy"
+    };
+    (
+        critical_up,
+        json!({"status": status, "timestamp": chrono::Utc::now(), "extractor": d.extractor.name(), "checks": checks}),
+    )
 }
 
 pub async fn health(State(state): State<AppState>) -> Response {
     let (critical_up, report) = dependency_report(&state).await;
-    let code = if critical_up { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let code = if critical_up {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (code, Json(report)).into_response()
 }
 
@@ -322,7 +428,10 @@ pub async fn ready(State(state): State<AppState>) -> Response {
 
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let mut resp = state.metrics.render().into_response();
-    resp.headers_mut().insert("content-type", HeaderValue::from_static("text/plain; version=0.0.4"));
+    resp.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
     resp
 }
 

@@ -33,8 +33,14 @@ fn reject(r: JsonRejection) -> ApiError {
         JsonRejection::MissingJsonContentType(_) => {
             ApiError::new(ErrorCode::InvalidJson, "Content-Type must be application/json")
         }
-        JsonRejection::JsonSyntaxError(e) => ApiError::new(ErrorCode::InvalidJson, format!("malformed JSON: {}", e.body_text())),
-        JsonRejection::JsonDataError(e) => ApiError::new(ErrorCode::InvalidJson, format!("unexpected JSON shape: {}", e.body_text())),
+        JsonRejection::JsonSyntaxError(e) => ApiError::new(
+            ErrorCode::InvalidJson,
+            format!("malformed JSON: {}", e.body_text()),
+        ),
+        JsonRejection::JsonDataError(e) => ApiError::new(
+            ErrorCode::InvalidJson,
+            format!("unexpected JSON shape: {}", e.body_text()),
+        ),
         other => ApiError::new(ErrorCode::InvalidJson, other.body_text()),
     }
 }

@@ -18,7 +18,8 @@ pub async fn request_id(req: Request, next: Next) -> Response {
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.chars().all(|c| c.is_ascii_graphic()))
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
+    let span =
+        tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
     let mut resp = REQUEST_ID
         .scope(id.clone(), tracing::Instrument::instrument(next.run(req), span))
         .await;
@@ -39,7 +40,11 @@ pub async fn metrics(State(state): State<AppState>, req: Request, next: Next) ->
     let started = Instant::now();
     let resp = next.run(req).await;
     let status = resp.status().as_u16().to_string();
-    state.metrics.http_requests.with_label_values(&[&endpoint, &method, &status]).inc();
+    state
+        .metrics
+        .http_requests
+        .with_label_values(&[&endpoint, &method, &status])
+        .inc();
     state
         .metrics
         .http_duration

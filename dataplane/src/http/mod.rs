@@ -33,8 +33,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/facts/{fact_id}/history", get(handlers::fact_history))
         .route_layer(with(Permission::Search));
     let admin = Router::new()
-        .route("/v1/facts/{fact_id}", axum::routing::delete(handlers::delete_fact))
-        .route("/v1/users/{user_id}", axum::routing::delete(handlers::delete_user))
+        .route(
+            "/v1/facts/{fact_id}",
+            axum::routing::delete(handlers::delete_fact),
+        )
+        .route(
+            "/v1/users/{user_id}",
+            axum::routing::delete(handlers::delete_user),
+        )
         .route("/v1/users/{user_id}/export", get(handlers::export_user))
         .route_layer(with(Permission::Admin));
     let open = Router::new()
@@ -50,7 +56,10 @@ pub fn router(state: AppState) -> Router {
         .merge(open)
         .fallback(handlers::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::metrics))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::metrics,
+        ))
         .layer(axum::middleware::from_fn(middleware::request_id))
         .with_state(state)
 }

@@ -20,17 +20,30 @@ pub fn default_idempotency_key(req: &ExtractRequest) -> String {
         h.update(m.content.as_bytes());
         h.update([0]);
     }
-    format!("{}/{}/{}", req.user_id, req.conversation_id, hex::encode(&h.finalize()[..16]))
+    format!(
+        "{}/{}/{}",
+        req.user_id,
+        req.conversation_id,
+        hex::encode(&h.finalize()[..16])
+    )
 }
 
 /// Stores and publishes the job; returns it and whether it is new.
-pub async fn accept(state: &AppState, req: ExtractRequest, idempotency_key: Option<String>) -> Result<(Job, bool), ServiceError> {
+pub async fn accept(
+    state: &AppState,
+    req: ExtractRequest,
+    idempotency_key: Option<String>,
+) -> Result<(Job, bool), ServiceError> {
     let key = match idempotency_key {
         // Scope client keys by user so two tenants' keys can never collide.
         Some(k) => format!("{}/client/{k}", req.user_id),
         None => default_idempotency_key(&req),
     };
-    let new = NewJob { job_id: uuid::Uuid::now_v7().to_string(), idempotency_key: key, request: req };
+    let new = NewJob {
+        job_id: uuid::Uuid::now_v7().to_string(),
+        idempotency_key: key,
+        request: req,
+    };
     let (job, created) = state.deps.meta.create_job(new).await?;
     if created {
         state.metrics.queue_depth.inc();
@@ -53,20 +66,25 @@ pub async fn wait_for(state: &AppState, job_id: &str, timeout: Duration) -> Resu
             .get_job(job_id)
             .await?
             .ok_or_else(|| ServiceError::NotFound(format!("job {job_id}")))?;
-        if matches!(job.state, JobState::Completed | JobState::Failed) || tokio::time::Instant::now() >= deadline {
+        if matches!(job.state, JobState::Completed | JobState::Failed)
+            || tokio::time::Instant::now() >= deadline
+        {
             return Ok(job);
         }
         // Wake on any completion (or every 250 ms, for workers in other processes).
-        let _ = tokio::time::timeout_at(deadline.min(tokio::time::Instant::now() + Duration::from_millis(250)), async {
-            loop {
-                match done.recv().await {
-                    Ok(id) if id == job_id => break,
-                    Ok(_) => continue,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
-                    Err(_) => break,
+        let _ = tokio::time::timeout_at(
+            deadline.min(tokio::time::Instant::now() + Duration::from_millis(250)),
+            async {
+                loop {
+                    match done.recv().await {
+                        Ok(id) if id == job_id => break,
+                        Ok(_) => continue,
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                        Err(_) => break,
+                    }
                 }
-            }
-        })
+            },
+        )
         .await;
     }
 }

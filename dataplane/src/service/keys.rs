@@ -29,7 +29,11 @@ pub async fn create(
     permissions: Vec<Permission>,
     expires_at: Option<DateTime<Utc>>,
 ) -> Result<NewKey, StoreError> {
-    let random: String = rand::rng().sample_iter(&Alphanumeric).take(32).map(char::from).collect();
+    let random: String = rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(32)
+        .map(char::from)
+        .collect();
     let secret = format!("pika_{env}_sk_{random}");
     let record = ApiKeyRecord {
         key_id: format!("key_{}", &uuid::Uuid::now_v7().simple().to_string()[..16]),
@@ -48,7 +52,8 @@ pub async fn create(
 pub fn parse_permissions(s: &str) -> Result<Vec<Permission>, String> {
     let mut out = Vec::new();
     for p in s.split(',').filter(|p| !p.trim().is_empty()) {
-        let perm = Permission::parse(p).ok_or_else(|| format!("unknown permission {p:?} (extract, search, admin)"))?;
+        let perm = Permission::parse(p)
+            .ok_or_else(|| format!("unknown permission {p:?} (extract, search, admin)"))?;
         if !out.contains(&perm) {
             out.push(perm);
         }
@@ -72,7 +77,10 @@ mod tests {
 
     #[test]
     fn permissions_parse() {
-        assert_eq!(parse_permissions("extract,search").expect("ok"), vec![Permission::Extract, Permission::Search]);
+        assert_eq!(
+            parse_permissions("extract,search").expect("ok"),
+            vec![Permission::Extract, Permission::Search]
+        );
         assert!(parse_permissions("read").is_err());
         assert!(parse_permissions("").is_err());
     }

@@ -48,7 +48,10 @@ impl QueryTerms {
                 }
             }
         }
-        QueryTerms { terms: all, entities: concepts.iter().map(|c| c.entity.to_string()).collect() }
+        QueryTerms {
+            terms: all,
+            entities: concepts.iter().map(|c| c.entity.to_string()).collect(),
+        }
     }
 
     /// Folded forms, for the store's keyword candidate search.
@@ -82,9 +85,14 @@ pub fn keyword_score(query: &str, fact: &Fact) -> f32 {
                 return 1.0;
             }
             let via_topic = topics.iter().any(|c| {
-                c.triggers.iter().any(|tr| syllables(tr).iter().any(|s| fold(s) == t.folded))
+                c.triggers
+                    .iter()
+                    .any(|tr| syllables(tr).iter().any(|s| fold(s) == t.folded))
                     && (fact.entities.iter().any(|e| e == c.entity)
-                        || fact.tags.iter().any(|tag| matching_tags(c).contains(&tag.as_str())))
+                        || fact
+                            .tags
+                            .iter()
+                            .any(|tag| matching_tags(c).contains(&tag.as_str())))
             });
             if via_topic {
                 1.0
@@ -158,9 +166,21 @@ mod tests {
 
     #[test]
     fn vietnamese_pet_query_matches_cat_fact_through_tags() {
-        let cat = fact("Bé nuôi mèo tên Miu.", &["mèo", "cat", "thú cưng", "pet"], &["cat", "Miu"]);
-        let swing = fact("Bé thích chơi xích đu và leo cây.", &["xích đu", "swing"], &["swing"]);
-        for q in ["thú cưng của bé là gì", "con mèo của bé", "What pets does the child have?"] {
+        let cat = fact(
+            "Bé nuôi mèo tên Miu.",
+            &["mèo", "cat", "thú cưng", "pet"],
+            &["cat", "Miu"],
+        );
+        let swing = fact(
+            "Bé thích chơi xích đu và leo cây.",
+            &["xích đu", "swing"],
+            &["swing"],
+        );
+        for q in [
+            "thú cưng của bé là gì",
+            "con mèo của bé",
+            "What pets does the child have?",
+        ] {
             let k_cat = keyword_score(q, &cat);
             let k_swing = keyword_score(q, &swing);
             assert!(k_cat >= 0.99, "{q}: cat {k_cat}");

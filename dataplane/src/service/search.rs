@@ -19,7 +19,11 @@ pub struct ProvidedEmbedding {
 }
 
 /// Runs one search.
-pub async fn search(state: &AppState, req: &SearchRequest, provided: Option<ProvidedEmbedding>) -> Result<SearchResponse, ServiceError> {
+pub async fn search(
+    state: &AppState,
+    req: &SearchRequest,
+    provided: Option<ProvidedEmbedding>,
+) -> Result<SearchResponse, ServiceError> {
     let started = Instant::now();
     let deps = &state.deps;
     let cfg = &state.config.search;
@@ -47,8 +51,15 @@ pub async fn search(state: &AppState, req: &SearchRequest, provided: Option<Prov
     let keyword_facts = keyword_facts?;
 
     let cosine: HashMap<&str, f32> = vector_hits.iter().map(|(id, s)| (id.as_str(), *s)).collect();
-    let mut facts: HashMap<String, Fact> = keyword_facts.into_iter().map(|f| (f.fact_id.clone(), f)).collect();
-    let missing: Vec<String> = vector_hits.iter().map(|(id, _)| id.clone()).filter(|id| !facts.contains_key(id)).collect();
+    let mut facts: HashMap<String, Fact> = keyword_facts
+        .into_iter()
+        .map(|f| (f.fact_id.clone(), f))
+        .collect();
+    let missing: Vec<String> = vector_hits
+        .iter()
+        .map(|(id, _)| id.clone())
+        .filter(|id| !facts.contains_key(id))
+        .collect();
     for f in deps.meta.active_facts(&missing).await? {
         facts.insert(f.fact_id.clone(), f);
     }
@@ -63,7 +74,11 @@ pub async fn search(state: &AppState, req: &SearchRequest, provided: Option<Prov
     let now = Utc::now();
     let mut scored: Vec<(f32, f32, Fact)> = facts
         .into_values()
-        .filter(|f| req.categories.as_ref().is_none_or(|cats| cats.contains(&f.category)))
+        .filter(|f| {
+            req.categories
+                .as_ref()
+                .is_none_or(|cats| cats.contains(&f.category))
+        })
         .filter_map(|f| {
             let cos = cosine.get(f.fact_id.as_str()).copied().unwrap_or(0.0);
             let sim = fuse(cos, keyword_score(&req.query, &f), weights.keyword_weight);
@@ -96,7 +111,11 @@ pub async fn search(state: &AppState, req: &SearchRequest, provided: Option<Prov
     let results: Vec<SearchHit> = scored
         .into_iter()
         .map(|(sim, total, f)| SearchHit {
-            related_facts: if req.include_related { related.get(&f.fact_id).cloned().unwrap_or_default() } else { Vec::new() },
+            related_facts: if req.include_related {
+                related.get(&f.fact_id).cloned().unwrap_or_default()
+            } else {
+                Vec::new()
+            },
             fact_id: f.fact_id,
             content: f.content,
             category: f.category,

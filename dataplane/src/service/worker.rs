@@ -10,7 +10,9 @@
 //! searches only return facts whose metadata row is active.
 
 use crate::app::AppState;
-use crate::domain::{Candidate, Claim, Decision, ExtractionPlan, Fact, FactStatus, HistoryEntry, HistoryEvent, Job};
+use crate::domain::{
+    Candidate, Claim, Decision, ExtractionPlan, Fact, FactStatus, HistoryEntry, HistoryEvent, Job,
+};
 use crate::service::ServiceError;
 use chrono::{DateTime, Utc};
 use pika_common::vector::dot;
@@ -89,7 +91,10 @@ impl Worker {
         match outcome {
             Ok(()) => {
                 metrics.jobs.with_label_values(&["completed"]).inc();
-                metrics.job_duration.with_label_values(&["completed"]).observe(started.elapsed().as_secs_f64());
+                metrics
+                    .job_duration
+                    .with_label_values(&["completed"])
+                    .observe(started.elapsed().as_secs_f64());
                 metrics.queue_depth.dec();
                 let _ = self.state.job_done.send(job.job_id.clone());
                 Outcome::Completed
@@ -115,7 +120,10 @@ impl Worker {
                     Outcome::Retrying
                 } else {
                     metrics.jobs.with_label_values(&["failed"]).inc();
-                    metrics.job_duration.with_label_values(&["failed"]).observe(started.elapsed().as_secs_f64());
+                    metrics
+                        .job_duration
+                        .with_label_values(&["failed"])
+                        .observe(started.elapsed().as_secs_f64());
                     metrics.queue_depth.dec();
                     let _ = self.state.job_done.send(job.job_id.clone());
                     Outcome::Failed
@@ -150,7 +158,10 @@ impl Worker {
             plan.result.processing_time_ms = started.elapsed().as_millis() as u64;
             return Ok(plan);
         }
-        let vectors = deps.embedder.embed(candidates.iter().map(|c| c.content.clone()).collect()).await?;
+        let vectors = deps
+            .embedder
+            .embed(candidates.iter().map(|c| c.content.clone()).collect())
+            .await?;
 
         // Neighbours of every candidate, hydrated in one batch.
         let mut hits: Vec<Vec<(String, f32)>> = Vec::with_capacity(candidates.len());
@@ -160,8 +171,13 @@ impl Worker {
         let mut ids: Vec<String> = hits.iter().flatten().map(|(id, _)| id.clone()).collect();
         ids.sort();
         ids.dedup();
-        let existing: HashMap<String, Fact> =
-            deps.meta.active_facts(&ids).await?.into_iter().map(|f| (f.fact_id.clone(), f)).collect();
+        let existing: HashMap<String, Fact> = deps
+            .meta
+            .active_facts(&ids)
+            .await?
+            .into_iter()
+            .map(|f| (f.fact_id.clone(), f))
+            .collect();
 
         let now = Utc::now();
         let mut new_vectors: Vec<(usize, Vec<f32>)> = Vec::new();
@@ -173,7 +189,10 @@ impl Worker {
                 .filter_map(|(id, s)| existing.get(id).map(|f| (f.clone(), *s)))
                 .collect();
             // The same fact twice in one conversation.
-            if let Some((j, _)) = new_vectors.iter().find(|(_, v)| dot(v, vector) >= cfg.duplicate_threshold) {
+            if let Some((j, _)) = new_vectors
+                .iter()
+                .find(|(_, v)| dot(v, vector) >= cfg.duplicate_threshold)
+            {
                 let id = plan.new_facts[*j].fact_id.clone();
                 if !plan.result.fact_ids.contains(&id) {
                     plan.result.fact_ids.push(id);
@@ -193,19 +212,45 @@ impl Worker {
                     plan.result.fact_ids.push(id);
                 }
                 Decision::Add => {
-                    plan.history.push(history(&new_id, HistoryEvent::Add, None, Some(&cand.content), None, job, now));
+                    plan.history.push(history(
+                        &new_id,
+                        HistoryEvent::Add,
+                        None,
+                        Some(&cand.content),
+                        None,
+                        job,
+                        now,
+                    ));
                     new_vectors.push((plan.new_facts.len(), vector.clone()));
-                    plan.new_facts.push(new_fact(new_id.clone(), cand, job, None, now));
+                    plan.new_facts
+                        .push(new_fact(new_id.clone(), cand, job, None, now));
                     plan.result.added += 1;
                     plan.result.fact_ids.push(new_id);
                 }
                 Decision::Update(old_id) | Decision::Delete(old_id) => {
                     let old_content = existing.get(&old_id).map(|f| f.content.clone());
-                    plan.history.push(history(&old_id, HistoryEvent::Update, old_content.as_deref(), Some(&cand.content), Some(&new_id), job, now));
-                    plan.history.push(history(&new_id, HistoryEvent::Update, old_content.as_deref(), Some(&cand.content), Some(&old_id), job, now));
+                    plan.history.push(history(
+                        &old_id,
+                        HistoryEvent::Update,
+                        old_content.as_deref(),
+                        Some(&cand.content),
+                        Some(&new_id),
+                        job,
+                        now,
+                    ));
+                    plan.history.push(history(
+                        &new_id,
+                        HistoryEvent::Update,
+                        old_content.as_deref(),
+                        Some(&cand.content),
+                        Some(&old_id),
+                        job,
+                        now,
+                    ));
                     plan.superseded.push((old_id.clone(), new_id.clone()));
                     new_vectors.push((plan.new_facts.len(), vector.clone()));
-                    plan.new_facts.push(new_fact(new_id.clone(), cand, job, Some(old_id.clone()), now));
+                    plan.new_facts
+                        .push(new_fact(new_id.clone(), cand, job, Some(old_id.clone()), now));
                     plan.result.updated += 1;
                     touched.push(old_id);
                     plan.result.fact_ids.push(new_id);
@@ -215,21 +260,34 @@ impl Worker {
         plan.result.facts_count = plan.result.fact_ids.len();
         plan.result.processing_time_ms = started.elapsed().as_millis() as u64;
         // Vectors travel with the plan in new-fact order.
-        self.write_side_stores(job, &plan, new_vectors.into_iter().map(|(_, v)| v).collect()).await?;
+        self.write_side_stores(job, &plan, new_vectors.into_iter().map(|(_, v)| v).collect())
+            .await?;
         Ok(plan)
     }
 
     /// Vectors and graph first (idempotent, keyed by fact id); invisible until the commit.
-    async fn write_side_stores(&self, job: &Job, plan: &ExtractionPlan, vectors: Vec<Vec<f32>>) -> Result<(), ServiceError> {
+    async fn write_side_stores(
+        &self,
+        job: &Job,
+        plan: &ExtractionPlan,
+        vectors: Vec<Vec<f32>>,
+    ) -> Result<(), ServiceError> {
         if plan.new_facts.is_empty() {
             return Ok(());
         }
         let deps = &self.state.deps;
-        let items: Vec<(String, Vec<f32>)> =
-            plan.new_facts.iter().map(|f| f.fact_id.clone()).zip(vectors).collect();
+        let items: Vec<(String, Vec<f32>)> = plan
+            .new_facts
+            .iter()
+            .map(|f| f.fact_id.clone())
+            .zip(vectors)
+            .collect();
         deps.vectors.upsert(&job.user_id, &items).await?;
-        let nodes: Vec<(String, Vec<String>)> =
-            plan.new_facts.iter().map(|f| (f.fact_id.clone(), f.entities.clone())).collect();
+        let nodes: Vec<(String, Vec<String>)> = plan
+            .new_facts
+            .iter()
+            .map(|f| (f.fact_id.clone(), f.entities.clone()))
+            .collect();
         deps.graph.upsert_facts(&job.user_id, &nodes).await?;
         Ok(())
     }
@@ -260,7 +318,9 @@ fn duplicate_of(cand: &Candidate, neighbors: &[(Fact, f32)], threshold: f32) -> 
     let norm = |s: &str| pika_common::text::syllables(s).join(" ");
     neighbors
         .iter()
-        .find(|(f, s)| f.polarity == cand.polarity && (*s >= threshold || norm(&f.content) == norm(&cand.content)))
+        .find(|(f, s)| {
+            f.polarity == cand.polarity && (*s >= threshold || norm(&f.content) == norm(&cand.content))
+        })
         .map(|(f, _)| f.fact_id.clone())
 }
 
@@ -271,10 +331,18 @@ pub fn fact_id_for(job_id: &str, created_at: DateTime<Utc>, index: usize) -> Str
     let mut random = [0u8; 10];
     random.copy_from_slice(&digest[..10]);
     let ms = created_at.timestamp_millis().max(0) as u64;
-    uuid::Builder::from_unix_timestamp_millis(ms, &random).into_uuid().to_string()
+    uuid::Builder::from_unix_timestamp_millis(ms, &random)
+        .into_uuid()
+        .to_string()
 }
 
-fn new_fact(fact_id: String, c: &Candidate, job: &Job, supersedes: Option<String>, now: DateTime<Utc>) -> Fact {
+fn new_fact(
+    fact_id: String,
+    c: &Candidate,
+    job: &Job,
+    supersedes: Option<String>,
+    now: DateTime<Utc>,
+) -> Fact {
     Fact {
         fact_id,
         user_id: job.user_id.clone(),
@@ -316,7 +384,6 @@ fn history(
         created_at: now,
     }
 }
-
 
 #[cfg(test)]
 mod tests {

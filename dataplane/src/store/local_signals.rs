@@ -16,7 +16,10 @@ pub struct LocalSignals {
 impl Default for LocalSignals {
     fn default() -> Self {
         let (tx, _) = broadcast::channel(1024);
-        LocalSignals { generations: Mutex::new(HashMap::new()), tx }
+        LocalSignals {
+            generations: Mutex::new(HashMap::new()),
+            tx,
+        }
     }
 }
 

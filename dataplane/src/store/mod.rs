@@ -2,10 +2,10 @@
 //! under the data dir holds facts, jobs, history, keys, audit, vectors and the
 //! entity graph, so a first-day developer needs no server.
 
+mod local_signals;
 mod sqlite;
 mod sqlite_graph;
 mod sqlite_vectors;
-mod local_signals;
 
 pub use local_signals::LocalSignals;
 pub use sqlite::SqliteMetaStore;
@@ -26,7 +26,12 @@ pub(crate) fn from_ms(ms: i64) -> DateTime<Utc> {
 pub(crate) fn keyword_text(content: &str, tags: &[String]) -> String {
     let mut words: Vec<String> = pika_common::text::syllables(content)
         .iter()
-        .chain(tags.iter().flat_map(|t| pika_common::text::syllables(t)).collect::<Vec<_>>().iter())
+        .chain(
+            tags.iter()
+                .flat_map(|t| pika_common::text::syllables(t))
+                .collect::<Vec<_>>()
+                .iter(),
+        )
         .map(|s| pika_common::text::fold(s))
         .collect();
     words.dedup();

@@ -6,14 +6,16 @@
 
 use super::{from_ms, keyword_text, to_ms};
 use crate::domain::{
-    ApiKeyRecord, AuditEntry, Claim, ExtractionPlan, Fact, FactStatus, HistoryEntry,
-    HistoryEvent, Job, Permission, Polarity,
+    ApiKeyRecord, AuditEntry, Claim, ExtractionPlan, Fact, FactStatus, HistoryEntry, HistoryEvent, Job,
+    Permission, Polarity,
 };
 use crate::ports::{FactPage, MetaStore, NewJob, StoreError};
 use async_trait::async_trait;
 use chrono::Utc;
 use pika_common::wire::{Category, JobState};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{Row, SqlitePool};
 use std::str::FromStr;
 use std::time::Duration;
@@ -98,7 +100,10 @@ fn fact_from_row(r: &SqliteRow) -> Result<Fact, StoreError> {
         created_at: from_ms(r.try_get("created_at").map_err(db_err)?),
         updated_at: from_ms(r.try_get("updated_at").map_err(db_err)?),
         accessed_count: r.try_get::<i64, _>("accessed_count").map_err(db_err)? as u32,
-        last_accessed_at: r.try_get::<Option<i64>, _>("last_accessed_at").map_err(db_err)?.map(from_ms),
+        last_accessed_at: r
+            .try_get::<Option<i64>, _>("last_accessed_at")
+            .map_err(db_err)?
+            .map(from_ms),
     })
 }
 
@@ -113,7 +118,10 @@ fn job_from_row(r: &SqliteRow) -> Result<Job, StoreError> {
         request: serde_json::from_str(r.try_get::<&str, _>("request").map_err(db_err)?).map_err(corrupt)?,
         state: JobState::parse(&state).ok_or_else(|| corrupt(format!("job state {state}")))?,
         attempts: r.try_get::<i64, _>("attempts").map_err(db_err)? as u32,
-        result: result.map(|s| serde_json::from_str(&s)).transpose().map_err(corrupt)?,
+        result: result
+            .map(|s| serde_json::from_str(&s))
+            .transpose()
+            .map_err(corrupt)?,
         error: r.try_get("error").map_err(db_err)?,
         created_at: from_ms(r.try_get("created_at").map_err(db_err)?),
         updated_at: from_ms(r.try_get("updated_at").map_err(db_err)?),
@@ -128,8 +136,14 @@ fn key_from_row(r: &SqliteRow) -> Result<ApiKeyRecord, StoreError> {
         prefix: r.try_get("prefix").map_err(db_err)?,
         permissions: perms.split(',').filter_map(Permission::parse).collect(),
         created_at: from_ms(r.try_get("created_at").map_err(db_err)?),
-        expires_at: r.try_get::<Option<i64>, _>("expires_at").map_err(db_err)?.map(from_ms),
-        revoked_at: r.try_get::<Option<i64>, _>("revoked_at").map_err(db_err)?.map(from_ms),
+        expires_at: r
+            .try_get::<Option<i64>, _>("expires_at")
+            .map_err(db_err)?
+            .map(from_ms),
+        revoked_at: r
+            .try_get::<Option<i64>, _>("revoked_at")
+            .map_err(db_err)?
+            .map(from_ms),
     })
 }
 
@@ -164,7 +178,10 @@ async fn insert_history(
 #[async_trait]
 impl MetaStore for SqliteMetaStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db_err)?;
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
         Ok(())
     }
 
@@ -187,11 +204,13 @@ impl MetaStore for SqliteMetaStore {
         .map_err(db_err)?
         .rows_affected()
             == 1;
-        let row = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE idempotency_key = ?"))
-            .bind(&job.idempotency_key)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db_err)?;
+        let row = sqlx::query(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE idempotency_key = ?"
+        ))
+        .bind(&job.idempotency_key)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_err)?;
         Ok((job_from_row(&row)?, inserted))
     }
 
@@ -216,12 +235,14 @@ impl MetaStore for SqliteMetaStore {
     }
 
     async fn requeue_processing(&self) -> Result<u64, StoreError> {
-        let n = sqlx::query("UPDATE jobs SET state = 'queued', claim_token = NULL, updated_at = ? WHERE state = 'processing'")
-            .bind(to_ms(Utc::now()))
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?
-            .rows_affected();
+        let n = sqlx::query(
+            "UPDATE jobs SET state = 'queued', claim_token = NULL, updated_at = ? WHERE state = 'processing'",
+        )
+        .bind(to_ms(Utc::now()))
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
         Ok(n)
     }
 
@@ -239,20 +260,27 @@ impl MetaStore for SqliteMetaStore {
         .map_err(db_err)?;
         match row {
             None => Ok(None),
-            Some(r) => Ok(Some((Claim { job_id: job_id.to_string(), token }, job_from_row(&r)?))),
+            Some(r) => Ok(Some((
+                Claim {
+                    job_id: job_id.to_string(),
+                    token,
+                },
+                job_from_row(&r)?,
+            ))),
         }
     }
 
     async fn complete_job(&self, claim: &Claim, plan: &ExtractionPlan) -> Result<(), StoreError> {
         let now = Utc::now();
         let mut tx = self.pool.begin().await.map_err(db_err)?;
-        let user_id: Option<String> =
-            sqlx::query_scalar("SELECT user_id FROM jobs WHERE job_id = ? AND claim_token = ? AND state = 'processing'")
-                .bind(&claim.job_id)
-                .bind(&claim.token)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_err)?;
+        let user_id: Option<String> = sqlx::query_scalar(
+            "SELECT user_id FROM jobs WHERE job_id = ? AND claim_token = ? AND state = 'processing'",
+        )
+        .bind(&claim.job_id)
+        .bind(&claim.token)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
         let Some(user_id) = user_id else {
             return Err(StoreError::ClaimLost);
         };
@@ -343,7 +371,11 @@ impl MetaStore for SqliteMetaStore {
             .await
             .map_err(db_err)?
             .rows_affected();
-        if n == 0 { Err(StoreError::ClaimLost) } else { Ok(()) }
+        if n == 0 {
+            Err(StoreError::ClaimLost)
+        } else {
+            Ok(())
+        }
     }
 
     async fn active_facts(&self, ids: &[String]) -> Result<Vec<Fact>, StoreError> {
@@ -358,7 +390,12 @@ impl MetaStore for SqliteMetaStore {
         for id in ids {
             q = q.bind(id);
         }
-        q.fetch_all(&self.pool).await.map_err(db_err)?.iter().map(fact_from_row).collect()
+        q.fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?
+            .iter()
+            .map(fact_from_row)
+            .collect()
     }
 
     async fn get_fact(&self, fact_id: &str) -> Result<Option<Fact>, StoreError> {
@@ -396,7 +433,12 @@ impl MetaStore for SqliteMetaStore {
             .collect()
     }
 
-    async fn list_facts(&self, user_id: &str, cursor: Option<&str>, limit: usize) -> Result<FactPage, StoreError> {
+    async fn list_facts(
+        &self,
+        user_id: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<FactPage, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {FACT_COLUMNS} FROM facts WHERE user_id = ? AND status = 'active' AND fact_id > ?
              ORDER BY fact_id LIMIT ?"
@@ -474,26 +516,35 @@ impl MetaStore for SqliteMetaStore {
     }
 
     async fn export_user(&self, user_id: &str) -> Result<(Vec<Fact>, Vec<Job>), StoreError> {
-        let facts = sqlx::query(&format!("SELECT {FACT_COLUMNS} FROM facts WHERE user_id = ? ORDER BY fact_id"))
-            .bind(user_id)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?
-            .iter()
-            .map(fact_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        let jobs = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE user_id = ? ORDER BY created_at"))
-            .bind(user_id)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?
-            .iter()
-            .map(job_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
+        let facts = sqlx::query(&format!(
+            "SELECT {FACT_COLUMNS} FROM facts WHERE user_id = ? ORDER BY fact_id"
+        ))
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(fact_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+        let jobs = sqlx::query(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE user_id = ? ORDER BY created_at"
+        ))
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(job_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
         Ok((facts, jobs))
     }
 
-    async fn keyword_candidates(&self, user_id: &str, terms: &[String], limit: usize) -> Result<Vec<Fact>, StoreError> {
+    async fn keyword_candidates(
+        &self,
+        user_id: &str,
+        terms: &[String],
+        limit: usize,
+    ) -> Result<Vec<Fact>, StoreError> {
         // FTS5 query syntax: quote every term so user text is never parsed as operators.
         let expr = terms
             .iter()
@@ -507,7 +558,11 @@ impl MetaStore for SqliteMetaStore {
         let sql = format!(
             "SELECT {} FROM fact_terms t JOIN facts f ON f.fact_id = t.fact_id
              WHERE fact_terms MATCH ? AND t.user_id = ? AND f.status = 'active' ORDER BY rank LIMIT ?",
-            FACT_COLUMNS.split(", ").map(|c| format!("f.{c}")).collect::<Vec<_>>().join(", ")
+            FACT_COLUMNS
+                .split(", ")
+                .map(|c| format!("f.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         sqlx::query(&sql)
             .bind(expr)

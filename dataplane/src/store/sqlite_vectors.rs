@@ -50,7 +50,11 @@ impl SqliteVectorIndex {
                     .map_err(db_err)?;
             }
         }
-        Ok(SqliteVectorIndex { pool, dimension, cache: RwLock::new(HashMap::new()) })
+        Ok(SqliteVectorIndex {
+            pool,
+            dimension,
+            cache: RwLock::new(HashMap::new()),
+        })
     }
 
     async fn user_vectors(&self, user_id: &str) -> Result<UserVectors, StoreError> {
@@ -81,7 +85,10 @@ impl SqliteVectorIndex {
 #[async_trait]
 impl VectorIndex for SqliteVectorIndex {
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db_err)?;
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
         Ok(())
     }
 
@@ -121,8 +128,10 @@ impl VectorIndex for SqliteVectorIndex {
             )));
         }
         let vectors = self.user_vectors(user_id).await?;
-        let mut scored: Vec<(String, f32)> =
-            vectors.iter().map(|(id, v)| (id.clone(), dot(query, v))).collect();
+        let mut scored: Vec<(String, f32)> = vectors
+            .iter()
+            .map(|(id, v)| (id.clone(), dot(query, v)))
+            .collect();
         scored.sort_by(|a, b| b.1.total_cmp(&a.1));
         scored.truncate(k);
         Ok(scored)

@@ -7,7 +7,10 @@ use std::process::Command;
 
 const CAT_TURNS: &[(&str, &str)] = &[
     ("assistant", "Chào cậu! Cậu có nuôi con vật nào không?"),
-    ("user", "Mình nuôi mèo tên Miu. Mình thích chơi xích đu và leo cây."),
+    (
+        "user",
+        "Mình nuôi mèo tên Miu. Mình thích chơi xích đu và leo cây.",
+    ),
 ];
 
 fn top3_contains(results: &[String], needle: &str) -> bool {
@@ -24,7 +27,14 @@ async fn vietnamese_and_english_facts_are_found_and_stay_private() {
     assert_eq!(job["state"], "completed", "{job}");
     assert_eq!(job["result"]["added"], 2, "{job}");
     let job = s
-        .extract_and_wait("kid-en", "conv-2", &[("assistant", "Do you have a pet?"), ("user", "Yes! I have a dog called Max.")])
+        .extract_and_wait(
+            "kid-en",
+            "conv-2",
+            &[
+                ("assistant", "Do you have a pet?"),
+                ("user", "Yes! I have a dog called Max."),
+            ],
+        )
         .await;
     assert_eq!(job["state"], "completed", "{job}");
 
@@ -36,12 +46,27 @@ async fn vietnamese_and_english_facts_are_found_and_stay_private() {
     assert!(top3_contains(&r, "dog called Max"), "{r:?}");
 
     // Isolation: the other child and a stranger see nothing of these facts.
-    assert!(!s.search("kid-en", "con mèo của bé").await.iter().any(|c| c.contains("Miu")));
-    assert!(!s.search("kid-vi", "What pets does the child have?").await.iter().any(|c| c.contains("Max")));
+    assert!(
+        !s.search("kid-en", "con mèo của bé")
+            .await
+            .iter()
+            .any(|c| c.contains("Miu"))
+    );
+    assert!(
+        !s.search("kid-vi", "What pets does the child have?")
+            .await
+            .iter()
+            .any(|c| c.contains("Max"))
+    );
     assert!(s.search("stranger", "thú cưng của bé là gì").await.is_empty());
 
     // The result carries provenance.
-    let (_, body) = s.post("/v1/search_facts", &json!({"user_id": "kid-vi", "query": "con mèo của bé", "limit": 1})).await;
+    let (_, body) = s
+        .post(
+            "/v1/search_facts",
+            &json!({"user_id": "kid-vi", "query": "con mèo của bé", "limit": 1}),
+        )
+        .await;
     let hit = &body["data"]["results"][0];
     assert_eq!(hit["conversation_id"], "conv-1");
     assert_eq!(hit["source_turns"], json!([1]));
@@ -66,7 +91,14 @@ async fn repeated_conversation_adds_nothing_and_changes_keep_history() {
     assert_eq!(list["data"]["facts"].as_array().map(Vec::len), Some(2), "{list}");
 
     let change = s
-        .extract_and_wait("kid", "conv-c", &[("assistant", "Miu khoẻ không?"), ("user", "Mình không nuôi mèo nữa, mình nuôi chó")])
+        .extract_and_wait(
+            "kid",
+            "conv-c",
+            &[
+                ("assistant", "Miu khoẻ không?"),
+                ("user", "Mình không nuôi mèo nữa, mình nuôi chó"),
+            ],
+        )
         .await;
     assert_eq!(change["result"]["updated"], 1, "{change}");
     assert_eq!(change["result"]["added"], 1, "{change}");
@@ -82,7 +114,12 @@ async fn repeated_conversation_adds_nothing_and_changes_keep_history() {
     assert_eq!(history[1]["new_content"], "Bé không nuôi mèo nữa.");
 
     let (_, list) = s.get("/v1/users/kid/facts").await;
-    let contents: Vec<&str> = list["data"]["facts"].as_array().expect("facts").iter().filter_map(|f| f["content"].as_str()).collect();
+    let contents: Vec<&str> = list["data"]["facts"]
+        .as_array()
+        .expect("facts")
+        .iter()
+        .filter_map(|f| f["content"].as_str())
+        .collect();
     assert!(contents.contains(&"Bé không nuôi mèo nữa."), "{contents:?}");
     assert!(contents.contains(&"Bé nuôi chó."), "{contents:?}");
     assert!(!contents.contains(&"Bé nuôi mèo tên Miu."), "{contents:?}");
@@ -101,9 +138,18 @@ async fn idempotent_accept_wait_and_fact_lifecycle() {
     assert_eq!((st1, st2), (StatusCode::ACCEPTED, StatusCode::ACCEPTED));
     assert_eq!(a["status"], "accepted");
     assert_eq!(a["data"]["job_id"], b["data"]["job_id"], "same content, same job");
-    assert_eq!(a["data"]["status_url"], format!("/v1/jobs/{}", a["data"]["job_id"].as_str().unwrap_or("")));
+    assert_eq!(
+        a["data"]["status_url"],
+        format!("/v1/jobs/{}", a["data"]["job_id"].as_str().unwrap_or(""))
+    );
 
-    let keyed = |k: &str| s.http.post(s.url("/v1/extract_facts")).bearer_auth(&s.key).header("Idempotency-Key", k).json(&body);
+    let keyed = |k: &str| {
+        s.http
+            .post(s.url("/v1/extract_facts"))
+            .bearer_auth(&s.key)
+            .header("Idempotency-Key", k)
+            .json(&body)
+    };
     let (_, c) = s.send(keyed("client-key-1")).await;
     let (_, d) = s.send(keyed("client-key-1")).await;
     assert_eq!(c["data"]["job_id"], d["data"]["job_id"]);
@@ -111,7 +157,14 @@ async fn idempotent_accept_wait_and_fact_lifecycle() {
 
     // ?wait=true answers with the SDD's synchronous shape; the unversioned alias works.
     let (status, w) = s
-        .post("/extract_facts?wait=true", &conversation("kid-w", "conv-w", &[("assistant", "Hi"), ("user", "I love drawing cats every day.")]))
+        .post(
+            "/extract_facts?wait=true",
+            &conversation(
+                "kid-w",
+                "conv-w",
+                &[("assistant", "Hi"), ("user", "I love drawing cats every day.")],
+            ),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{w}");
     assert_eq!(w["status"], "success");
@@ -122,13 +175,18 @@ async fn idempotent_accept_wait_and_fact_lifecycle() {
     let (status, f) = s.get(&format!("/v1/facts/{fact_id}")).await;
     assert_eq!(status, StatusCode::OK, "{f}");
     assert_eq!(f["data"]["content"], "The child loves drawing cats every day.");
-    let (status, _) = s.post("/search_facts", &json!({"user_id": "kid-w", "query": "drawing"})).await;
+    let (status, _) = s
+        .post("/search_facts", &json!({"user_id": "kid-w", "query": "drawing"}))
+        .await;
     assert_eq!(status, StatusCode::OK);
 
     let (status, export) = s.get("/v1/users/kid-w/export").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(export["data"]["facts"].as_array().map(Vec::len), Some(1));
-    assert_eq!(export["data"]["conversations"][0]["request"]["conversation"][1]["content"], "I love drawing cats every day.");
+    assert_eq!(
+        export["data"]["conversations"][0]["request"]["conversation"][1]["content"],
+        "I love drawing cats every day."
+    );
 
     let (status, _) = s.delete(&format!("/v1/facts/{fact_id}")).await;
     assert_eq!(status, StatusCode::OK);
@@ -163,45 +221,115 @@ async fn api_keys_gate_every_data_endpoint() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let s = TestServer::start_with(crate::harness::test_config(dir.path())).await;
-    assert!(s.key.starts_with("pika_live_sk_"), "bootstrap admin key printed once");
+    assert!(
+        s.key.starts_with("pika_live_sk_"),
+        "bootstrap admin key printed once"
+    );
     let search_body = json!({"user_id": "kid", "query": "cat"});
 
-    let (status, body) = s.send(s.http.post(s.url("/v1/search_facts")).json(&search_body)).await;
+    let (status, body) = s
+        .send(s.http.post(s.url("/v1/search_facts")).json(&search_body))
+        .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_error(&body, "UNAUTHORIZED");
-    let (status, _) = s.send(s.http.post(s.url("/v1/search_facts")).bearer_auth("pika_live_sk_wrong").json(&search_body)).await;
+    let (status, _) = s
+        .send(
+            s.http
+                .post(s.url("/v1/search_facts"))
+                .bearer_auth("pika_live_sk_wrong")
+                .json(&search_body),
+        )
+        .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
     // A search-only key made with the CLI against the same data dir.
-    let out = cli(dir.path(), &["keys", "create", "--name", "robot", "--permissions", "search"]);
-    let key = out.lines().find_map(|l| l.strip_prefix("api key: ")).expect("key printed").trim().to_string();
-    let key_id = out.lines().find_map(|l| l.strip_prefix("key id:  ")).expect("id printed").trim().to_string();
-    let (status, _) = s.send(s.http.post(s.url("/v1/search_facts")).header("X-API-Key", &key).json(&search_body)).await;
+    let out = cli(
+        dir.path(),
+        &["keys", "create", "--name", "robot", "--permissions", "search"],
+    );
+    let key = out
+        .lines()
+        .find_map(|l| l.strip_prefix("api key: "))
+        .expect("key printed")
+        .trim()
+        .to_string();
+    let key_id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("key id:  "))
+        .expect("id printed")
+        .trim()
+        .to_string();
+    let (status, _) = s
+        .send(
+            s.http
+                .post(s.url("/v1/search_facts"))
+                .header("X-API-Key", &key)
+                .json(&search_body),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     let (status, body) = s
-        .send(s.http.post(s.url("/v1/extract_facts")).bearer_auth(&key).json(&conversation("kid", "c", &[("user", "hi there"), ("assistant", "hello")])))
+        .send(
+            s.http
+                .post(s.url("/v1/extract_facts"))
+                .bearer_auth(&key)
+                .json(&conversation(
+                    "kid",
+                    "c",
+                    &[("user", "hi there"), ("assistant", "hello")],
+                )),
+        )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_error(&body, "FORBIDDEN");
-    let (status, _) = s.send(s.http.delete(s.url("/v1/users/kid")).bearer_auth(&key)).await;
+    let (status, _) = s
+        .send(s.http.delete(s.url("/v1/users/kid")).bearer_auth(&key))
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 
     let listing = cli(dir.path(), &["keys", "list"]);
-    assert!(listing.contains("robot") && listing.contains("active"), "{listing}");
+    assert!(
+        listing.contains("robot") && listing.contains("active"),
+        "{listing}"
+    );
     assert!(!listing.contains(&key), "secrets never listed");
     cli(dir.path(), &["keys", "revoke", &key_id]);
-    let (status, _) = s.send(s.http.post(s.url("/v1/search_facts")).bearer_auth(&key).json(&search_body)).await;
+    let (status, _) = s
+        .send(
+            s.http
+                .post(s.url("/v1/search_facts"))
+                .bearer_auth(&key)
+                .json(&search_body),
+        )
+        .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "revoked keys are refused");
 
     // Health and metrics are open; every response carries a request id, echoed when sent.
-    let resp = s.http.get(s.url("/health")).header("X-Request-Id", "trace-123").send().await.expect("health");
+    let resp = s
+        .http
+        .get(s.url("/health"))
+        .header("X-Request-Id", "trace-123")
+        .send()
+        .await
+        .expect("health");
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.headers()["x-request-id"], "trace-123");
     let health: serde_json::Value = resp.json().await.expect("json");
     assert_eq!(health["status"], "healthy", "{health}");
     let (status, _) = s.send(s.http.get(s.url("/health/ready"))).await;
     assert_eq!(status, StatusCode::OK);
-    let metrics = s.http.get(s.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
-    assert!(metrics.contains("http_requests_total{endpoint=\"/v1/search_facts\",method=\"POST\",status=\"401\"}"), "{metrics}");
+    let metrics = s
+        .http
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("http_requests_total{endpoint=\"/v1/search_facts\",method=\"POST\",status=\"401\"}"),
+        "{metrics}"
+    );
     s.stop().await;
 }

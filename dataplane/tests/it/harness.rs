@@ -60,7 +60,10 @@ impl TestServer {
         TestServer {
             base: format!("http://{}", running.addr),
             key,
-            http: reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("client"),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("client"),
             running: Some(running),
             _dir: None,
         }
@@ -78,15 +81,18 @@ impl TestServer {
 
     /// POST JSON with the admin key; returns status and body (JSON or `{"raw": text}`).
     pub async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
-        self.send(self.http.post(self.url(path)).bearer_auth(&self.key).json(body)).await
+        self.send(self.http.post(self.url(path)).bearer_auth(&self.key).json(body))
+            .await
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
-        self.send(self.http.get(self.url(path)).bearer_auth(&self.key)).await
+        self.send(self.http.get(self.url(path)).bearer_auth(&self.key))
+            .await
     }
 
     pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
-        self.send(self.http.delete(self.url(path)).bearer_auth(&self.key)).await
+        self.send(self.http.delete(self.url(path)).bearer_auth(&self.key))
+            .await
     }
 
     pub async fn send(&self, req: reqwest::RequestBuilder) -> (StatusCode, Value) {
@@ -99,7 +105,9 @@ impl TestServer {
 
     /// Extracts and waits until the job is final; returns the job view.
     pub async fn extract_and_wait(&self, user: &str, conv_id: &str, turns: &[(&str, &str)]) -> Value {
-        let (status, body) = self.post("/v1/extract_facts", &conversation(user, conv_id, turns)).await;
+        let (status, body) = self
+            .post("/v1/extract_facts", &conversation(user, conv_id, turns))
+            .await;
         assert_eq!(status, StatusCode::ACCEPTED, "{body}");
         let job_id = body["data"]["job_id"].as_str().expect("job id").to_string();
         self.wait_job(&job_id, Duration::from_secs(60)).await
@@ -114,14 +122,19 @@ impl TestServer {
             if state == "completed" || state == "failed" {
                 return body["data"].clone();
             }
-            assert!(started.elapsed() < limit, "job {job_id} still {state} after {limit:?}");
+            assert!(
+                started.elapsed() < limit,
+                "job {job_id} still {state} after {limit:?}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
     /// Search results' contents, best first.
     pub async fn search(&self, user: &str, query: &str) -> Vec<String> {
-        let (status, body) = self.post("/v1/search_facts", &json!({"user_id": user, "query": query})).await;
+        let (status, body) = self
+            .post("/v1/search_facts", &json!({"user_id": user, "query": query}))
+            .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         body["data"]["results"]
             .as_array()
@@ -145,6 +158,12 @@ pub fn conversation(user: &str, conv_id: &str, turns: &[(&str, &str)]) -> Value 
 pub fn assert_error(body: &Value, code: &str) {
     assert_eq!(body["status"], "error", "{body}");
     assert_eq!(body["error"]["code"], code, "{body}");
-    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
-    assert!(body["error"]["trace_id"].as_str().is_some_and(|t| !t.is_empty()), "{body}");
+    assert!(
+        body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    assert!(
+        body["error"]["trace_id"].as_str().is_some_and(|t| !t.is_empty()),
+        "{body}"
+    );
 }

@@ -110,8 +110,14 @@ async fn chat_completions(State(mock): State<Mock>, Json(req): Json<Value>) -> R
 /// get equal vectors and texts sharing words are close.
 pub fn fake_embedding(text: &str) -> Vec<f32> {
     let mut v = vec![0.0f32; 8];
-    for w in text.to_lowercase().split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
-        let h = w.bytes().fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    for w in text
+        .to_lowercase()
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+    {
+        let h = w
+            .bytes()
+            .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
         v[(h % 8) as usize] += 1.0;
     }
     v

@@ -32,7 +32,10 @@ fn good_reply() -> String {
     .to_string()
 }
 
-const TURNS: &[(&str, &str)] = &[("assistant", "Do you have a pet?"), ("user", "Yes! I have a dog called Max.")];
+const TURNS: &[(&str, &str)] = &[
+    ("assistant", "Do you have a pet?"),
+    ("user", "Yes! I have a dog called Max."),
+];
 
 #[tokio::test]
 async fn llm_reply_becomes_facts_and_embeddings_come_from_the_endpoint() {
@@ -44,12 +47,29 @@ async fn llm_reply_becomes_facts_and_embeddings_come_from_the_endpoint() {
     let request = mock.last_request().expect("chat request");
     assert_eq!(request["model"], "test-chat");
     assert_eq!(request["response_format"]["type"], "json_schema", "{request}");
-    assert!(request["messages"][1]["content"].as_str().unwrap_or("").contains("I have a dog called Max"));
+    assert!(
+        request["messages"][1]["content"]
+            .as_str()
+            .unwrap_or("")
+            .contains("I have a dog called Max")
+    );
     assert!(mock.embedding_calls() >= 1);
 
-    let (_, body) = s.post("/v1/search_facts", &json!({"user_id": "kid", "query": "Which pet? dog", "score_threshold": 0.0})).await;
-    assert_eq!(body["data"]["results"][0]["content"], "The child has a dog called Max.", "{body}");
-    assert_eq!(mock.embedding_calls(), 2, "one batch for extraction, one for the query");
+    let (_, body) = s
+        .post(
+            "/v1/search_facts",
+            &json!({"user_id": "kid", "query": "Which pet? dog", "score_threshold": 0.0}),
+        )
+        .await;
+    assert_eq!(
+        body["data"]["results"][0]["content"], "The child has a dog called Max.",
+        "{body}"
+    );
+    assert_eq!(
+        mock.embedding_calls(),
+        2,
+        "one batch for extraction, one for the query"
+    );
 
     // The same again is a duplicate: no second fact.
     let again = s.extract_and_wait("kid", "c2", TURNS).await;
@@ -63,22 +83,34 @@ async fn expect_failure(reply: ChatReply, error_part: &str) {
     let job = s.extract_and_wait("kid", "c1", TURNS).await;
     assert_eq!(job["state"], "failed", "{job}");
     let error = job["error"].as_str().unwrap_or("");
-    assert!(error.contains(error_part), "error {error:?} should mention {error_part:?}");
+    assert!(
+        error.contains(error_part),
+        "error {error:?} should mention {error_part:?}"
+    );
     assert_eq!(job["attempts"], 3, "{job}");
     assert_eq!(mock.chat_calls(), 3, "retried up to max_attempts, then stopped");
     let (_, list) = s.get("/v1/users/kid/facts").await;
-    assert_eq!(list["data"]["facts"], json!([]), "nothing stored from a bad reply");
+    assert_eq!(
+        list["data"]["facts"],
+        json!([]),
+        "nothing stored from a bad reply"
+    );
     s.stop().await;
 }
 
 #[tokio::test]
 async fn malformed_content_fails_the_job_clearly() {
-    expect_failure(ChatReply::Content("Sure! Here are the facts: the child has a dog".into()), "not the requested JSON").await;
+    expect_failure(
+        ChatReply::Content("Sure! Here are the facts: the child has a dog".into()),
+        "not the requested JSON",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn partial_fact_fails_the_job_clearly() {
-    let partial = json!({"facts": [{"content": "The child has a dog", "category": "relationship"}]}).to_string();
+    let partial =
+        json!({"facts": [{"content": "The child has a dog", "category": "relationship"}]}).to_string();
     expect_failure(ChatReply::Content(partial), "not the requested JSON").await;
 }
 
@@ -90,7 +122,11 @@ async fn invented_source_turn_fails_the_job_clearly() {
 
 #[tokio::test]
 async fn non_json_http_body_fails_the_job_clearly() {
-    expect_failure(ChatReply::Garbage("<html>bad gateway</html>".into()), "not a chat completion").await;
+    expect_failure(
+        ChatReply::Garbage("<html>bad gateway</html>".into()),
+        "not a chat completion",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -101,7 +137,12 @@ async fn transient_server_error_is_retried_then_succeeds() {
         c.worker.retry_base_ms = 300;
     })
     .await;
-    let (_, accepted) = s.post("/v1/extract_facts", &crate::harness::conversation("kid", "c1", TURNS)).await;
+    let (_, accepted) = s
+        .post(
+            "/v1/extract_facts",
+            &crate::harness::conversation("kid", "c1", TURNS),
+        )
+        .await;
     let job_id = accepted["data"]["job_id"].as_str().expect("job").to_string();
     while mock.chat_calls() == 0 {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;

@@ -42,11 +42,24 @@ fn spawn(data_dir: &std::path::Path, mock_base: &str) -> (Proc, Option<String>) 
             break;
         }
     }
-    (Proc { child, base: base.expect("listening line") }, key)
+    (
+        Proc {
+            child,
+            base: base.expect("listening line"),
+        },
+        key,
+    )
 }
 
 async fn get(http: &reqwest::Client, key: &str, url: String) -> Value {
-    http.get(url).bearer_auth(key).send().await.expect("get").json().await.expect("json")
+    http.get(url)
+        .bearer_auth(key)
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json")
 }
 
 #[tokio::test]
@@ -64,7 +77,14 @@ async fn job_accepted_before_kill_completes_once_after_restart() {
 
     let mut job_ids = Vec::new();
     for conv in ["c1", "c2"] {
-        let body = crate::harness::conversation("kid", conv, &[("assistant", "Do you have a pet?"), ("user", "Yes! I have a dog called Max.")]);
+        let body = crate::harness::conversation(
+            "kid",
+            conv,
+            &[
+                ("assistant", "Do you have a pet?"),
+                ("user", "Yes! I have a dog called Max."),
+            ],
+        );
         let resp: Value = http
             .post(format!("{}/v1/extract_facts", first.base))
             .bearer_auth(&key)
@@ -79,7 +99,10 @@ async fn job_accepted_before_kill_completes_once_after_restart() {
     }
     let started = Instant::now();
     while mock.chat_calls() == 0 {
-        assert!(started.elapsed() < Duration::from_secs(30), "worker never called the model");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "worker never called the model"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let job = get(&http, &key, format!("{}/v1/jobs/{}", first.base, job_ids[0])).await;
@@ -102,19 +125,45 @@ async fn job_accepted_before_kill_completes_once_after_restart() {
                 break;
             }
             assert_ne!(state, "failed", "{job}");
-            assert!(started.elapsed() < Duration::from_secs(60), "job {id} still {state}");
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "job {id} still {state}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
     let first_job = get(&http, &key, format!("{}/v1/jobs/{}", second.base, job_ids[0])).await;
-    assert_eq!(first_job["data"]["attempts"], 2, "interrupted once, completed once: {first_job}");
+    assert_eq!(
+        first_job["data"]["attempts"], 2,
+        "interrupted once, completed once: {first_job}"
+    );
     assert_eq!(first_job["data"]["result"]["added"], 1);
     let second_job = get(&http, &key, format!("{}/v1/jobs/{}", second.base, job_ids[1])).await;
-    assert_eq!(second_job["data"]["result"]["unchanged"], 1, "the repeat is a duplicate: {second_job}");
+    assert_eq!(
+        second_job["data"]["result"]["unchanged"], 1,
+        "the repeat is a duplicate: {second_job}"
+    );
     let facts = get(&http, &key, format!("{}/v1/users/kid/facts", second.base)).await;
-    assert_eq!(facts["data"]["facts"].as_array().map(Vec::len), Some(1), "exactly one fact: {facts}");
-    let history = get(&http, &key, format!("{}/v1/facts/{}/history", second.base, facts["data"]["facts"][0]["fact_id"].as_str().unwrap_or(""))).await;
-    assert_eq!(history["data"]["history"].as_array().map(Vec::len), Some(1), "one ADD: {history}");
+    assert_eq!(
+        facts["data"]["facts"].as_array().map(Vec::len),
+        Some(1),
+        "exactly one fact: {facts}"
+    );
+    let history = get(
+        &http,
+        &key,
+        format!(
+            "{}/v1/facts/{}/history",
+            second.base,
+            facts["data"]["facts"][0]["fact_id"].as_str().unwrap_or("")
+        ),
+    )
+    .await;
+    assert_eq!(
+        history["data"]["history"].as_array().map(Vec::len),
+        Some(1),
+        "one ADD: {history}"
+    );
 
     let _ = second.child.kill();
     let _ = second.child.wait();
