@@ -5,7 +5,10 @@
 //! queued requests into one padded batch amortises the fixed per-pass cost
 //! (kernel dispatch, attention setup). A small number of inference threads
 //! (default 1) each drain whatever requests are waiting, up to `max_batch`
-//! texts, and run them as one batch padded to its longest member. Fixed
+//! texts, and run them as one batch padded to its longest member. Queries
+//! (`embed`, a search waiting on it) go before bulk work (`embed_bulk`, the
+//! extraction worker): a search never queues behind a worker's batch that has
+//! not started yet. Fixed
 //! 128-token padding from the shipped `tokenizer.json` is switched off: it made
 //! every pass 5-6x slower (DESIGN.md §11).
 
@@ -15,7 +18,8 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, mpsc};
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex};
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 use tokio::sync::oneshot;
 
@@ -48,9 +52,70 @@ struct Request {
     reply: oneshot::Sender<Result<Vec<Vec<f32>>, EmbedError>>,
 }
 
+/// Pending requests in two priorities, shared by the inference threads.
+#[derive(Default)]
+struct Pending {
+    queries: VecDeque<Request>,
+    bulk: VecDeque<Request>,
+    closed: bool,
+}
+
+#[derive(Default)]
+struct WorkQueue {
+    pending: Mutex<Pending>,
+    ready: Condvar,
+}
+
+impl WorkQueue {
+    fn push(&self, req: Request, bulk: bool) -> Result<(), EmbedError> {
+        let mut p = self.pending.lock().map_err(|_| EmbedError::Closed)?;
+        if p.closed {
+            return Err(EmbedError::Closed);
+        }
+        if bulk {
+            p.bulk.push_back(req);
+        } else {
+            p.queries.push_back(req);
+        }
+        drop(p);
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    /// Blocks for the next batch: waiting queries first (only queries, so bulk
+    /// work never lengthens a query's pass), else bulk requests. `None` once closed.
+    fn next_batch(&self, max_batch: usize) -> Option<Vec<Request>> {
+        let mut p = self.pending.lock().ok()?;
+        while p.queries.is_empty() && p.bulk.is_empty() {
+            if p.closed {
+                return None;
+            }
+            p = self.ready.wait(p).ok()?;
+        }
+        let source = if p.queries.is_empty() { &mut p.bulk } else { &mut p.queries };
+        let mut batch = Vec::new();
+        let mut count = 0;
+        while let Some(front) = source.front() {
+            if !batch.is_empty() && count + front.texts.len() > max_batch {
+                break;
+            }
+            count += front.texts.len();
+            batch.extend(source.pop_front());
+        }
+        Some(batch)
+    }
+
+    fn close(&self) {
+        if let Ok(mut p) = self.pending.lock() {
+            p.closed = true;
+        }
+        self.ready.notify_all();
+    }
+}
+
 /// Handle to the inference threads; cheap to share behind an `Arc`.
 pub struct MiniLmEmbedder {
-    tx: Mutex<Option<mpsc::Sender<Request>>>,
+    queue: Arc<WorkQueue>,
     model_id: String,
     dimension: usize,
 }
@@ -68,21 +133,16 @@ impl MiniLmEmbedder {
     pub fn load(opts: MiniLmOptions) -> Result<Self, EmbedError> {
         let model = Arc::new(load_model(&opts)?);
         let dimension = model.bert_hidden_size(&opts.model_dir)?;
-        let (tx, rx) = mpsc::channel::<Request>();
-        let rx = Arc::new(Mutex::new(rx));
+        let queue = Arc::new(WorkQueue::default());
         for i in 0..opts.threads.max(1) {
-            let rx = Arc::clone(&rx);
+            let queue = Arc::clone(&queue);
             let model = Arc::clone(&model);
             std::thread::Builder::new()
                 .name(format!("minilm-{i}"))
-                .spawn(move || inference_loop(&model, &rx))
+                .spawn(move || inference_loop(&model, &queue))
                 .map_err(|e| EmbedError::Inference(format!("cannot start thread: {e}")))?;
         }
-        Ok(MiniLmEmbedder {
-            tx: Mutex::new(Some(tx)),
-            model_id: Self::MODEL_ID.to_string(),
-            dimension,
-        })
+        Ok(MiniLmEmbedder { queue, model_id: Self::MODEL_ID.to_string(), dimension })
     }
 }
 
@@ -173,33 +233,10 @@ impl Model {
     }
 }
 
-fn inference_loop(model: &Model, rx: &Mutex<mpsc::Receiver<Request>>) {
-    loop {
-        // Take the first request (blocking), then everything already waiting.
-        let batch = {
-            let Ok(rx) = rx.lock() else { return };
-            let Ok(first) = rx.recv() else { return };
-            let mut batch = vec![first];
-            let mut count = batch[0].texts.len();
-            while count < model.max_batch {
-                match rx.try_recv() {
-                    Ok(req) => {
-                        count += req.texts.len();
-                        batch.push(req);
-                    }
-                    Err(_) => break,
-                }
-            }
-            batch
-        };
+fn inference_loop(model: &Model, queue: &WorkQueue) {
+    while let Some(batch) = queue.next_batch(model.max_batch) {
         let texts: Vec<String> = batch.iter().flat_map(|r| r.texts.iter().cloned()).collect();
-        if texts.is_empty() {
-            for req in batch {
-                let _ = req.reply.send(Ok(Vec::new()));
-            }
-            continue;
-        }
-        let mut outcome = model.embed_batch(&texts);
+        let mut outcome = if texts.is_empty() { Ok(Vec::new()) } else { model.embed_batch(&texts) };
         for req in batch {
             let reply = match &mut outcome {
                 Ok(rows) => Ok(rows.drain(..req.texts.len()).collect()),
@@ -210,20 +247,25 @@ fn inference_loop(model: &Model, rx: &Mutex<mpsc::Receiver<Request>>) {
     }
 }
 
-#[async_trait]
-impl Embedder for MiniLmEmbedder {
-    async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
+impl MiniLmEmbedder {
+    async fn submit(&self, texts: Vec<String>, bulk: bool) -> Result<Vec<Vec<f32>>, EmbedError> {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
         let (reply, rx) = oneshot::channel();
-        {
-            let guard = self.tx.lock().map_err(|_| EmbedError::Closed)?;
-            let tx = guard.as_ref().ok_or(EmbedError::Closed)?;
-            tx.send(Request { texts, reply })
-                .map_err(|_| EmbedError::Closed)?;
-        }
+        self.queue.push(Request { texts, reply }, bulk)?;
         rx.await.map_err(|_| EmbedError::Closed)?
+    }
+}
+
+#[async_trait]
+impl Embedder for MiniLmEmbedder {
+    async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
+        self.submit(texts, false).await
+    }
+
+    async fn embed_bulk(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
+        self.submit(texts, true).await
     }
 
     fn model_id(&self) -> &str {
@@ -237,9 +279,7 @@ impl Embedder for MiniLmEmbedder {
 
 impl Drop for MiniLmEmbedder {
     fn drop(&mut self) {
-        // Closing the channel lets the inference threads exit.
-        if let Ok(mut tx) = self.tx.lock() {
-            tx.take();
-        }
+        // Lets the inference threads exit once the queue is drained.
+        self.queue.close();
     }
 }

@@ -42,7 +42,14 @@ impl EmbedError {
 #[async_trait]
 pub trait Embedder: Send + Sync {
     /// Embeds all `texts` in one call; output order matches input order.
+    /// Latency-sensitive callers (a search waiting on a query) use this.
     async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError>;
+
+    /// Like [`Embedder::embed`], for background work (extraction); providers
+    /// with a shared local model run these after waiting queries.
+    async fn embed_bulk(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
+        self.embed(texts).await
+    }
 
     /// Stable identifier of the model (stored beside vectors; mismatches mean `reindex`).
     fn model_id(&self) -> &str;

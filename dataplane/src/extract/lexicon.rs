@@ -8,6 +8,7 @@
 use pika_common::text::fold;
 
 /// One topic.
+#[derive(Debug)]
 pub struct Concept {
     /// Canonical entity name stored in the graph.
     pub entity: &'static str,

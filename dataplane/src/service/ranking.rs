@@ -13,7 +13,7 @@
 //! brand-new but unrelated fact is not let through by its recency.
 
 use crate::domain::Fact;
-use crate::extract::lexicon::{concepts_in, matching_tags, tags_of};
+use crate::extract::lexicon::{Concept, concepts_in, matching_tags, tags_of};
 use chrono::{DateTime, Utc};
 use pika_common::text::{Term, fold, syllables, terms};
 
@@ -27,36 +27,52 @@ pub struct Weights {
     pub keyword_weight: f32,
 }
 
-/// The query's keyword side: its own terms plus the tags of the topics it names.
+/// The query's keyword side, computed once per search: its own terms, the
+/// topics it names, and the expansion (topic tags) used to find candidates.
 #[derive(Debug, Clone)]
 pub struct QueryTerms {
-    pub terms: Vec<Term>,
+    /// Terms the query itself contains: the denominator of the keyword score.
+    own: Vec<Term>,
+    /// For each own term, the topics it triggers (index into `topics`).
+    own_topics: Vec<Vec<usize>>,
+    topics: Vec<&'static Concept>,
+    /// Own terms plus the tags of the topics the query names.
+    expanded: Vec<Term>,
     /// Canonical entities the query names (for the relationship signal).
     pub entities: Vec<String>,
 }
 
 impl QueryTerms {
     pub fn parse(query: &str) -> QueryTerms {
-        let mut all = terms(query);
-        let concepts = concepts_in(query);
-        for c in &concepts {
+        let own = terms(query);
+        let topics = concepts_in(query);
+        let own_topics = own
+            .iter()
+            .map(|t| {
+                topics
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| c.triggers.iter().any(|tr| syllables(tr).iter().any(|s| fold(s) == t.folded)))
+                    .map(|(i, _)| i)
+                    .collect()
+            })
+            .collect();
+        let mut expanded = own.clone();
+        for c in &topics {
             for tag in tags_of(c).iter().chain(std::iter::once(&c.entity.to_string())) {
                 for t in terms(tag) {
-                    if !all.iter().any(|x| x.exact == t.exact) {
-                        all.push(t);
+                    if !expanded.iter().any(|x| x.exact == t.exact) {
+                        expanded.push(t);
                     }
                 }
             }
         }
-        QueryTerms {
-            terms: all,
-            entities: concepts.iter().map(|c| c.entity.to_string()).collect(),
-        }
+        QueryTerms { entities: topics.iter().map(|c| c.entity.to_string()).collect(), own, own_topics, topics, expanded }
     }
 
     /// Folded forms, for the store's keyword candidate search.
     pub fn folded(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.terms.iter().map(|t| t.folded.clone()).collect();
+        let mut v: Vec<String> = self.expanded.iter().map(|t| t.folded.clone()).collect();
         v.sort();
         v.dedup();
         v
@@ -67,9 +83,8 @@ impl QueryTerms {
 /// or entities. An accented match counts 1, a match only without diacritics
 /// 0.6. A query term that names a topic ("thú cưng", "pets") also counts 1
 /// when the fact carries that topic's tags (a cat fact is tagged "thú cưng").
-pub fn keyword_score(query: &str, fact: &Fact) -> f32 {
-    let own = terms(query);
-    if own.is_empty() {
+pub fn keyword_score(q: &QueryTerms, fact: &Fact) -> f32 {
+    if q.own.is_empty() {
         return 0.0;
     }
     let mut exact: Vec<String> = syllables(&fact.content);
@@ -77,24 +92,20 @@ pub fn keyword_score(query: &str, fact: &Fact) -> f32 {
         exact.extend(syllables(t));
     }
     let folded: Vec<String> = exact.iter().map(|s| fold(s)).collect();
-    let topics = concepts_in(query);
-    let total: f32 = own
+    let topic_present: Vec<bool> = q
+        .topics
         .iter()
-        .map(|t| {
-            if exact.contains(&t.exact) {
-                return 1.0;
-            }
-            let via_topic = topics.iter().any(|c| {
-                c.triggers
-                    .iter()
-                    .any(|tr| syllables(tr).iter().any(|s| fold(s) == t.folded))
-                    && (fact.entities.iter().any(|e| e == c.entity)
-                        || fact
-                            .tags
-                            .iter()
-                            .any(|tag| matching_tags(c).contains(&tag.as_str())))
-            });
-            if via_topic {
+        .map(|c| {
+            fact.entities.iter().any(|e| e == c.entity)
+                || fact.tags.iter().any(|tag| matching_tags(c).contains(&tag.as_str()))
+        })
+        .collect();
+    let total: f32 = q
+        .own
+        .iter()
+        .zip(&q.own_topics)
+        .map(|(t, topics)| {
+            if exact.contains(&t.exact) || topics.iter().any(|&i| topic_present[i]) {
                 1.0
             } else if folded.contains(&t.folded) {
                 0.6
@@ -103,7 +114,7 @@ pub fn keyword_score(query: &str, fact: &Fact) -> f32 {
             }
         })
         .sum();
-    (total / own.len() as f32).min(1.0)
+    (total / q.own.len() as f32).min(1.0)
 }
 
 /// Vector cosine lifted by keyword evidence (see module docs).
@@ -181,8 +192,9 @@ mod tests {
             "con mèo của bé",
             "What pets does the child have?",
         ] {
-            let k_cat = keyword_score(q, &cat);
-            let k_swing = keyword_score(q, &swing);
+            let qt = QueryTerms::parse(q);
+            let k_cat = keyword_score(&qt, &cat);
+            let k_swing = keyword_score(&qt, &swing);
             assert!(k_cat >= 0.99, "{q}: cat {k_cat}");
             assert!(k_swing < 0.01, "{q}: swing {k_swing}");
         }
@@ -191,7 +203,7 @@ mod tests {
     #[test]
     fn unaccented_match_counts_less() {
         let cat = fact("Bé nuôi mèo.", &[], &[]);
-        let k = keyword_score("meo", &cat);
+        let k = keyword_score(&QueryTerms::parse("meo"), &cat);
         assert!((0.5..0.7).contains(&k), "{k}");
     }
 

@@ -81,7 +81,7 @@ pub async fn search(
         })
         .filter_map(|f| {
             let cos = cosine.get(f.fact_id.as_str()).copied().unwrap_or(0.0);
-            let sim = fuse(cos, keyword_score(&req.query, &f), weights.keyword_weight);
+            let sim = fuse(cos, keyword_score(&qterms, &f), weights.keyword_weight);
             (sim >= req.score_threshold).then_some((sim, 0.0, f))
         })
         .collect();

@@ -160,7 +160,7 @@ impl Worker {
         }
         let vectors = deps
             .embedder
-            .embed(candidates.iter().map(|c| c.content.clone()).collect())
+            .embed_bulk(candidates.iter().map(|c| c.content.clone()).collect())
             .await?;
 
         // Neighbours of every candidate, hydrated in one batch.
