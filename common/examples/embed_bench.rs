@@ -43,7 +43,9 @@ async fn concurrent(e: Arc<MiniLmEmbedder>, callers: usize, per_caller: usize) -
                 let mut v = Vec::with_capacity(per_caller);
                 for i in 0..per_caller {
                     let t = Instant::now();
-                    e.embed_one(QUERIES[(c + i) % QUERIES.len()]).await.expect("embed");
+                    e.embed_one(QUERIES[(c + i) % QUERIES.len()])
+                        .await
+                        .expect("embed");
                     v.push(t.elapsed().as_secs_f64() * 1000.0);
                 }
                 v

@@ -7,6 +7,7 @@ use crate::extract::{LlmExtractor, LlmOptions, RuleExtractor};
 use crate::metrics::Metrics;
 use crate::ports::{CacheSignals, Extractor, FactGraph, JobQueue, MetaStore, StoreError, VectorIndex};
 use crate::queue::EmbeddedQueue;
+use crate::service::bookkeeping::Bookkeeper;
 use crate::service::keys;
 use crate::service::worker::Worker;
 use crate::store::{LocalSignals, SqliteGraph, SqliteMetaStore, SqliteVectorIndex};
@@ -23,7 +24,7 @@ use tokio::task::JoinHandle;
 pub enum StartError {
     #[error("storage: {0}")]
     Store(#[from] StoreError),
-    #[error("embedder: {0}")]
+    #[error("embedder: {0} (the local model's weights come from scripts/fetch-model.sh)")]
     Embed(#[from] pika_common::embed::EmbedError),
     #[error("extractor: {0}")]
     Extract(#[from] crate::ports::ExtractError),
@@ -57,6 +58,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Job ids announced when a job reaches a final state (for `?wait=true`).
     pub job_done: broadcast::Sender<String>,
+    /// Batched audit and access-counter writes.
+    pub bookkeeper: Bookkeeper,
 }
 
 /// Builds the embedder named by the configuration.
@@ -146,16 +149,14 @@ pub struct Running {
     shutdown: watch::Sender<bool>,
     server: JoinHandle<()>,
     workers: Vec<JoinHandle<()>>,
+    bookkeeping: JoinHandle<()>,
 }
 
 impl Running {
     /// Stops accepting requests, drains in-flight ones and finishes in-flight jobs.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
-        let _ = self.server.await;
-        for w in self.workers {
-            let _ = w.await;
-        }
+        self.wait().await;
     }
 
     /// Waits until the server stops (after a signal).
@@ -163,6 +164,13 @@ impl Running {
         let _ = self.server.await;
         for w in self.workers {
             let _ = w.await;
+        }
+        // Flushes queued audit lines once every state handle is gone.
+        if tokio::time::timeout(Duration::from_secs(5), self.bookkeeping)
+            .await
+            .is_err()
+        {
+            tracing::warn!("bookkeeping did not flush within 5 s");
         }
     }
 
@@ -212,7 +220,9 @@ pub async fn start_with(config: Config, deps: Deps) -> Result<Running, StartErro
     })?;
     let metrics = Arc::new(Metrics::new()?);
     let (job_done, _) = broadcast::channel(1024);
+    let (bookkeeper, bookkeeping) = Bookkeeper::start(deps.meta.clone());
     let state = AppState {
+        bookkeeper,
         deps,
         config: Arc::new(config),
         metrics,
@@ -248,6 +258,7 @@ pub async fn start_with(config: Config, deps: Deps) -> Result<Running, StartErro
     tracing::info!(%addr, "pika-dataplane listening");
     Ok(Running {
         addr,
+        bookkeeping,
         bootstrap_admin_key,
         shutdown,
         server,

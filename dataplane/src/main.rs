@@ -7,7 +7,8 @@ use clap::{Parser, Subcommand};
 use pika_dataplane::app;
 use pika_dataplane::config::Config;
 use pika_dataplane::ports::MetaStore;
-use pika_dataplane::service::keys;
+use pika_dataplane::service::{keys, reindex};
+use pika_dataplane::store::SqliteVectorIndex;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -36,6 +37,8 @@ enum Command {
     },
     /// Apply database migrations and exit.
     Migrate,
+    /// Re-embed every active fact with the configured embedding model.
+    Reindex,
     /// Manage API keys.
     Keys {
         #[command(subcommand)]
@@ -105,6 +108,18 @@ async fn main() -> Result<()> {
         Command::Migrate => {
             app::open_meta(&config).await?;
             println!("migrations applied to {}", config.meta_url());
+        }
+        Command::Reindex => {
+            let meta = app::open_meta(&config).await?;
+            let embedder = app::build_embedder(&config)?;
+            let vectors =
+                SqliteVectorIndex::reset(meta.pool(), embedder.model_id(), embedder.dimension()).await?;
+            let n = reindex::reindex(&meta, &vectors, embedder.as_ref()).await?;
+            println!(
+                "reindexed {n} facts with {} ({} dims)",
+                embedder.model_id(),
+                embedder.dimension()
+            );
         }
         Command::Keys { action } => {
             let meta = app::open_meta(&config).await?;

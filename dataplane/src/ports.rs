@@ -76,6 +76,8 @@ pub trait MetaStore: Send + Sync {
     async fn active_facts(&self, ids: &[String]) -> Result<Vec<Fact>, StoreError>;
     async fn get_fact(&self, fact_id: &str) -> Result<Option<Fact>, StoreError>;
     async fn fact_history(&self, fact_id: &str) -> Result<Vec<HistoryEntry>, StoreError>;
+    /// Active facts of every user, in fact-id order after `after` (for reindexing).
+    async fn scan_active_facts(&self, after: Option<&str>, limit: usize) -> Result<Vec<Fact>, StoreError>;
     async fn list_facts(
         &self,
         user_id: &str,
@@ -103,7 +105,10 @@ pub trait MetaStore: Send + Sync {
     async fn list_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError>;
     /// `false` when no such key exists.
     async fn revoke_key(&self, key_id: &str) -> Result<bool, StoreError>;
-    async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
+    /// Appends audit lines in one transaction.
+    async fn append_audit(&self, entries: &[AuditEntry]) -> Result<(), StoreError>;
+    /// Every history entry of a user's facts, oldest first (one query).
+    async fn user_history(&self, user_id: &str) -> Result<Vec<HistoryEntry>, StoreError>;
 }
 
 /// Fact vectors, searched per user.

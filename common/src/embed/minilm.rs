@@ -17,8 +17,8 @@ use async_trait::async_trait;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
-use std::path::{Path, PathBuf};
 use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 use tokio::sync::oneshot;
@@ -92,7 +92,11 @@ impl WorkQueue {
             }
             p = self.ready.wait(p).ok()?;
         }
-        let source = if p.queries.is_empty() { &mut p.bulk } else { &mut p.queries };
+        let source = if p.queries.is_empty() {
+            &mut p.bulk
+        } else {
+            &mut p.queries
+        };
         let mut batch = Vec::new();
         let mut count = 0;
         while let Some(front) = source.front() {
@@ -142,7 +146,11 @@ impl MiniLmEmbedder {
                 .spawn(move || inference_loop(&model, &queue))
                 .map_err(|e| EmbedError::Inference(format!("cannot start thread: {e}")))?;
         }
-        Ok(MiniLmEmbedder { queue, model_id: Self::MODEL_ID.to_string(), dimension })
+        Ok(MiniLmEmbedder {
+            queue,
+            model_id: Self::MODEL_ID.to_string(),
+            dimension,
+        })
     }
 }
 
@@ -236,7 +244,11 @@ impl Model {
 fn inference_loop(model: &Model, queue: &WorkQueue) {
     while let Some(batch) = queue.next_batch(model.max_batch) {
         let texts: Vec<String> = batch.iter().flat_map(|r| r.texts.iter().cloned()).collect();
-        let mut outcome = if texts.is_empty() { Ok(Vec::new()) } else { model.embed_batch(&texts) };
+        let mut outcome = if texts.is_empty() {
+            Ok(Vec::new())
+        } else {
+            model.embed_batch(&texts)
+        };
         for req in batch {
             let reply = match &mut outcome {
                 Ok(rows) => Ok(rows.drain(..req.texts.len()).collect()),

@@ -25,21 +25,39 @@ fn ok<T: serde::Serialize>(data: T) -> Response {
     (StatusCode::OK, Json(Envelope::success(data))).into_response()
 }
 
-/// Writes an audit entry without delaying the response.
-fn audit(state: &AppState, caller: &Caller, action: &str, user_id: Option<&str>, target: Option<&str>) {
-    let entry = AuditEntry {
+fn audit_entry(caller: &Caller, action: &str, user_id: Option<&str>, target: Option<&str>) -> AuditEntry {
+    AuditEntry {
         key_id: caller.key_id.clone(),
         action: action.to_string(),
         user_id: user_id.map(str::to_string),
         target: target.map(str::to_string),
         request_id: current_request_id(),
-    };
-    let meta = state.deps.meta.clone();
-    tokio::spawn(async move {
-        if let Err(e) = meta.append_audit(&entry).await {
-            tracing::error!(error = %e, action = %entry.action, "audit log write failed");
-        }
-    });
+    }
+}
+
+/// Queues an audit line for a read (batched; see `service::bookkeeping`).
+async fn audit(state: &AppState, caller: &Caller, action: &str, user_id: Option<&str>, target: Option<&str>) {
+    state
+        .bookkeeper
+        .audit(audit_entry(caller, action, user_id, target))
+        .await;
+}
+
+/// Writes an audit line for a destructive or bulk action before answering.
+async fn audit_now(
+    state: &AppState,
+    caller: &Caller,
+    action: &str,
+    user_id: Option<&str>,
+    target: Option<&str>,
+) -> Result<(), ApiError> {
+    let entry = audit_entry(caller, action, user_id, target);
+    state
+        .deps
+        .meta
+        .append_audit(&[entry])
+        .await
+        .map_err(|e| ApiError::from(ServiceError::Store(e)))
 }
 
 fn job_view(job: Job) -> JobView {
@@ -108,7 +126,7 @@ pub async fn extract_facts(
     let started = Instant::now();
     let user_id = req.user_id.clone();
     let (job, _created) = ingest::accept(&state, req, key).await?;
-    audit(&state, &caller, "extract", Some(&user_id), Some(&job.job_id));
+    audit(&state, &caller, "extract", Some(&user_id), Some(&job.job_id)).await;
     if wait {
         let limit = params
             .timeout_ms
@@ -194,7 +212,7 @@ pub async fn search_facts(
         _ => None,
     };
     let resp = search::search(&state, &req, provided).await?;
-    audit(&state, &caller, "search", Some(&req.user_id), None);
+    audit(&state, &caller, "search", Some(&req.user_id), None).await;
     Ok(ok(resp))
 }
 
@@ -224,7 +242,7 @@ pub async fn list_facts(
         .list_facts(&user_id, page.cursor.as_deref(), limit)
         .await
         .map_err(ServiceError::from)?;
-    audit(&state, &caller, "list_facts", Some(&user_id), None);
+    audit(&state, &caller, "list_facts", Some(&user_id), None).await;
     Ok(ok(
         json!({"user_id": user_id, "facts": p.facts, "next_cursor": p.next_cursor}),
     ))
@@ -243,7 +261,7 @@ pub async fn get_fact(
         .map_err(ServiceError::from)?
         .filter(|f| f.status != crate::domain::FactStatus::Deleted)
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("fact {fact_id} not found")))?;
-    audit(&state, &caller, "get_fact", Some(&fact.user_id), Some(&fact_id));
+    audit(&state, &caller, "get_fact", Some(&fact.user_id), Some(&fact_id)).await;
     Ok(ok(fact))
 }
 
@@ -302,13 +320,14 @@ pub async fn delete_fact(
         .await
         .map_err(ServiceError::from)?;
     let _ = deps.signals.bump(&fact.user_id).await;
-    audit(
+    audit_now(
         &state,
         &caller,
         "delete_fact",
         Some(&fact.user_id),
         Some(&fact_id),
-    );
+    )
+    .await?;
     Ok(ok(json!({"fact_id": fact_id, "deleted": true})))
 }
 
@@ -334,7 +353,7 @@ pub async fn delete_user(
         .await
         .map_err(ServiceError::from)?;
     let _ = deps.signals.bump(&user_id).await;
-    audit(&state, &caller, "delete_user", Some(&user_id), None);
+    audit_now(&state, &caller, "delete_user", Some(&user_id), None).await?;
     Ok(ok(json!({"user_id": user_id, "facts_deleted": removed})))
 }
 
@@ -350,14 +369,16 @@ pub async fn export_user(
         .export_user(&user_id)
         .await
         .map_err(ServiceError::from)?;
-    let mut histories = Vec::with_capacity(facts.len());
-    for f in &facts {
-        histories.push(json!({"fact_id": f.fact_id, "history": state.deps.meta.fact_history(&f.fact_id).await.map_err(ServiceError::from)?}));
-    }
-    audit(&state, &caller, "export_user", Some(&user_id), None);
+    let history = state
+        .deps
+        .meta
+        .user_history(&user_id)
+        .await
+        .map_err(ServiceError::from)?;
+    audit_now(&state, &caller, "export_user", Some(&user_id), None).await?;
     let conversations: Vec<_> = jobs.into_iter().map(|j| json!({"job_id": j.job_id, "request": j.request, "state": j.state, "created_at": j.created_at})).collect();
     Ok(ok(
-        json!({"user_id": user_id, "facts": facts, "history": histories, "conversations": conversations}),
+        json!({"user_id": user_id, "facts": facts, "history": history, "conversations": conversations}),
     ))
 }
 

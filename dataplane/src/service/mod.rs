@@ -1,9 +1,11 @@
 //! Application services: what the API and the worker do, with no HTTP types.
 
+pub mod bookkeeping;
 pub mod error;
 pub mod ingest;
 pub mod keys;
 pub mod ranking;
+pub mod reindex;
 pub mod search;
 pub mod worker;
 

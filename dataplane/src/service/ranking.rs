@@ -52,7 +52,11 @@ impl QueryTerms {
                 topics
                     .iter()
                     .enumerate()
-                    .filter(|(_, c)| c.triggers.iter().any(|tr| syllables(tr).iter().any(|s| fold(s) == t.folded)))
+                    .filter(|(_, c)| {
+                        c.triggers
+                            .iter()
+                            .any(|tr| syllables(tr).iter().any(|s| fold(s) == t.folded))
+                    })
                     .map(|(i, _)| i)
                     .collect()
             })
@@ -67,7 +71,13 @@ impl QueryTerms {
                 }
             }
         }
-        QueryTerms { entities: topics.iter().map(|c| c.entity.to_string()).collect(), own, own_topics, topics, expanded }
+        QueryTerms {
+            entities: topics.iter().map(|c| c.entity.to_string()).collect(),
+            own,
+            own_topics,
+            topics,
+            expanded,
+        }
     }
 
     /// Folded forms, for the store's keyword candidate search.
@@ -97,7 +107,10 @@ pub fn keyword_score(q: &QueryTerms, fact: &Fact) -> f32 {
         .iter()
         .map(|c| {
             fact.entities.iter().any(|e| e == c.entity)
-                || fact.tags.iter().any(|tag| matching_tags(c).contains(&tag.as_str()))
+                || fact
+                    .tags
+                    .iter()
+                    .any(|tag| matching_tags(c).contains(&tag.as_str()))
         })
         .collect();
     let total: f32 = q

@@ -127,16 +127,10 @@ pub async fn search(
         })
         .collect();
 
-    // Access counters are bookkeeping: never make the caller wait for them.
-    let returned: Vec<String> = results.iter().map(|r| r.fact_id.clone()).collect();
-    if !returned.is_empty() {
-        let meta = deps.meta.clone();
-        tokio::spawn(async move {
-            if let Err(e) = meta.record_access(&returned).await {
-                tracing::debug!(error = %e, "cannot record fact access");
-            }
-        });
-    }
+    // Access counters are bookkeeping: batched off the request path.
+    state
+        .bookkeeper
+        .accessed(results.iter().map(|r| r.fact_id.clone()).collect());
     Ok(SearchResponse {
         query: req.query.clone(),
         results_count: results.len(),

@@ -147,6 +147,18 @@ fn key_from_row(r: &SqliteRow) -> Result<ApiKeyRecord, StoreError> {
     })
 }
 
+fn history_from_row(r: &SqliteRow) -> Result<HistoryEntry, StoreError> {
+    Ok(HistoryEntry {
+        fact_id: r.try_get("fact_id").map_err(db_err)?,
+        event: HistoryEvent::parse(r.try_get::<&str, _>("event").map_err(db_err)?),
+        old_content: r.try_get("old_content").map_err(db_err)?,
+        new_content: r.try_get("new_content").map_err(db_err)?,
+        related_fact_id: r.try_get("related_fact_id").map_err(db_err)?,
+        job_id: r.try_get("job_id").map_err(db_err)?,
+        created_at: from_ms(r.try_get("created_at").map_err(db_err)?),
+    })
+}
+
 /// `?, ?, ?` for an IN list.
 fn placeholders(n: usize) -> String {
     vec!["?"; n].join(", ")
@@ -418,19 +430,21 @@ impl MetaStore for SqliteMetaStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db_err)?;
-        rows.iter()
-            .map(|r| {
-                Ok(HistoryEntry {
-                    fact_id: r.try_get("fact_id").map_err(db_err)?,
-                    event: HistoryEvent::parse(r.try_get::<&str, _>("event").map_err(db_err)?),
-                    old_content: r.try_get("old_content").map_err(db_err)?,
-                    new_content: r.try_get("new_content").map_err(db_err)?,
-                    related_fact_id: r.try_get("related_fact_id").map_err(db_err)?,
-                    job_id: r.try_get("job_id").map_err(db_err)?,
-                    created_at: from_ms(r.try_get("created_at").map_err(db_err)?),
-                })
-            })
-            .collect()
+        rows.iter().map(history_from_row).collect()
+    }
+
+    async fn scan_active_facts(&self, after: Option<&str>, limit: usize) -> Result<Vec<Fact>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {FACT_COLUMNS} FROM facts WHERE status = 'active' AND fact_id > ? ORDER BY fact_id LIMIT ?"
+        ))
+        .bind(after.unwrap_or(""))
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(fact_from_row)
+        .collect()
     }
 
     async fn list_facts(
@@ -643,17 +657,35 @@ impl MetaStore for SqliteMetaStore {
         Ok(n == 1)
     }
 
-    async fn append_audit(&self, e: &AuditEntry) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO audit_log (at, key_id, action, user_id, target, request_id) VALUES (?, ?, ?, ?, ?, ?)")
-            .bind(to_ms(Utc::now()))
+    async fn append_audit(&self, entries: &[AuditEntry]) -> Result<(), StoreError> {
+        let at = to_ms(Utc::now());
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        for e in entries {
+            sqlx::query(
+                "INSERT INTO audit_log (at, key_id, action, user_id, target, request_id) VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(at)
             .bind(&e.key_id)
             .bind(&e.action)
             .bind(&e.user_id)
             .bind(&e.target)
             .bind(&e.request_id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-        Ok(())
+        }
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn user_history(&self, user_id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT fact_id, event, old_content, new_content, related_fact_id, job_id, created_at
+             FROM fact_history WHERE user_id = ? ORDER BY id",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(history_from_row).collect()
     }
 }

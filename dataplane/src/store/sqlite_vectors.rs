@@ -57,6 +57,21 @@ impl SqliteVectorIndex {
         })
     }
 
+    /// Drops every vector and records a new model: the first step of `reindex`.
+    pub async fn reset(pool: SqlitePool, model: &str, dimension: usize) -> Result<Self, StoreError> {
+        let mut tx = pool.begin().await.map_err(db_err)?;
+        sqlx::query("DELETE FROM fact_vectors")
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        sqlx::query("DELETE FROM vector_meta")
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        SqliteVectorIndex::open(pool, model, dimension).await
+    }
+
     async fn user_vectors(&self, user_id: &str) -> Result<UserVectors, StoreError> {
         if let Some(v) = self.cache.read().await.get(user_id) {
             return Ok(Arc::clone(v));

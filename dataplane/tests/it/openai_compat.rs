@@ -153,3 +153,50 @@ async fn transient_server_error_is_retried_then_succeeds() {
     assert_eq!(job["attempts"], 2, "{job}");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn changing_the_embedding_model_requires_reindex() {
+    if !crate::harness::have_model() {
+        return;
+    }
+    let (_mock, base) = Mock::start(ChatReply::Content(good_reply())).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut remote = crate::harness::test_config(dir.path());
+    use_mock(&mut remote, &base);
+    let s = TestServer::start_with(remote).await;
+    let job = s.extract_and_wait("kid", "c1", TURNS).await;
+    assert_eq!(job["state"], "completed", "{job}");
+    let key = s.key.clone();
+    s.stop().await;
+
+    let local = crate::harness::test_config(dir.path());
+    let err = pika_dataplane::app::start(local.clone())
+        .await
+        .err()
+        .expect("start refuses a model mismatch");
+    assert!(err.to_string().contains("reindex"), "{err}");
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pika-dataplane"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .arg("reindex")
+        .env("PIKA__EMBEDDING__MODEL_DIR", crate::harness::model_dir())
+        .output()
+        .expect("cli");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("reindexed 1 facts with all-MiniLM-L6-v2 (384 dims)"),
+        "{stdout}"
+    );
+
+    let mut s = TestServer::start_with(local).await;
+    s.key = key;
+    let found = s.search("kid", "What pets does the child have?").await;
+    assert_eq!(
+        found.first().map(String::as_str),
+        Some("The child has a dog called Max."),
+        "{found:?}"
+    );
+    s.stop().await;
+}

@@ -22,7 +22,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 #[derive(Parser, Debug, Clone)]
-#[command(name = "pika-loadgen", about = "Open-loop load generator for the PIKA memory API")]
+#[command(
+    name = "pika-loadgen",
+    about = "Open-loop load generator for the PIKA memory API"
+)]
 struct Args {
     /// Base URL of the API (dataplane or sidecar).
     #[arg(long, default_value = "http://127.0.0.1:8081")]
@@ -74,10 +77,27 @@ const QUERIES: &[&str] = &[
     "How does the child feel about school?",
 ];
 
-const PETS: &[(&str, &str)] = &[("mèo", "cat"), ("chó", "dog"), ("thỏ", "rabbit"), ("cá vàng", "goldfish")];
-const NAMES: &[&str] = &["Miu", "Max", "Bông", "Lu", "Kem", "Bin", "Na", "Tom", "Mochi", "Bo"];
-const FOODS: &[(&str, &str)] = &[("kem", "ice cream"), ("phở", "noodles"), ("pizza", "pizza"), ("xoài", "mango")];
-const GAMES: &[(&str, &str)] = &[("đá bóng", "football"), ("xích đu", "the swings"), ("lego", "lego"), ("vẽ tranh", "drawing")];
+const PETS: &[(&str, &str)] = &[
+    ("mèo", "cat"),
+    ("chó", "dog"),
+    ("thỏ", "rabbit"),
+    ("cá vàng", "goldfish"),
+];
+const NAMES: &[&str] = &[
+    "Miu", "Max", "Bông", "Lu", "Kem", "Bin", "Na", "Tom", "Mochi", "Bo",
+];
+const FOODS: &[(&str, &str)] = &[
+    ("kem", "ice cream"),
+    ("phở", "noodles"),
+    ("pizza", "pizza"),
+    ("xoài", "mango"),
+];
+const GAMES: &[(&str, &str)] = &[
+    ("đá bóng", "football"),
+    ("xích đu", "the swings"),
+    ("lego", "lego"),
+    ("vẽ tranh", "drawing"),
+];
 
 fn conversation(rng: &mut impl Rng, user: &str, n: u64) -> Value {
     let name = NAMES.choose(rng).copied().unwrap_or("Miu");
@@ -134,8 +154,14 @@ impl Report {
     fn print(&self) {
         let secs = self.elapsed.as_secs_f64();
         println!("rate {:.0} rps, {:.1} s", self.rate, secs);
-        println!("{:<8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}", "endpoint", "count", "rps", "p50 ms", "p95 ms", "p99 ms", "max ms", "errors");
-        for (name, h, errors) in [("search", &self.search, self.search_errors), ("extract", &self.extract, self.extract_errors)] {
+        println!(
+            "{:<8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}",
+            "endpoint", "count", "rps", "p50 ms", "p95 ms", "p99 ms", "max ms", "errors"
+        );
+        for (name, h, errors) in [
+            ("search", &self.search, self.search_errors),
+            ("extract", &self.extract, self.extract_errors),
+        ] {
             let count = h.len() + errors;
             if count == 0 {
                 continue;
@@ -183,7 +209,14 @@ async fn send(http: &reqwest::Client, args: &Args, kind: Kind, body: Value) -> R
         Kind::Search => status.as_u16() == 200,
         Kind::Extract => status.as_u16() == 202,
     };
-    if expected { Ok(()) } else { Err(format!("{path} {status}: {}", text.chars().take(200).collect::<String>())) }
+    if expected {
+        Ok(())
+    } else {
+        Err(format!(
+            "{path} {status}: {}",
+            text.chars().take(200).collect::<String>()
+        ))
+    }
 }
 
 async fn run_step(http: &reqwest::Client, args: &Args, rate: f64, seq: &AtomicUsize) -> Report {
@@ -197,14 +230,27 @@ async fn run_step(http: &reqwest::Client, args: &Args, rate: f64, seq: &AtomicUs
     for i in 0..total {
         let due = started + interval.mul_f64(i as f64);
         tokio::time::sleep_until(due.into()).await;
-        let kind = if rng.random_bool(args.search_fraction.clamp(0.0, 1.0)) { Kind::Search } else { Kind::Extract };
+        let kind = if rng.random_bool(args.search_fraction.clamp(0.0, 1.0)) {
+            Kind::Search
+        } else {
+            Kind::Extract
+        };
         let user = format!("{}-{}", args.user_prefix, rng.random_range(0..args.users.max(1)));
         let body = match kind {
-            Kind::Search => json!({"user_id": user, "query": QUERIES.choose(&mut rng).copied().unwrap_or("pets")}),
+            Kind::Search => {
+                json!({"user_id": user, "query": QUERIES.choose(&mut rng).copied().unwrap_or("pets")})
+            }
             Kind::Extract => conversation(&mut rng, &user, seq.fetch_add(1, Ordering::Relaxed) as u64),
         };
         if in_flight.load(Ordering::Relaxed) >= args.max_in_flight {
-            let _ = tx.send((Sample { kind, micros: 0, ok: false }, Some("client: too many requests in flight".into())));
+            let _ = tx.send((
+                Sample {
+                    kind,
+                    micros: 0,
+                    ok: false,
+                },
+                Some("client: too many requests in flight".into()),
+            ));
             continue;
         }
         in_flight.fetch_add(1, Ordering::Relaxed);
@@ -214,7 +260,14 @@ async fn run_step(http: &reqwest::Client, args: &Args, rate: f64, seq: &AtomicUs
             let r = send(&http, &args2, kind, body).await;
             let micros = t.elapsed().as_micros() as u64;
             in_flight.fetch_sub(1, Ordering::Relaxed);
-            let _ = tx.send((Sample { kind, micros, ok: r.is_ok() }, r.err()));
+            let _ = tx.send((
+                Sample {
+                    kind,
+                    micros,
+                    ok: r.is_ok(),
+                },
+                r.err(),
+            ));
         }));
     }
     drop(tx);
@@ -263,17 +316,30 @@ async fn prefill(http: &reqwest::Client, args: &Args) -> Result<()> {
         for _ in 0..args.prefill {
             n += 1;
             let body = conversation(&mut rng, &user, 1_000_000 + n);
-            let mut req = http.post(format!("{}/v1/extract_facts?wait=true&timeout_ms=30000", args.url)).json(&body);
+            let mut req = http
+                .post(format!(
+                    "{}/v1/extract_facts?wait=true&timeout_ms=30000",
+                    args.url
+                ))
+                .json(&body);
             if !args.key.is_empty() {
                 req = req.bearer_auth(&args.key);
             }
             let resp = req.send().await.context("prefill request")?;
             if !resp.status().is_success() {
-                bail!("prefill failed: {} {}", resp.status(), resp.text().await.unwrap_or_default());
+                bail!(
+                    "prefill failed: {} {}",
+                    resp.status(),
+                    resp.text().await.unwrap_or_default()
+                );
             }
         }
     }
-    println!("prefilled {n} conversations for {} users in {:.1} s", args.users, started.elapsed().as_secs_f64());
+    println!(
+        "prefilled {n} conversations for {} users in {:.1} s",
+        args.users,
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
@@ -295,8 +361,14 @@ async fn main() -> Result<()> {
             report.print();
         }
         Some(spec) => {
-            let parts: Vec<f64> = spec.split(':').map(str::parse).collect::<Result<_, _>>().context("--ramp START:STEP:MAX")?;
-            let [start, step, max] = parts[..] else { bail!("--ramp needs START:STEP:MAX") };
+            let parts: Vec<f64> = spec
+                .split(':')
+                .map(str::parse)
+                .collect::<Result<_, _>>()
+                .context("--ramp START:STEP:MAX")?;
+            let [start, step, max] = parts[..] else {
+                bail!("--ramp needs START:STEP:MAX")
+            };
             if start <= 0.0 || step <= 0.0 {
                 bail!("--ramp START and STEP must be positive");
             }
@@ -309,14 +381,24 @@ async fn main() -> Result<()> {
                 if within {
                     best = Some(rate);
                 } else {
-                    println!("-> search p99 {:.1} ms or errors {} over budget at {rate:.0} rps; stopping", report.search_p99_ms(), report.errors());
+                    println!(
+                        "-> search p99 {:.1} ms or errors {} over budget at {rate:.0} rps; stopping",
+                        report.search_p99_ms(),
+                        report.errors()
+                    );
                     break;
                 }
                 rate += step;
             }
             match best {
-                Some(r) => println!("highest rate with search p99 < {} ms and no errors: {r:.0} rps", args.p99_budget_ms),
-                None => println!("no step met search p99 < {} ms with no errors", args.p99_budget_ms),
+                Some(r) => println!(
+                    "highest rate with search p99 < {} ms and no errors: {r:.0} rps",
+                    args.p99_budget_ms
+                ),
+                None => println!(
+                    "no step met search p99 < {} ms with no errors",
+                    args.p99_budget_ms
+                ),
             }
         }
     }
