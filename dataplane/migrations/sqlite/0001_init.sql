@@ -39,8 +39,10 @@ CREATE TABLE facts (
 );
 CREATE INDEX facts_user_status ON facts (user_id, status, fact_id);
 
--- Folded syllables of content and tags, for keyword search.
-CREATE VIRTUAL TABLE fact_terms USING fts5(fact_id UNINDEXED, user_id UNINDEXED, terms);
+-- Folded syllables of content and tags, for keyword search. `owner` is one
+-- token per user (see keyword_owner in the store), so a query matches only that
+-- user's rows inside the index instead of filtering every user's matches.
+CREATE VIRTUAL TABLE fact_terms USING fts5(fact_id UNINDEXED, user_id UNINDEXED, owner, terms);
 
 CREATE TABLE fact_history (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -8,7 +8,9 @@
 //! score = w_sim · similarity + w_rec · recency + w_rel · relationship
 //!   recency = 0.5^(age / half_life) on `updated_at` (a refreshed fact is recent);
 //!   relationship = 1 when the fact mentions a topic the query names, else
-//!   0.5 · min(related_facts, 4) / 4 (facts connected to others matter more).
+//!   0.5 · min(n, 4) / 4 where n is the number of other candidate facts sharing
+//!   an entity with it (facts connected to other relevant facts matter more;
+//!   computed in memory, so ranking needs no graph query).
 //! `score_threshold` applies to `similarity`: it is a relevance floor, so a
 //! brand-new but unrelated fact is not let through by its recency.
 

@@ -86,36 +86,50 @@ pub async fn search(
         })
         .collect();
 
-    // Relations for every candidate in one query, then the final score.
-    let ids: Vec<String> = scored.iter().map(|(_, _, f)| f.fact_id.clone()).collect();
-    let related = if ids.is_empty() {
-        HashMap::new()
-    } else {
-        let t = Instant::now();
-        let r = deps.graph.related(&req.user_id, &ids, 5).await?;
-        state.metrics.observe_dependency("graph", "related", t);
-        r
-    };
-    for (sim, total, f) in scored.iter_mut() {
-        let rel_count = related.get(&f.fact_id).map_or(0, Vec::len);
+    // Relationship signal from the candidates themselves: a fact connected (by a
+    // shared entity) to other relevant facts matters more. No query needed.
+    let mut by_entity: HashMap<&str, usize> = HashMap::new();
+    for (_, _, f) in &scored {
+        for e in &f.entities {
+            *by_entity.entry(e.as_str()).or_default() += 1;
+        }
+    }
+    let connected: Vec<usize> = scored
+        .iter()
+        .map(|(_, _, f)| {
+            f.entities
+                .iter()
+                .map(|e| by_entity.get(e.as_str()).copied().unwrap_or(1) - 1)
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for ((sim, total, f), linked) in scored.iter_mut().zip(connected) {
         *total = score(
             &weights,
             *sim,
             recency(f.updated_at, now, weights.half_life_days),
-            relationship(f, &qterms, rel_count),
+            relationship(f, &qterms, linked),
         );
     }
     scored.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| b.0.total_cmp(&a.0)));
     scored.truncate(req.limit);
 
+    // Related facts from the graph, in one query, only for what is returned.
+    let related = if req.include_related && !scored.is_empty() {
+        let ids: Vec<String> = scored.iter().map(|(_, _, f)| f.fact_id.clone()).collect();
+        let t = Instant::now();
+        let r = deps.graph.related(&req.user_id, &ids, 5).await?;
+        state.metrics.observe_dependency("graph", "related", t);
+        r
+    } else {
+        HashMap::new()
+    };
+
     let results: Vec<SearchHit> = scored
         .into_iter()
         .map(|(sim, total, f)| SearchHit {
-            related_facts: if req.include_related {
-                related.get(&f.fact_id).cloned().unwrap_or_default()
-            } else {
-                Vec::new()
-            },
+            related_facts: related.get(&f.fact_id).cloned().unwrap_or_default(),
             fact_id: f.fact_id,
             content: f.content,
             category: f.category,

@@ -159,6 +159,13 @@ fn history_from_row(r: &SqliteRow) -> Result<HistoryEntry, StoreError> {
     })
 }
 
+/// The user's token in the keyword index: a hash, so any id (dots, colons, @)
+/// becomes one FTS token that no other user shares.
+fn keyword_owner(user_id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    format!("u{}", hex::encode(&Sha256::digest(user_id.as_bytes())[..12]))
+}
+
 /// `?, ?, ?` for an IN list.
 fn placeholders(n: usize) -> String {
     vec!["?"; n].join(", ")
@@ -327,9 +334,10 @@ impl MetaStore for SqliteMetaStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err)?;
-            sqlx::query("INSERT INTO fact_terms (fact_id, user_id, terms) VALUES (?, ?, ?)")
+            sqlx::query("INSERT INTO fact_terms (fact_id, user_id, owner, terms) VALUES (?, ?, ?, ?)")
                 .bind(&f.fact_id)
                 .bind(&f.user_id)
+                .bind(keyword_owner(&f.user_id))
                 .bind(keyword_text(&f.content, &f.tags))
                 .execute(&mut *tx)
                 .await
@@ -560,15 +568,16 @@ impl MetaStore for SqliteMetaStore {
         limit: usize,
     ) -> Result<Vec<Fact>, StoreError> {
         // FTS5 query syntax: quote every term so user text is never parsed as operators.
-        let expr = terms
+        let any_term = terms
             .iter()
             .filter(|t| !t.is_empty())
             .map(|t| format!("\"{}\"", t.replace('"', "")))
             .collect::<Vec<_>>()
             .join(" OR ");
-        if expr.is_empty() {
+        if any_term.is_empty() {
             return Ok(Vec::new());
         }
+        let expr = format!("owner : \"{}\" AND terms : ({any_term})", keyword_owner(user_id));
         let sql = format!(
             "SELECT {} FROM fact_terms t JOIN facts f ON f.fact_id = t.fact_id
              WHERE fact_terms MATCH ? AND t.user_id = ? AND f.status = 'active' ORDER BY rank LIMIT ?",
