@@ -234,3 +234,38 @@ pub enum Decision {
     /// The candidate repeats this existing fact.
     Keep(String),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration;
+
+    fn key(perms: Vec<Permission>, expires_at: Option<DateTime<Utc>>, revoked: bool) -> ApiKeyRecord {
+        ApiKeyRecord {
+            key_id: "k".into(),
+            name: "n".into(),
+            prefix: "p".into(),
+            permissions: perms,
+            created_at: Utc::now(),
+            expires_at,
+            revoked_at: revoked.then(Utc::now),
+        }
+    }
+
+    #[test]
+    fn keys_expire_and_revoke_and_admin_implies_all() {
+        let now = Utc::now();
+        assert!(key(vec![Permission::Search], None, false).allows(Permission::Search, now));
+        assert!(!key(vec![Permission::Search], None, false).allows(Permission::Extract, now));
+        assert!(key(vec![Permission::Admin], None, false).allows(Permission::Extract, now));
+        assert!(
+            !key(vec![Permission::Admin], Some(now - Duration::seconds(1)), false)
+                .allows(Permission::Search, now)
+        );
+        assert!(
+            key(vec![Permission::Search], Some(now + Duration::days(1)), false)
+                .allows(Permission::Search, now)
+        );
+        assert!(!key(vec![Permission::Admin], None, true).allows(Permission::Search, now));
+    }
+}
