@@ -1,13 +1,16 @@
 //! Storage adapters. `sqlite` is the embedded default for every port: one file
 //! under the data dir holds facts, jobs, history, keys, audit, vectors and the
-//! entity graph, so a first-day developer needs no server.
+//! entity graph, so a first-day developer needs no server. `postgres` is the
+//! production metadata store.
 
 mod local_signals;
+mod postgres;
 mod sqlite;
 mod sqlite_graph;
 mod sqlite_vectors;
 
 pub use local_signals::LocalSignals;
+pub use postgres::PostgresMetaStore;
 pub use sqlite::SqliteMetaStore;
 pub use sqlite_graph::SqliteGraph;
 pub use sqlite_vectors::SqliteVectorIndex;

@@ -2,8 +2,11 @@
 //! real SQLite, the real MiniLM model (or a local OpenAI-compatible server).
 //! One test binary (modules below) to keep link time down on small machines.
 
+mod backends;
 mod harness;
 mod mock_openai;
+
+mod adapters;
 
 mod api;
 mod openai_compat;

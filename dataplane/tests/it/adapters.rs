@@ -1,0 +1,347 @@
+//! One adapter suite (same test bodies) run against every backend of a port:
+//! the embedded default and the production server.
+
+use crate::backends::{server_url, unique};
+use chrono::Utc;
+use pika_common::wire::{Category, ExtractRequest, ExtractResult, JobState, Message, Role};
+use pika_dataplane::domain::{
+    ApiKeyRecord, AuditEntry, ExtractionPlan, Fact, FactStatus, HistoryEntry, HistoryEvent, Permission,
+    Polarity,
+};
+use pika_dataplane::ports::{MetaStore, NewJob, StoreError};
+use pika_dataplane::store::{PostgresMetaStore, SqliteMetaStore};
+
+fn request(user: &str, conv: &str) -> ExtractRequest {
+    ExtractRequest {
+        user_id: user.into(),
+        conversation_id: conv.into(),
+        conversation: vec![
+            Message {
+                role: Role::Assistant,
+                content: "Hi".into(),
+            },
+            Message {
+                role: Role::User,
+                content: "I have a cat; DROP TABLE facts; --".into(),
+            },
+        ],
+        metadata: None,
+    }
+}
+
+fn fact(id: &str, user: &str, content: &str, tags: &[&str]) -> Fact {
+    let now = Utc::now();
+    Fact {
+        fact_id: id.into(),
+        user_id: user.into(),
+        conversation_id: "c1".into(),
+        content: content.into(),
+        category: Category::Relationship,
+        confidence: 0.8,
+        entities: vec!["cat".into()],
+        tags: tags.iter().map(|t| t.to_string()).collect(),
+        source_turns: vec![1],
+        language: "en".into(),
+        status: FactStatus::Active,
+        polarity: Polarity::Positive,
+        predicate: Some("own".into()),
+        supersedes: None,
+        created_at: now,
+        updated_at: now,
+        accessed_count: 0,
+        last_accessed_at: None,
+    }
+}
+
+fn history(fact_id: &str, event: HistoryEvent, new: &str) -> HistoryEntry {
+    HistoryEntry {
+        fact_id: fact_id.into(),
+        event,
+        old_content: None,
+        new_content: Some(new.into()),
+        related_fact_id: None,
+        job_id: Some("job".into()),
+        created_at: Utc::now(),
+    }
+}
+
+/// The metadata-store contract.
+async fn meta_suite(meta: &dyn MetaStore) {
+    meta.ping().await.expect("ping");
+
+    // Jobs: idempotent create, one claim, retry and final failure.
+    let new = |id: &str, key: &str| NewJob {
+        job_id: id.into(),
+        idempotency_key: key.into(),
+        request: request("u1", "c1"),
+    };
+    let (job, created) = meta.create_job(new("j1", "k1")).await.expect("create");
+    assert!(created);
+    assert_eq!((job.state, job.attempts), (JobState::Queued, 0));
+    assert_eq!(job.request, request("u1", "c1"), "stored exactly as given");
+    let (again, created) = meta.create_job(new("j1-dup", "k1")).await.expect("create again");
+    assert!(!created);
+    assert_eq!(again.job_id, "j1");
+    assert_eq!(
+        meta.queued_job_ids(10).await.expect("queued"),
+        vec!["j1".to_string()]
+    );
+    let (claim, claimed) = meta.claim_job("j1").await.expect("claim").expect("claimable");
+    assert_eq!((claimed.state, claimed.attempts), (JobState::Processing, 1));
+    assert!(
+        meta.claim_job("j1").await.expect("claim").is_none(),
+        "claimed once"
+    );
+    assert!(meta.claim_job("missing").await.expect("claim").is_none());
+    meta.fail_job(&claim, "transient", true).await.expect("retry");
+    assert_eq!(
+        meta.get_job("j1").await.expect("get").expect("job").state,
+        JobState::Queued
+    );
+    assert!(matches!(
+        meta.fail_job(&claim, "stale", false).await,
+        Err(StoreError::ClaimLost)
+    ));
+    let (claim, _) = meta.claim_job("j1").await.expect("claim").expect("claimable");
+    assert_eq!(meta.requeue_processing().await.expect("requeue"), 1);
+    assert!(matches!(
+        meta.complete_job(&claim, &ExtractionPlan::default()).await,
+        Err(StoreError::ClaimLost)
+    ));
+
+    // Completion writes facts, history and result in one go.
+    let (claim, _) = meta.claim_job("j1").await.expect("claim").expect("claimable");
+    let cat = fact(
+        "0190a000-0000-7000-8000-000000000001",
+        "u1",
+        "The child has a cat named Miu.",
+        &["cat", "pet", "thú cưng"],
+    );
+    let plan = ExtractionPlan {
+        new_facts: vec![cat.clone()],
+        history: vec![history(&cat.fact_id, HistoryEvent::Add, &cat.content)],
+        result: ExtractResult {
+            facts_count: 1,
+            fact_ids: vec![cat.fact_id.clone()],
+            processing_time_ms: 3,
+            added: 1,
+            updated: 0,
+            unchanged: 0,
+        },
+        ..Default::default()
+    };
+    meta.complete_job(&claim, &plan).await.expect("complete");
+    let done = meta.get_job("j1").await.expect("get").expect("job");
+    assert_eq!(done.state, JobState::Completed);
+    assert_eq!(done.result.as_ref().map(|r| r.added), Some(1));
+    let stored = meta.get_fact(&cat.fact_id).await.expect("get").expect("fact");
+    assert_eq!(stored.content, cat.content);
+    assert_eq!(stored.tags, cat.tags);
+    assert_eq!(stored.source_turns, vec![1]);
+    assert_eq!(
+        stored.created_at.timestamp_millis(),
+        cat.created_at.timestamp_millis()
+    );
+
+    // Keyword candidates: folded terms, one user only.
+    let (j2, _) = meta
+        .create_job(NewJob {
+            job_id: "j2".into(),
+            idempotency_key: "k2".into(),
+            request: request("u2", "c2"),
+        })
+        .await
+        .expect("create");
+    let (claim2, _) = meta
+        .claim_job(&j2.job_id)
+        .await
+        .expect("claim")
+        .expect("claimable");
+    let other = fact(
+        "0190a000-0000-7000-8000-000000000002",
+        "u2",
+        "The child has a cat too.",
+        &["cat", "thú cưng"],
+    );
+    meta.complete_job(
+        &claim2,
+        &ExtractionPlan {
+            new_facts: vec![other.clone()],
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("complete");
+    let hits = meta
+        .keyword_candidates("u1", &["thu".into(), "cung".into()], 10)
+        .await
+        .expect("keyword");
+    assert_eq!(
+        hits.iter().map(|f| f.fact_id.as_str()).collect::<Vec<_>>(),
+        vec![cat.fact_id.as_str()]
+    );
+    assert!(
+        meta.keyword_candidates("u1", &["dog".into()], 10)
+            .await
+            .expect("keyword")
+            .is_empty()
+    );
+    assert_eq!(
+        meta.active_facts(&[cat.fact_id.clone(), other.fact_id.clone(), "nope".into()])
+            .await
+            .expect("batch")
+            .len(),
+        2
+    );
+
+    // Supersede, refresh, access counters, history.
+    let (j3, _) = meta
+        .create_job(NewJob {
+            job_id: "j3".into(),
+            idempotency_key: "k3".into(),
+            request: request("u1", "c3"),
+        })
+        .await
+        .expect("create");
+    let (claim3, _) = meta
+        .claim_job(&j3.job_id)
+        .await
+        .expect("claim")
+        .expect("claimable");
+    let mut no_cat = fact(
+        "0190a000-0000-7000-8000-000000000003",
+        "u1",
+        "The child no longer has a cat.",
+        &["cat"],
+    );
+    no_cat.polarity = Polarity::Negative;
+    no_cat.supersedes = Some(cat.fact_id.clone());
+    let plan = ExtractionPlan {
+        new_facts: vec![no_cat.clone()],
+        superseded: vec![(cat.fact_id.clone(), no_cat.fact_id.clone())],
+        history: vec![
+            history(&cat.fact_id, HistoryEvent::Update, &no_cat.content),
+            history(&no_cat.fact_id, HistoryEvent::Update, &no_cat.content),
+        ],
+        ..Default::default()
+    };
+    meta.complete_job(&claim3, &plan).await.expect("complete");
+    assert_eq!(
+        meta.get_fact(&cat.fact_id)
+            .await
+            .expect("get")
+            .expect("fact")
+            .status,
+        FactStatus::Superseded
+    );
+    let events: Vec<HistoryEvent> = meta
+        .fact_history(&cat.fact_id)
+        .await
+        .expect("history")
+        .iter()
+        .map(|h| h.event)
+        .collect();
+    assert_eq!(events, vec![HistoryEvent::Add, HistoryEvent::Update]);
+    assert_eq!(meta.user_history("u1").await.expect("history").len(), 3);
+    let page = meta.list_facts("u1", None, 10).await.expect("list");
+    assert_eq!(
+        page.facts.iter().map(|f| f.fact_id.as_str()).collect::<Vec<_>>(),
+        vec![no_cat.fact_id.as_str()]
+    );
+    assert!(page.next_cursor.is_none());
+    meta.record_access(&[no_cat.fact_id.clone()])
+        .await
+        .expect("access");
+    let accessed = meta.get_fact(&no_cat.fact_id).await.expect("get").expect("fact");
+    assert_eq!(accessed.accessed_count, 1);
+    assert!(accessed.last_accessed_at.is_some());
+    let scanned = meta.scan_active_facts(None, 10).await.expect("scan");
+    assert_eq!(scanned.len(), 2);
+    assert_eq!(
+        meta.scan_active_facts(Some(&scanned[0].fact_id), 10)
+            .await
+            .expect("scan")
+            .len(),
+        1
+    );
+
+    // Delete one fact, then the whole user.
+    assert!(meta.delete_fact(&no_cat.fact_id).await.expect("delete"));
+    assert!(!meta.delete_fact(&no_cat.fact_id).await.expect("delete twice"));
+    assert!(
+        meta.keyword_candidates("u1", &["cat".into()], 10)
+            .await
+            .expect("keyword")
+            .is_empty()
+    );
+    let (facts, jobs) = meta.export_user("u1").await.expect("export");
+    assert_eq!((facts.len(), jobs.len()), (2, 2));
+    assert_eq!(meta.delete_user("u1").await.expect("forget"), 2);
+    let (facts, jobs) = meta.export_user("u1").await.expect("export");
+    assert!(facts.is_empty() && jobs.is_empty());
+    assert!(meta.user_history("u1").await.expect("history").is_empty());
+    assert_eq!(
+        meta.active_facts(&[other.fact_id.clone()])
+            .await
+            .expect("batch")
+            .len(),
+        1,
+        "other users untouched"
+    );
+
+    // Keys and audit.
+    let key = ApiKeyRecord {
+        key_id: "key_1".into(),
+        name: "robot".into(),
+        prefix: "pika_test_sk_ab…".into(),
+        permissions: vec![Permission::Extract, Permission::Search],
+        created_at: Utc::now(),
+        expires_at: None,
+        revoked_at: None,
+    };
+    meta.insert_key(&key, "hash-1").await.expect("insert key");
+    assert!(matches!(
+        meta.insert_key(&key, "hash-1").await,
+        Err(StoreError::Conflict(_))
+    ));
+    let found = meta.key_by_hash("hash-1").await.expect("lookup").expect("key");
+    assert_eq!(found.permissions, key.permissions);
+    assert!(meta.key_by_hash("hash-2").await.expect("lookup").is_none());
+    assert!(meta.revoke_key("key_1").await.expect("revoke"));
+    assert!(!meta.revoke_key("key_404").await.expect("revoke"));
+    assert!(meta.list_keys().await.expect("list")[0].revoked_at.is_some());
+    let entry = AuditEntry {
+        key_id: Some("key_1".into()),
+        action: "search".into(),
+        user_id: Some("u2".into()),
+        target: None,
+        request_id: "r1".into(),
+    };
+    meta.append_audit(&[entry.clone(), entry]).await.expect("audit");
+    meta.append_audit(&[]).await.expect("empty audit");
+}
+
+#[tokio::test]
+async fn meta_store_contract_on_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let meta = SqliteMetaStore::connect(&format!("sqlite://{}", dir.path().join("m.db").display()))
+        .await
+        .expect("sqlite");
+    meta_suite(&meta).await;
+}
+
+#[tokio::test]
+async fn meta_store_contract_on_postgres() {
+    let Some(url) = server_url("PIKA_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let schema = unique("pika_test");
+    let meta = PostgresMetaStore::connect(&url, Some(&schema), 4)
+        .await
+        .expect("postgres");
+    meta_suite(&meta).await;
+    sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        .execute(&meta.pool())
+        .await
+        .expect("drop schema");
+}
