@@ -65,8 +65,10 @@ pub trait MetaStore: Send + Sync {
     async fn queued_job_ids(&self, limit: usize) -> Result<Vec<String>, StoreError>;
     /// Moves every `processing` job back to `queued` (embedded start-up: no other worker exists).
     async fn requeue_processing(&self) -> Result<u64, StoreError>;
-    /// Takes a queued job for processing; `None` when it is not queued (done, taken, missing).
-    async fn claim_job(&self, job_id: &str) -> Result<Option<(Claim, Job)>, StoreError>;
+    /// Takes a queued job for processing; `None` when it is not claimable (done,
+    /// taken, missing). With `take_over`, a `processing` job is claimable too: the
+    /// queue redelivered it because the worker holding it died.
+    async fn claim_job(&self, job_id: &str, take_over: bool) -> Result<Option<(Claim, Job)>, StoreError>;
     /// Writes the plan and completes the job in one transaction, if the claim still holds.
     async fn complete_job(&self, claim: &Claim, plan: &ExtractionPlan) -> Result<(), StoreError>;
     /// Fails the job for good, or puts it back in `queued` when `retry` is set.
@@ -140,13 +142,32 @@ pub trait FactGraph: Send + Sync {
     async fn delete_user(&self, user_id: &str) -> Result<(), StoreError>;
 }
 
-/// Delivers job ids to workers.
+/// One message taken from the job queue.
+#[derive(Debug)]
+pub struct Delivery {
+    /// The job id, or `None` when the message body is not a valid job id.
+    pub job_id: Option<String>,
+    /// The raw body (for dead-letter diagnostics).
+    pub body: String,
+    /// The broker delivered this message before (its consumer died unacked).
+    pub redelivered: bool,
+    /// Adapter-specific handle for acknowledging.
+    pub tag: u64,
+}
+
+/// Delivers job ids to workers, at least once.
 #[async_trait]
 pub trait JobQueue: Send + Sync {
     /// Makes a job (already stored as `queued`) visible to workers.
     async fn publish(&self, job_id: &str) -> Result<(), StoreError>;
-    /// Waits for the next job id.
-    async fn next(&self) -> Result<String, StoreError>;
+    /// Waits for the next message.
+    async fn next(&self) -> Result<Delivery, StoreError>;
+    /// The message is handled (job finished, or nothing to do).
+    async fn ack(&self, delivery: &Delivery) -> Result<(), StoreError>;
+    /// Delivers the job again after `delay` (retry with backoff) and acks this message.
+    async fn retry_later(&self, delivery: &Delivery, delay: std::time::Duration) -> Result<(), StoreError>;
+    /// Moves the message to the dead-letter queue, never to be redelivered.
+    async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), StoreError>;
 }
 
 /// Tells caches that a user's data changed.

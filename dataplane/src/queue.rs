@@ -4,8 +4,9 @@
 //! previous process) is delivered again, and claiming is an atomic
 //! `queued → processing` update, so a duplicate delivery is harmless.
 
-use crate::ports::{JobQueue, MetaStore, StoreError};
+use crate::ports::{Delivery, JobQueue, MetaStore, StoreError};
 use async_trait::async_trait;
+use std::time::Duration;
 use tokio::sync::{Mutex, mpsc};
 
 /// In-process queue over the metadata store.
@@ -47,12 +48,40 @@ impl JobQueue for EmbeddedQueue {
             .map_err(|_| StoreError::Unavailable("job queue closed".into()))
     }
 
-    async fn next(&self) -> Result<String, StoreError> {
-        self.rx
+    async fn next(&self) -> Result<Delivery, StoreError> {
+        let id = self
+            .rx
             .lock()
             .await
             .recv()
             .await
-            .ok_or_else(|| StoreError::Unavailable("job queue closed".into()))
+            .ok_or_else(|| StoreError::Unavailable("job queue closed".into()))?;
+        Ok(Delivery {
+            job_id: Some(id.clone()),
+            body: id,
+            redelivered: false,
+            tag: 0,
+        })
+    }
+
+    async fn ack(&self, _delivery: &Delivery) -> Result<(), StoreError> {
+        // The jobs table is the durable record; nothing to acknowledge.
+        Ok(())
+    }
+
+    async fn retry_later(&self, delivery: &Delivery, delay: Duration) -> Result<(), StoreError> {
+        let tx = self.tx.clone();
+        let body = delivery.body.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            // If the process stops first, start-up recovery delivers the queued job.
+            let _ = tx.send(body);
+        });
+        Ok(())
+    }
+
+    async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), StoreError> {
+        tracing::error!(body = %delivery.body, reason, "job message dead-lettered");
+        Ok(())
     }
 }

@@ -13,6 +13,7 @@ use crate::app::AppState;
 use crate::domain::{
     Candidate, Claim, Decision, ExtractionPlan, Fact, FactStatus, HistoryEntry, HistoryEvent, Job,
 };
+use crate::ports::Delivery;
 use crate::service::ServiceError;
 use chrono::{DateTime, Utc};
 use pika_common::vector::dot;
@@ -31,8 +32,10 @@ pub enum Outcome {
     Completed,
     Retrying,
     Failed,
-    /// Not claimable: already done, taken by another worker, or unknown.
+    /// Not claimable: already done or taken by a live worker (a duplicate delivery).
     Skipped,
+    /// Can never succeed (bad message, missing job row): moved to the dead-letter queue.
+    DeadLettered,
 }
 
 /// One worker loop; several run concurrently.
@@ -57,8 +60,8 @@ impl Worker {
                 next = self.state.deps.queue.next() => next,
             };
             match next {
-                Ok(job_id) => {
-                    self.handle(&job_id).await;
+                Ok(delivery) => {
+                    self.handle(delivery).await;
                 }
                 Err(e) => {
                     tracing::error!(worker = self.id, error = %e, "job queue failed; worker stops");
@@ -69,22 +72,66 @@ impl Worker {
         tracing::debug!(worker = self.id, "worker stopped");
     }
 
-    /// Processes one delivered job id.
-    #[tracing::instrument(skip(self), fields(worker = self.id))]
-    pub async fn handle(&self, job_id: &str) -> Outcome {
-        let deps = &self.state.deps;
-        let (claim, job) = match deps.meta.claim_job(job_id).await {
-            Ok(Some(claimed)) => claimed,
-            Ok(None) => return Outcome::Skipped,
+    /// Handles one queue message: every path ends in ack, retry or dead letter.
+    #[tracing::instrument(skip(self, delivery), fields(worker = self.id, job_id = ?delivery.job_id))]
+    pub async fn handle(&self, delivery: Delivery) -> Outcome {
+        let queue = &self.state.deps.queue;
+        let settle = |r: Result<(), crate::ports::StoreError>| {
+            if let Err(e) = r {
+                tracing::error!(error = %e, "cannot settle job message; the broker will redeliver it");
+            }
+        };
+        let Some(job_id) = delivery.job_id.clone() else {
+            // Never requeue a message that can never succeed (the seeds' infinite loop).
+            settle(queue.dead_letter(&delivery, "message body is not a job id").await);
+            return Outcome::DeadLettered;
+        };
+        let claimed = match self
+            .state
+            .deps
+            .meta
+            .claim_job(&job_id, delivery.redelivered)
+            .await
+        {
+            Ok(c) => c,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot claim job; redelivering later");
-                self.redeliver_later(job_id, 1);
+                tracing::warn!(error = %e, "cannot claim job; retrying later");
+                settle(queue.retry_later(&delivery, self.backoff(1)).await);
                 return Outcome::Retrying;
             }
         };
+        let Some((claim, job)) = claimed else {
+            return match self.state.deps.meta.get_job(&job_id).await {
+                Ok(None) => {
+                    settle(queue.dead_letter(&delivery, "job row does not exist").await);
+                    Outcome::DeadLettered
+                }
+                Ok(Some(_)) => {
+                    // Finished already, or held by a live worker: a duplicate delivery.
+                    settle(queue.ack(&delivery).await);
+                    Outcome::Skipped
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read job; retrying later");
+                    settle(queue.retry_later(&delivery, self.backoff(1)).await);
+                    Outcome::Retrying
+                }
+            };
+        };
+        let outcome = self.run_job(&claim, &job).await;
+        match outcome {
+            Outcome::Retrying => settle(queue.retry_later(&delivery, self.backoff(job.attempts)).await),
+            _ => settle(queue.ack(&delivery).await),
+        }
+        outcome
+    }
+
+    /// Runs a claimed job to completion, retry or failure (in the metadata store).
+    async fn run_job(&self, claim: &Claim, job: &Job) -> Outcome {
+        let deps = &self.state.deps;
         let started = Instant::now();
-        let outcome = match self.process(&job, started).await {
-            Ok(plan) => self.commit(&claim, &job, plan).await,
+        let outcome = match self.process(job, started).await {
+            Ok(plan) => self.commit(claim, job, plan).await,
             Err(e) => Err(e),
         };
         let metrics = &self.state.metrics;
@@ -109,14 +156,12 @@ impl Worker {
                 };
                 let retry = transient && job.attempts < self.state.config.worker.max_attempts;
                 let message = format!("attempt {}: {e}", job.attempts);
-                tracing::warn!(job_id, error = %e, retry, "extraction attempt failed");
-                if let Err(store) = deps.meta.fail_job(&claim, &message, retry).await {
-                    tracing::error!(job_id, error = %store, "cannot record job failure; redelivering");
-                    self.redeliver_later(job_id, job.attempts);
+                tracing::warn!(error = %e, retry, "extraction attempt failed");
+                if let Err(store) = deps.meta.fail_job(claim, &message, retry).await {
+                    tracing::error!(error = %store, "cannot record job failure; retrying later");
                     return Outcome::Retrying;
                 }
                 if retry {
-                    self.redeliver_later(job_id, job.attempts);
                     Outcome::Retrying
                 } else {
                     metrics.jobs.with_label_values(&["failed"]).inc();
@@ -132,20 +177,12 @@ impl Worker {
         }
     }
 
-    /// Publishes the job again after exponential backoff with jitter.
-    fn redeliver_later(&self, job_id: &str, attempts: u32) {
+    /// Exponential backoff with jitter for the given attempt.
+    fn backoff(&self, attempts: u32) -> Duration {
         let base = self.state.config.worker.retry_base_ms;
         let exp = base.saturating_mul(1u64 << attempts.saturating_sub(1).min(10));
         let jitter = rand::rng().random_range(0..=exp / 2 + 1);
-        let delay = Duration::from_millis(exp + jitter);
-        let queue = self.state.deps.queue.clone();
-        let id = job_id.to_string();
-        tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            if let Err(e) = queue.publish(&id).await {
-                tracing::error!(job_id = %id, error = %e, "cannot republish job; it stays queued for recovery");
-            }
-        });
+        Duration::from_millis(exp + jitter)
     }
 
     /// Extracts and consolidates; writes nothing.

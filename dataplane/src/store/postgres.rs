@@ -256,15 +256,16 @@ impl MetaStore for PostgresMetaStore {
         Ok(n)
     }
 
-    async fn claim_job(&self, job_id: &str) -> Result<Option<(Claim, Job)>, StoreError> {
+    async fn claim_job(&self, job_id: &str, take_over: bool) -> Result<Option<(Claim, Job)>, StoreError> {
         let token = uuid::Uuid::new_v4().to_string();
         let row = sqlx::query(&format!(
             "UPDATE jobs SET state = 'processing', attempts = attempts + 1, claim_token = $1, updated_at = $2
-             WHERE job_id = $3 AND state = 'queued' RETURNING {JOB_COLUMNS}"
+             WHERE job_id = $3 AND (state = 'queued' OR ($4 AND state = 'processing')) RETURNING {JOB_COLUMNS}"
         ))
         .bind(&token)
         .bind(ms(Utc::now()))
         .bind(job_id)
+        .bind(take_over)
         .fetch_optional(&self.pool)
         .await
         .map_err(db_err)?;

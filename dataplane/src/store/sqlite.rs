@@ -265,15 +265,16 @@ impl MetaStore for SqliteMetaStore {
         Ok(n)
     }
 
-    async fn claim_job(&self, job_id: &str) -> Result<Option<(Claim, Job)>, StoreError> {
+    async fn claim_job(&self, job_id: &str, take_over: bool) -> Result<Option<(Claim, Job)>, StoreError> {
         let token = uuid::Uuid::new_v4().to_string();
         let row = sqlx::query(&format!(
             "UPDATE jobs SET state = 'processing', attempts = attempts + 1, claim_token = ?, updated_at = ?
-             WHERE job_id = ? AND state = 'queued' RETURNING {JOB_COLUMNS}"
+             WHERE job_id = ? AND (state = 'queued' OR (? AND state = 'processing')) RETURNING {JOB_COLUMNS}"
         ))
         .bind(&token)
         .bind(to_ms(Utc::now()))
         .bind(job_id)
+        .bind(take_over)
         .fetch_optional(&self.pool)
         .await
         .map_err(db_err)?;

@@ -86,13 +86,28 @@ async fn meta_suite(meta: &dyn MetaStore) {
         meta.queued_job_ids(10).await.expect("queued"),
         vec!["j1".to_string()]
     );
-    let (claim, claimed) = meta.claim_job("j1").await.expect("claim").expect("claimable");
+    let (claim, claimed) = meta
+        .claim_job("j1", false)
+        .await
+        .expect("claim")
+        .expect("claimable");
     assert_eq!((claimed.state, claimed.attempts), (JobState::Processing, 1));
     assert!(
-        meta.claim_job("j1").await.expect("claim").is_none(),
+        meta.claim_job("j1", false).await.expect("claim").is_none(),
         "claimed once"
     );
-    assert!(meta.claim_job("missing").await.expect("claim").is_none());
+    assert!(meta.claim_job("missing", false).await.expect("claim").is_none());
+    // A redelivery (the holder died) may take a processing job over; the old claim is then void.
+    let (taken, _) = meta
+        .claim_job("j1", true)
+        .await
+        .expect("claim")
+        .expect("take over");
+    assert!(matches!(
+        meta.fail_job(&claim, "old holder", true).await,
+        Err(StoreError::ClaimLost)
+    ));
+    let claim = taken;
     meta.fail_job(&claim, "transient", true).await.expect("retry");
     assert_eq!(
         meta.get_job("j1").await.expect("get").expect("job").state,
@@ -102,7 +117,11 @@ async fn meta_suite(meta: &dyn MetaStore) {
         meta.fail_job(&claim, "stale", false).await,
         Err(StoreError::ClaimLost)
     ));
-    let (claim, _) = meta.claim_job("j1").await.expect("claim").expect("claimable");
+    let (claim, _) = meta
+        .claim_job("j1", false)
+        .await
+        .expect("claim")
+        .expect("claimable");
     assert_eq!(meta.requeue_processing().await.expect("requeue"), 1);
     assert!(matches!(
         meta.complete_job(&claim, &ExtractionPlan::default()).await,
@@ -110,7 +129,11 @@ async fn meta_suite(meta: &dyn MetaStore) {
     ));
 
     // Completion writes facts, history and result in one go.
-    let (claim, _) = meta.claim_job("j1").await.expect("claim").expect("claimable");
+    let (claim, _) = meta
+        .claim_job("j1", false)
+        .await
+        .expect("claim")
+        .expect("claimable");
     let cat = fact(
         "0190a000-0000-7000-8000-000000000001",
         "u1",
@@ -153,7 +176,7 @@ async fn meta_suite(meta: &dyn MetaStore) {
         .await
         .expect("create");
     let (claim2, _) = meta
-        .claim_job(&j2.job_id)
+        .claim_job(&j2.job_id, false)
         .await
         .expect("claim")
         .expect("claimable");
@@ -204,7 +227,7 @@ async fn meta_suite(meta: &dyn MetaStore) {
         .await
         .expect("create");
     let (claim3, _) = meta
-        .claim_job(&j3.job_id)
+        .claim_job(&j3.job_id, false)
         .await
         .expect("claim")
         .expect("claimable");
@@ -281,7 +304,7 @@ async fn meta_suite(meta: &dyn MetaStore) {
     assert!(facts.is_empty() && jobs.is_empty());
     assert!(meta.user_history("u1").await.expect("history").is_empty());
     assert_eq!(
-        meta.active_facts(&[other.fact_id.clone()])
+        meta.active_facts(std::slice::from_ref(&other.fact_id))
             .await
             .expect("batch")
             .len(),
