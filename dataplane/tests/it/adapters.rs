@@ -8,7 +8,8 @@ use pika_dataplane::domain::{
     ApiKeyRecord, AuditEntry, ExtractionPlan, Fact, FactStatus, HistoryEntry, HistoryEvent, Permission,
     Polarity,
 };
-use pika_dataplane::ports::{MetaStore, NewJob, StoreError};
+use pika_dataplane::ports::{Delivery, JobQueue, MetaStore, NewJob, StoreError};
+use pika_dataplane::queue::{EmbeddedQueue, RabbitMqOptions, RabbitMqQueue};
 use pika_dataplane::store::{PostgresMetaStore, SqliteMetaStore};
 
 fn request(user: &str, conv: &str) -> ExtractRequest {
@@ -367,4 +368,72 @@ async fn meta_store_contract_on_postgres() {
         .execute(&meta.pool())
         .await
         .expect("drop schema");
+}
+
+/// The job-queue contract: delivery, ack, delayed retry, dead letter, bad bodies.
+async fn queue_suite(queue: &dyn JobQueue) {
+    let id = uuid::Uuid::now_v7().to_string();
+    queue.publish(&id).await.expect("publish");
+    let d = next_within(queue, 5).await.expect("delivered");
+    assert_eq!(d.job_id.as_deref(), Some(id.as_str()));
+    queue.ack(&d).await.expect("ack");
+    assert!(next_within(queue, 1).await.is_none(), "acked messages are gone");
+
+    let started = std::time::Instant::now();
+    queue
+        .retry_later(&d, std::time::Duration::from_millis(300))
+        .await
+        .expect("retry");
+    let again = next_within(queue, 5).await.expect("redelivered after the delay");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(250),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(again.job_id.as_deref(), Some(id.as_str()));
+    queue.dead_letter(&again, "test").await.expect("dead letter");
+    assert!(
+        next_within(queue, 1).await.is_none(),
+        "dead letters are never redelivered"
+    );
+
+    queue.publish("not-a-job-id").await.expect("publish garbage");
+    let bad = next_within(queue, 5).await.expect("delivered");
+    assert_eq!(bad.job_id, None, "invalid bodies are flagged");
+    queue.dead_letter(&bad, "bad body").await.expect("dead letter");
+}
+
+async fn next_within(queue: &dyn JobQueue, secs: u64) -> Option<Delivery> {
+    tokio::time::timeout(std::time::Duration::from_secs(secs), queue.next())
+        .await
+        .ok()
+        .map(|r| r.expect("next"))
+}
+
+#[tokio::test]
+async fn job_queue_contract_embedded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let meta = SqliteMetaStore::connect(&format!("sqlite://{}", dir.path().join("q.db").display()))
+        .await
+        .expect("sqlite");
+    let (queue, _) = EmbeddedQueue::recover(&meta).await.expect("queue");
+    queue_suite(&queue).await;
+}
+
+#[tokio::test]
+async fn job_queue_contract_on_rabbitmq() {
+    let Some(url) = server_url("PIKA_TEST_RABBITMQ_URL") else {
+        return;
+    };
+    let name = unique("pika.test.jobs");
+    let queue = RabbitMqQueue::connect(RabbitMqOptions {
+        url,
+        queue: name,
+        prefetch: 4,
+        publish_timeout: std::time::Duration::from_secs(5),
+    })
+    .await
+    .expect("rabbitmq");
+    queue_suite(&queue).await;
+    assert_eq!(queue.depth().await.expect("depth"), 0);
 }

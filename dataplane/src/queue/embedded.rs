@@ -56,8 +56,9 @@ impl JobQueue for EmbeddedQueue {
             .recv()
             .await
             .ok_or_else(|| StoreError::Unavailable("job queue closed".into()))?;
+        let valid = uuid::Uuid::parse_str(&id).is_ok();
         Ok(Delivery {
-            job_id: Some(id.clone()),
+            job_id: valid.then(|| id.clone()),
             body: id,
             redelivered: false,
             tag: 0,
