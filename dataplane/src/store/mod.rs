@@ -5,12 +5,14 @@
 
 mod local_signals;
 mod postgres;
+mod redis_signals;
 mod sqlite;
 mod sqlite_graph;
 mod sqlite_vectors;
 
 pub use local_signals::LocalSignals;
 pub use postgres::PostgresMetaStore;
+pub use redis_signals::{INVALIDATE_CHANNEL, RedisSignals, generation_key};
 pub use sqlite::SqliteMetaStore;
 pub use sqlite_graph::SqliteGraph;
 pub use sqlite_vectors::SqliteVectorIndex;

@@ -8,9 +8,11 @@ use pika_dataplane::domain::{
     ApiKeyRecord, AuditEntry, ExtractionPlan, Fact, FactStatus, HistoryEntry, HistoryEvent, Permission,
     Polarity,
 };
-use pika_dataplane::ports::{Delivery, JobQueue, MetaStore, NewJob, StoreError};
+use pika_dataplane::ports::{CacheSignals, Delivery, JobQueue, MetaStore, NewJob, StoreError};
 use pika_dataplane::queue::{EmbeddedQueue, RabbitMqOptions, RabbitMqQueue};
-use pika_dataplane::store::{PostgresMetaStore, SqliteMetaStore};
+use pika_dataplane::store::{
+    INVALIDATE_CHANNEL, LocalSignals, PostgresMetaStore, RedisSignals, SqliteMetaStore, generation_key,
+};
 
 fn request(user: &str, conv: &str) -> ExtractRequest {
     ExtractRequest {
@@ -436,4 +438,56 @@ async fn job_queue_contract_on_rabbitmq() {
     .expect("rabbitmq");
     queue_suite(&queue).await;
     assert_eq!(queue.depth().await.expect("depth"), 0);
+}
+
+/// The cache-signal contract: per-user generations that only grow.
+async fn signals_suite(signals: &dyn CacheSignals, user: &str, other: &str) {
+    assert_eq!(signals.generation(user).await.expect("read"), 0);
+    assert_eq!(signals.bump(user).await.expect("bump"), 1);
+    assert_eq!(signals.bump(user).await.expect("bump"), 2);
+    assert_eq!(signals.generation(user).await.expect("read"), 2);
+    assert_eq!(signals.generation(other).await.expect("read"), 0, "per user");
+}
+
+#[tokio::test]
+async fn cache_signals_contract_embedded() {
+    signals_suite(&LocalSignals::default(), "kid-a", "kid-b").await;
+}
+
+#[tokio::test]
+async fn cache_signals_contract_on_redis() {
+    let Some(url) = server_url("PIKA_TEST_REDIS_URL") else {
+        return;
+    };
+    let signals = RedisSignals::connect(&url, std::time::Duration::from_millis(500))
+        .await
+        .expect("redis");
+    let (user, other) = (unique("kid"), unique("kid"));
+    // Listen first, then check the announcement of each bump.
+    let client = redis::Client::open(url.as_str()).expect("client");
+    let mut pubsub = client.get_async_pubsub().await.expect("pubsub");
+    pubsub.subscribe(INVALIDATE_CHANNEL).await.expect("subscribe");
+    signals_suite(&signals, &user, &other).await;
+    let mut messages = pubsub.on_message();
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let msg = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            futures::StreamExt::next(&mut messages),
+        )
+        .await
+        .expect("message in time")
+        .expect("stream open");
+        let text: String = msg.get_payload().expect("text");
+        if text.starts_with(&user) {
+            seen.push(text);
+        }
+    }
+    assert_eq!(seen, vec![format!("{user} 1"), format!("{user} 2")]);
+    let mut conn = client.get_multiplexed_async_connection().await.expect("conn");
+    let _: () = redis::cmd("DEL")
+        .arg(generation_key(&user))
+        .query_async(&mut conn)
+        .await
+        .expect("cleanup");
 }

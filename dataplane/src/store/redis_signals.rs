@@ -1,0 +1,89 @@
+//! `CacheSignals` on Redis: after every write for a user, `INCR pika:gen:{user}`
+//! and `PUBLISH pika:invalidate "{user} {generation}"`, in one atomic script.
+//! Sidecars key their L1 entries by generation and drop L0 entries on the
+//! message (DESIGN.md §5). Every call has a short deadline: a slow or dead
+//! Redis delays no write by more than that, and the caller treats failures as
+//! "no signal" (caches then expire by TTL).
+
+use crate::ports::{CacheSignals, StoreError};
+use async_trait::async_trait;
+use redis::aio::ConnectionManager;
+use std::time::Duration;
+
+/// Channel the sidecars subscribe to.
+pub const INVALIDATE_CHANNEL: &str = "pika:invalidate";
+
+/// The Redis key of a user's generation.
+pub fn generation_key(user_id: &str) -> String {
+    format!("pika:gen:{user_id}")
+}
+
+/// Redis-backed generations and invalidation messages.
+#[derive(Clone)]
+pub struct RedisSignals {
+    conn: ConnectionManager,
+    timeout: Duration,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("redis: {e}"))
+}
+
+impl RedisSignals {
+    pub async fn connect(url: &str, timeout: Duration) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url).map_err(unavailable)?;
+        let conn = tokio::time::timeout(
+            timeout.max(Duration::from_secs(2)),
+            client.get_connection_manager(),
+        )
+        .await
+        .map_err(|_| unavailable("connect timed out"))?
+        .map_err(unavailable)?;
+        Ok(RedisSignals { conn, timeout })
+    }
+
+    async fn within<T>(
+        &self,
+        f: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        tokio::time::timeout(self.timeout, f)
+            .await
+            .map_err(|_| unavailable("timed out"))?
+            .map_err(unavailable)
+    }
+}
+
+#[async_trait]
+impl CacheSignals for RedisSignals {
+    async fn bump(&self, user_id: &str) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
+        let key = generation_key(user_id);
+        // INCR and PUBLISH in one script: atomic, one round trip, and the message
+        // carries the generation it announces.
+        let script = redis::Script::new(
+            "local g = redis.call('INCR', KEYS[1]) redis.call('PUBLISH', ARGV[1], ARGV[2] .. ' ' .. g) return g",
+        );
+        let generation: u64 = self
+            .within(
+                script
+                    .key(&key)
+                    .arg(INVALIDATE_CHANNEL)
+                    .arg(user_id)
+                    .invoke_async(&mut conn),
+            )
+            .await?;
+        Ok(generation)
+    }
+
+    async fn generation(&self, user_id: &str) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
+        let g: Option<u64> = self
+            .within(
+                redis::cmd("GET")
+                    .arg(generation_key(user_id))
+                    .query_async(&mut conn),
+            )
+            .await?;
+        Ok(g.unwrap_or(0))
+    }
+}
