@@ -6,11 +6,13 @@ use crate::domain::Permission;
 use crate::extract::{LlmExtractor, LlmOptions, RuleExtractor};
 use crate::metrics::Metrics;
 use crate::ports::{CacheSignals, Extractor, FactGraph, JobQueue, MetaStore, StoreError, VectorIndex};
-use crate::queue::EmbeddedQueue;
+use crate::queue::{EmbeddedQueue, RabbitMqOptions, RabbitMqQueue};
 use crate::service::bookkeeping::Bookkeeper;
 use crate::service::keys;
 use crate::service::worker::Worker;
-use crate::store::{LocalSignals, SqliteGraph, SqliteMetaStore, SqliteVectorIndex};
+use crate::store::{
+    LocalSignals, PostgresMetaStore, RedisSignals, SqliteGraph, SqliteMetaStore, SqliteVectorIndex,
+};
 use pika_common::embed::{Embedder, MiniLmEmbedder, MiniLmOptions, OpenAiEmbedder, OpenAiEmbedderOptions};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -104,38 +106,90 @@ fn build_extractor(config: &Config) -> Result<Arc<dyn Extractor>, StartError> {
     }
 }
 
-/// Opens the metadata store named by `meta_url` (creating the data dir for SQLite).
-pub async fn open_meta(config: &Config) -> Result<SqliteMetaStore, StartError> {
-    let url = config.meta_url();
-    if !url.starts_with("sqlite:") {
-        return Err(StartError::Unsupported {
-            what: "storage.meta_url scheme",
-            value: url,
-        });
-    }
+/// Opens (creating the data dir) the embedded SQLite database: the metadata
+/// store when `meta_url` is SQLite, and the home of the embedded vector index
+/// and graph.
+pub async fn open_embedded_db(config: &Config) -> Result<SqliteMetaStore, StartError> {
     std::fs::create_dir_all(&config.storage.data_dir).map_err(|source| StartError::DataDir {
         path: config.storage.data_dir.display().to_string(),
         source,
     })?;
+    let url = format!("sqlite://{}", config.storage.data_dir.join("pika.db").display());
     Ok(SqliteMetaStore::connect(&url).await?)
 }
 
-/// Builds every port (embedded backends) and recovers unfinished jobs.
+/// Opens the metadata store named by `storage.meta_url` (SQLite or PostgreSQL).
+pub async fn open_meta(config: &Config) -> Result<Arc<dyn MetaStore>, StartError> {
+    let url = config.meta_url();
+    if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(Arc::new(
+            PostgresMetaStore::connect(&url, None, config.storage.max_connections).await?,
+        ))
+    } else if url.starts_with("sqlite:") {
+        std::fs::create_dir_all(&config.storage.data_dir).map_err(|source| StartError::DataDir {
+            path: config.storage.data_dir.display().to_string(),
+            source,
+        })?;
+        Ok(Arc::new(SqliteMetaStore::connect(&url).await?))
+    } else {
+        let scheme = url.split(':').next().unwrap_or("").to_string();
+        Err(StartError::Unsupported {
+            what: "storage.meta_url scheme",
+            value: scheme,
+        })
+    }
+}
+
+/// Which processes consume jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `serve`: the API (and, with the embedded queue, the workers).
+    Api,
+    /// `worker`: extraction workers only.
+    Worker,
+}
+
+/// Builds every port from configuration and, for the embedded queue, recovers unfinished jobs.
 pub async fn build_deps(config: &Config) -> Result<Deps, StartError> {
     let meta = open_meta(config).await?;
     let embedder = build_embedder(config)?;
-    let vectors = SqliteVectorIndex::open(meta.pool(), embedder.model_id(), embedder.dimension()).await?;
-    let graph = SqliteGraph::new(meta.pool());
-    let (queue, pending) = EmbeddedQueue::recover(&meta).await?;
-    if pending > 0 {
-        tracing::info!(pending, "unfinished jobs re-delivered to workers");
-    }
+    let embedded = open_embedded_db(config).await?;
+    let vectors = SqliteVectorIndex::open(embedded.pool(), embedder.model_id(), embedder.dimension()).await?;
+    let graph = SqliteGraph::new(embedded.pool());
+    let queue: Arc<dyn JobQueue> = if config.queue.url.is_empty() {
+        let (queue, pending) = EmbeddedQueue::recover(meta.as_ref()).await?;
+        if pending > 0 {
+            tracing::info!(pending, "unfinished jobs re-delivered to workers");
+        }
+        Arc::new(queue)
+    } else {
+        Arc::new(
+            RabbitMqQueue::connect(RabbitMqOptions {
+                url: config.queue.url.expose().to_string(),
+                queue: config.queue.name.clone(),
+                prefetch: config.worker.concurrency.min(u16::MAX as usize) as u16,
+                publish_timeout: Duration::from_millis(config.queue.publish_timeout_ms),
+            })
+            .await?,
+        )
+    };
+    let signals: Arc<dyn CacheSignals> = if config.cache.redis_url.is_empty() {
+        Arc::new(LocalSignals::default())
+    } else {
+        Arc::new(
+            RedisSignals::connect(
+                config.cache.redis_url.expose(),
+                Duration::from_millis(config.cache.timeout_ms),
+            )
+            .await?,
+        )
+    };
     Ok(Deps {
-        meta: Arc::new(meta),
+        meta,
         vectors: Arc::new(vectors),
         graph: Arc::new(graph),
-        queue: Arc::new(queue),
-        signals: Arc::new(LocalSignals::default()),
+        queue,
+        signals,
         embedder,
         extractor: build_extractor(config)?,
     })
@@ -201,21 +255,39 @@ pub async fn bootstrap_admin_key(
 
 /// Starts workers and the HTTP server on `config.server.listen`.
 pub async fn start(config: Config) -> Result<Running, StartError> {
+    start_role(config, Role::Api).await
+}
+
+/// Starts the API (`Role::Api`) or a worker process (`Role::Worker`).
+pub async fn start_role(config: Config, role: Role) -> Result<Running, StartError> {
+    if role == Role::Worker && config.queue.url.is_empty() {
+        return Err(StartError::Unsupported {
+            what: "worker without queue.url (the embedded queue runs workers inside `serve`)",
+            value: String::new(),
+        });
+    }
     let deps = build_deps(&config).await?;
-    start_with(config, deps).await
+    start_with(config, deps, role).await
 }
 
 /// Starts workers and the HTTP server with the given ports.
-pub async fn start_with(config: Config, deps: Deps) -> Result<Running, StartError> {
-    let bootstrap_admin_key = bootstrap_admin_key(&config, deps.meta.as_ref()).await?;
-    let listener = TcpListener::bind(&config.server.listen)
+pub async fn start_with(config: Config, deps: Deps, role: Role) -> Result<Running, StartError> {
+    let bootstrap_admin_key = match role {
+        Role::Api => bootstrap_admin_key(&config, deps.meta.as_ref()).await?,
+        Role::Worker => None,
+    };
+    let listen = match role {
+        Role::Api => config.server.listen.clone(),
+        Role::Worker => config.worker.listen.clone(),
+    };
+    let listener = TcpListener::bind(&listen)
         .await
         .map_err(|source| StartError::Listen {
-            addr: config.server.listen.clone(),
+            addr: listen.clone(),
             source,
         })?;
     let addr = listener.local_addr().map_err(|source| StartError::Listen {
-        addr: config.server.listen.clone(),
+        addr: listen.clone(),
         source,
     })?;
     let metrics = Arc::new(Metrics::new()?);
@@ -230,15 +302,30 @@ pub async fn start_with(config: Config, deps: Deps) -> Result<Running, StartErro
     };
     let (shutdown, shutdown_rx) = watch::channel(false);
 
-    let workers = (0..state.config.worker.concurrency)
-        .map(|i| {
-            let worker = Worker::new(state.clone(), i);
-            let rx = shutdown_rx.clone();
-            tokio::spawn(async move { worker.run(rx).await })
-        })
-        .collect();
+    let external_queue = !state.config.queue.url.is_empty();
+    let run_workers = role == Role::Worker || !external_queue || state.config.worker.in_process;
+    let mut workers: Vec<JoinHandle<()>> = if run_workers {
+        (0..state.config.worker.concurrency)
+            .map(|i| {
+                let worker = Worker::new(state.clone(), i);
+                let rx = shutdown_rx.clone();
+                tokio::spawn(async move { worker.run(rx).await })
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if external_queue {
+        workers.push(tokio::spawn(crate::service::sweeper::run(
+            state.clone(),
+            shutdown_rx.clone(),
+        )));
+    }
 
-    let router = crate::http::router(state.clone());
+    let router = match role {
+        Role::Api => crate::http::router(state.clone()),
+        Role::Worker => crate::http::ops_router(state.clone()),
+    };
     let mut rx = shutdown_rx.clone();
     let server = tokio::spawn(async move {
         let graceful = async move {
@@ -255,7 +342,7 @@ pub async fn start_with(config: Config, deps: Deps) -> Result<Running, StartErro
             tracing::error!(error = %e, "http server failed");
         }
     });
-    tracing::info!(%addr, "pika-dataplane listening");
+    tracing::info!(%addr, ?role, "pika-dataplane listening");
     Ok(Running {
         addr,
         bookkeeping,

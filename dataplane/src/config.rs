@@ -23,6 +23,10 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 impl fmt::Debug for Secret {
@@ -37,6 +41,8 @@ impl fmt::Debug for Secret {
 pub struct Config {
     pub server: ServerConfig,
     pub storage: StorageConfig,
+    pub queue: QueueConfig,
+    pub cache: CacheConfig,
     pub embedding: EmbeddingConfig,
     pub llm: LlmConfig,
     pub worker: WorkerConfig,
@@ -60,8 +66,53 @@ pub struct ServerConfig {
 pub struct StorageConfig {
     /// Folder for the embedded SQLite database.
     pub data_dir: PathBuf,
-    /// Metadata store URL; empty means `sqlite://{data_dir}/pika.db`.
-    pub meta_url: String,
+    /// Metadata store URL: empty means `sqlite://{data_dir}/pika.db`;
+    /// `postgres://user:pass@host/db` for production.
+    pub meta_url: Secret,
+    /// Connections in the metadata store's pool (PostgreSQL).
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct QueueConfig {
+    /// Empty: the embedded queue (jobs table, in-process workers, one process
+    /// only). `amqp://user:pass@host:5672/%2f`: RabbitMQ.
+    pub url: Secret,
+    /// Base name of the queues (`NAME`, `NAME.retry`, `NAME.dead`).
+    pub name: String,
+    pub publish_timeout_ms: u64,
+    /// The outbox sweeper republishes jobs still `queued` after this long.
+    pub sweep_after_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct CacheConfig {
+    /// Empty: in-process generations. `redis://host:6379`: Redis generations
+    /// and `pika:invalidate` messages for the sidecars.
+    pub redis_url: Secret,
+    pub timeout_ms: u64,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            url: Secret::default(),
+            name: "pika.jobs".into(),
+            publish_timeout_ms: 5_000,
+            sweep_after_ms: 30_000,
+        }
+    }
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            redis_url: Secret::default(),
+            timeout_ms: 500,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -101,6 +152,11 @@ pub struct WorkerConfig {
     pub max_attempts: u32,
     /// First retry delay; doubles each attempt, with jitter.
     pub retry_base_ms: u64,
+    /// With an external queue, `serve` also runs workers (set false when a
+    /// separate `pika-dataplane worker` Deployment does the work).
+    pub in_process: bool,
+    /// Health and metrics address of `pika-dataplane worker`.
+    pub listen: String,
     /// Cosine at or above which a candidate is the same fact as an existing one.
     pub duplicate_threshold: f32,
     /// Cosine at or above which an existing fact is shown to the decision step.
@@ -150,7 +206,8 @@ impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             data_dir: PathBuf::from("data"),
-            meta_url: String::new(),
+            meta_url: Secret::default(),
+            max_connections: 16,
         }
     }
 }
@@ -187,6 +244,8 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
             concurrency: 2,
+            in_process: true,
+            listen: "127.0.0.1:8082".into(),
             max_attempts: 3,
             retry_base_ms: 500,
             duplicate_threshold: 0.92,
@@ -271,10 +330,10 @@ impl Config {
 
     /// The metadata store URL, defaulting to SQLite under the data dir.
     pub fn meta_url(&self) -> String {
-        if self.storage.meta_url.is_empty() {
+        if self.storage.meta_url.expose().is_empty() {
             format!("sqlite://{}", self.storage.data_dir.join("pika.db").display())
         } else {
-            self.storage.meta_url.clone()
+            self.storage.meta_url.expose().to_string()
         }
     }
 }

@@ -35,6 +35,8 @@ enum Command {
         #[arg(long)]
         insecure_dev: bool,
     },
+    /// Run extraction workers only (needs `queue.url`): scale them apart from the API.
+    Worker,
     /// Apply database migrations and exit.
     Migrate,
     /// Re-embed every active fact with the configured embedding model.
@@ -105,16 +107,30 @@ async fn main() -> Result<()> {
             });
             running.wait().await;
         }
+        Command::Worker => {
+            let running = app::start_role(config, app::Role::Worker)
+                .await
+                .context("cannot start the worker")?;
+            println!("worker health on http://{}", running.addr);
+            let stop = running.shutdown_handle();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                tracing::info!("shutting down: finishing in-flight jobs");
+                let _ = stop.send(true);
+            });
+            running.wait().await;
+        }
         Command::Migrate => {
             app::open_meta(&config).await?;
-            println!("migrations applied to {}", config.meta_url());
+            println!("migrations applied");
         }
         Command::Reindex => {
             let meta = app::open_meta(&config).await?;
+            let embedded = app::open_embedded_db(&config).await?;
             let embedder = app::build_embedder(&config)?;
             let vectors =
-                SqliteVectorIndex::reset(meta.pool(), embedder.model_id(), embedder.dimension()).await?;
-            let n = reindex::reindex(&meta, &vectors, embedder.as_ref()).await?;
+                SqliteVectorIndex::reset(embedded.pool(), embedder.model_id(), embedder.dimension()).await?;
+            let n = reindex::reindex(meta.as_ref(), &vectors, embedder.as_ref()).await?;
             println!(
                 "reindexed {n} facts with {} ({} dims)",
                 embedder.model_id(),
@@ -123,7 +139,7 @@ async fn main() -> Result<()> {
         }
         Command::Keys { action } => {
             let meta = app::open_meta(&config).await?;
-            keys_command(&config, &meta, action).await?;
+            keys_command(&config, meta.as_ref(), action).await?;
         }
     }
     Ok(())

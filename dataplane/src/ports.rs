@@ -63,6 +63,13 @@ pub trait MetaStore: Send + Sync {
     async fn get_job(&self, job_id: &str) -> Result<Option<Job>, StoreError>;
     /// Ids of jobs waiting in `queued`, oldest first.
     async fn queued_job_ids(&self, limit: usize) -> Result<Vec<String>, StoreError>;
+    /// Jobs still `queued` whose last change is older than `cutoff`, oldest
+    /// first; the sweeper republishes them and marks them touched.
+    async fn stale_queued_job_ids(
+        &self,
+        cutoff: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError>;
     /// Moves every `processing` job back to `queued` (embedded start-up: no other worker exists).
     async fn requeue_processing(&self) -> Result<u64, StoreError>;
     /// Takes a queued job for processing; `None` when it is not claimable (done,

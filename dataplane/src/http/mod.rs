@@ -63,3 +63,19 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(middleware::request_id))
         .with_state(state)
 }
+
+/// Health and metrics only: what a worker process serves.
+pub fn ops_router(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(handlers::health))
+        .route("/health/live", get(handlers::live))
+        .route("/health/ready", get(handlers::ready))
+        .route("/metrics", get(handlers::metrics))
+        .fallback(handlers::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::metrics,
+        ))
+        .layer(axum::middleware::from_fn(middleware::request_id))
+        .with_state(state)
+}

@@ -7,6 +7,7 @@ pub mod keys;
 pub mod ranking;
 pub mod reindex;
 pub mod search;
+pub mod sweeper;
 pub mod worker;
 
 pub use error::ServiceError;

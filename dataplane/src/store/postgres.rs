@@ -244,6 +244,27 @@ impl MetaStore for PostgresMetaStore {
             .map_err(db_err)
     }
 
+    async fn stale_queued_job_ids(
+        &self,
+        cutoff: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        // Touch them (SKIP LOCKED: several sweepers never fight), so the next
+        // sweep waits another interval before republishing.
+        sqlx::query_scalar(
+            "UPDATE jobs SET updated_at = $1 WHERE job_id IN
+             (SELECT job_id FROM jobs WHERE state = 'queued' AND updated_at < $2
+              ORDER BY updated_at LIMIT $3 FOR UPDATE SKIP LOCKED)
+             RETURNING job_id",
+        )
+        .bind(ms(Utc::now()))
+        .bind(ms(cutoff))
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)
+    }
+
     async fn requeue_processing(&self) -> Result<u64, StoreError> {
         let n = sqlx::query(
             "UPDATE jobs SET state = 'queued', claim_token = NULL, updated_at = $1 WHERE state = 'processing'",

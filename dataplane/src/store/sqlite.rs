@@ -253,6 +253,26 @@ impl MetaStore for SqliteMetaStore {
         rows.iter().map(|r| r.try_get("job_id").map_err(db_err)).collect()
     }
 
+    async fn stale_queued_job_ids(
+        &self,
+        cutoff: chrono::DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        // Touch them, so the next sweep waits another interval before republishing.
+        let rows = sqlx::query(
+            "UPDATE jobs SET updated_at = ? WHERE job_id IN
+             (SELECT job_id FROM jobs WHERE state = 'queued' AND updated_at < ? ORDER BY updated_at LIMIT ?)
+             RETURNING job_id",
+        )
+        .bind(to_ms(Utc::now()))
+        .bind(to_ms(cutoff))
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(|r| r.try_get("job_id").map_err(db_err)).collect()
+    }
+
     async fn requeue_processing(&self) -> Result<u64, StoreError> {
         let n = sqlx::query(
             "UPDATE jobs SET state = 'queued', claim_token = NULL, updated_at = ? WHERE state = 'processing'",

@@ -4,7 +4,9 @@
 //! A child has at most a few thousand facts, so an exact scan of one user's
 //! vectors (a few hundred microseconds for 1000 × 384) beats any approximate
 //! index here and is always right. Vectors are loaded per user on first use and
-//! kept in memory; writes go to SQLite first, then to the cache.
+//! kept in memory; writes go to SQLite first and bump the user's version, and a
+//! search reloads when the stored version moved (another process, such as a
+//! separate worker, wrote), so reads see every committed write.
 
 use super::sqlite::db_err;
 use crate::ports::{StoreError, VectorIndex};
@@ -15,7 +17,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::RwLock;
 
-type UserVectors = Arc<Vec<(String, Vec<f32>)>>;
+/// A user's vectors and the store version they were loaded at.
+type UserVectors = Arc<(i64, Vec<(String, Vec<f32>)>)>;
 
 /// Embedded vector index sharing the metadata store's SQLite pool.
 pub struct SqliteVectorIndex {
@@ -72,29 +75,61 @@ impl SqliteVectorIndex {
         SqliteVectorIndex::open(pool, model, dimension).await
     }
 
-    async fn user_vectors(&self, user_id: &str) -> Result<UserVectors, StoreError> {
-        if let Some(v) = self.cache.read().await.get(user_id) {
-            return Ok(Arc::clone(v));
-        }
-        let mut cache = self.cache.write().await;
-        if let Some(v) = cache.get(user_id) {
-            return Ok(Arc::clone(v));
-        }
-        let rows = sqlx::query("SELECT fact_id, vector FROM fact_vectors WHERE user_id = ?")
+    async fn version(&self, user_id: &str) -> Result<i64, StoreError> {
+        let v: Option<i64> = sqlx::query_scalar("SELECT version FROM vector_versions WHERE user_id = ?")
             .bind(user_id)
-            .fetch_all(&self.pool)
+            .fetch_optional(&self.pool)
             .await
             .map_err(db_err)?;
+        Ok(v.unwrap_or(0))
+    }
+
+    async fn user_vectors(&self, user_id: &str) -> Result<UserVectors, StoreError> {
+        let version = self.version(user_id).await?;
+        if let Some(v) = self.cache.read().await.get(user_id)
+            && v.0 == version
+        {
+            return Ok(Arc::clone(v));
+        }
+        // Read rows and version in one transaction so they match.
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let version: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM vector_versions WHERE user_id = ?")
+                .bind(user_id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        let rows = sqlx::query("SELECT fact_id, vector FROM fact_vectors WHERE user_id = ?")
+            .bind(user_id)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
         let mut items = Vec::with_capacity(rows.len());
         for r in rows {
             let id: String = r.try_get("fact_id").map_err(db_err)?;
             let bytes: Vec<u8> = r.try_get("vector").map_err(db_err)?;
             items.push((id, from_bytes(&bytes)));
         }
-        let v = Arc::new(items);
-        cache.insert(user_id.to_string(), Arc::clone(&v));
+        let v = Arc::new((version, items));
+        self.cache
+            .write()
+            .await
+            .insert(user_id.to_string(), Arc::clone(&v));
         Ok(v)
     }
+}
+
+async fn bump_version(tx: &mut sqlx::SqliteConnection, user_id: &str) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO vector_versions (user_id, version) VALUES (?, 1)
+         ON CONFLICT (user_id) DO UPDATE SET version = version + 1",
+    )
+    .bind(user_id)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    Ok(())
 }
 
 #[async_trait]
@@ -128,6 +163,7 @@ impl VectorIndex for SqliteVectorIndex {
             .await
             .map_err(db_err)?;
         }
+        bump_version(&mut tx, user_id).await?;
         tx.commit().await.map_err(db_err)?;
         // Invalidate rather than patch: the next search reloads from the source of truth.
         self.cache.write().await.remove(user_id);
@@ -144,6 +180,7 @@ impl VectorIndex for SqliteVectorIndex {
         }
         let vectors = self.user_vectors(user_id).await?;
         let mut scored: Vec<(String, f32)> = vectors
+            .1
             .iter()
             .map(|(id, v)| (id.clone(), dot(query, v)))
             .collect();
@@ -161,17 +198,21 @@ impl VectorIndex for SqliteVectorIndex {
                 .await
                 .map_err(db_err)?;
         }
+        bump_version(&mut tx, user_id).await?;
         tx.commit().await.map_err(db_err)?;
         self.cache.write().await.remove(user_id);
         Ok(())
     }
 
     async fn delete_user(&self, user_id: &str) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
         sqlx::query("DELETE FROM fact_vectors WHERE user_id = ?")
             .bind(user_id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(db_err)?;
+        bump_version(&mut tx, user_id).await?;
+        tx.commit().await.map_err(db_err)?;
         self.cache.write().await.remove(user_id);
         Ok(())
     }

@@ -23,6 +23,13 @@ async fn vietnamese_and_english_facts_are_found_and_stay_private() {
         return;
     }
     let s = TestServer::start(|_| {}).await;
+    pets_scenario(&s).await;
+    s.stop().await;
+}
+
+/// The dataplane's headline scenario; also run unchanged against the
+/// API + worker split on real backends (`split.rs`).
+pub async fn pets_scenario(s: &TestServer) {
     let job = s.extract_and_wait("kid-vi", "conv-1", CAT_TURNS).await;
     assert_eq!(job["state"], "completed", "{job}");
     assert_eq!(job["result"]["added"], 2, "{job}");
@@ -73,7 +80,6 @@ async fn vietnamese_and_english_facts_are_found_and_stay_private() {
     assert_eq!(hit["category"], "relationship");
     assert_eq!(body["data"]["results_count"], 1);
     assert_eq!(body["data"]["degraded"], false);
-    s.stop().await;
 }
 
 #[tokio::test]

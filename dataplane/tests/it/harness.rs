@@ -69,6 +69,20 @@ impl TestServer {
         }
     }
 
+    /// A client for a server running elsewhere (another process).
+    pub fn remote(base: &str, key: &str) -> TestServer {
+        TestServer {
+            base: base.trim_end_matches('/').to_string(),
+            key: key.to_string(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("client"),
+            running: None,
+            _dir: None,
+        }
+    }
+
     pub async fn stop(mut self) {
         if let Some(r) = self.running.take() {
             r.shutdown().await;

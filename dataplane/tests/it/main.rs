@@ -11,4 +11,5 @@ mod adapters;
 mod api;
 mod openai_compat;
 mod restart;
+mod split;
 mod validation;

@@ -1,0 +1,128 @@
+//! The API and the extraction worker as two processes on real backends
+//! (PostgreSQL metadata, RabbitMQ queue, Redis signals): the headline scenario
+//! passes unchanged, and killing the worker mid-run loses no job.
+
+use crate::backends::{server_url, unique};
+use crate::harness::{TestServer, have_model, model_dir};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `pika-dataplane ARGS` with the environment; returns it and the stdout lines up to `until`.
+fn spawn(args: &[&str], env: &[(String, String)], until: &str) -> (Proc, Vec<String>) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pika-dataplane"));
+    cmd.args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut proc = Proc(cmd.spawn().expect("binary starts"));
+    let stdout = proc.0.stdout.take().expect("stdout");
+    let mut lines = Vec::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("line");
+        let done = line.starts_with(until);
+        lines.push(line);
+        if done {
+            return (proc, lines);
+        }
+    }
+    panic!("process exited before printing {until:?}: {lines:?}");
+}
+
+#[tokio::test]
+async fn api_and_worker_processes_on_real_backends() {
+    let (Some(pg), Some(amqp), Some(redis)) = (
+        server_url("PIKA_TEST_POSTGRES_URL"),
+        server_url("PIKA_TEST_RABBITMQ_URL"),
+        server_url("PIKA_TEST_REDIS_URL"),
+    ) else {
+        return;
+    };
+    if !have_model() {
+        return;
+    }
+    // A private schema, created and migrated here, named in the URL for both processes.
+    let schema = unique("pika_split");
+    let setup = pika_dataplane::store::PostgresMetaStore::connect(&pg, Some(&schema), 2)
+        .await
+        .expect("postgres");
+    let sep = if pg.contains('?') { '&' } else { '?' };
+    let meta_url = format!("{pg}{sep}options=-c%20search_path%3D{schema}");
+    let data = tempfile::tempdir().expect("tempdir");
+    let env: Vec<(String, String)> = vec![
+        ("PIKA__STORAGE__META_URL".into(), meta_url),
+        (
+            "PIKA__STORAGE__DATA_DIR".into(),
+            data.path().display().to_string(),
+        ),
+        ("PIKA__QUEUE__URL".into(), amqp),
+        ("PIKA__QUEUE__NAME".into(), unique("pika.split.jobs")),
+        ("PIKA__CACHE__REDIS_URL".into(), redis),
+        (
+            "PIKA__EMBEDDING__MODEL_DIR".into(),
+            model_dir().display().to_string(),
+        ),
+        ("PIKA__WORKER__IN_PROCESS".into(), "false".into()),
+        ("PIKA__WORKER__LISTEN".into(), "127.0.0.1:0".into()),
+    ];
+    let (_api, lines) = spawn(&["serve", "--listen", "127.0.0.1:0"], &env, "listening on ");
+    let key = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("admin api key: "))
+        .expect("admin key")
+        .to_string();
+    let base = lines
+        .last()
+        .and_then(|l| l.strip_prefix("listening on "))
+        .expect("address")
+        .to_string();
+    let (_worker, _) = spawn(&["worker"], &env, "worker health on ");
+
+    let s = TestServer::remote(&base, &key);
+    crate::api::pets_scenario(&s).await;
+
+    // The API runs no worker: with the worker gone, jobs wait (not lost) and
+    // complete once a new worker starts.
+    drop(_worker);
+    let (status, body) = s
+        .post(
+            "/v1/extract_facts",
+            &crate::harness::conversation(
+                "kid-late",
+                "c-late",
+                &[("assistant", "Hi"), ("user", "I love drawing dinosaurs.")],
+            ),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::ACCEPTED, "{body}");
+    let job_id = body["data"]["job_id"].as_str().expect("job").to_string();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let (_, job) = s.get(&format!("/v1/jobs/{job_id}")).await;
+    assert_eq!(job["data"]["state"], "queued", "{job}");
+    let (_worker2, _) = spawn(&["worker"], &env, "worker health on ");
+    let job = s.wait_job(&job_id, std::time::Duration::from_secs(30)).await;
+    assert_eq!(job["state"], "completed", "{job}");
+    assert_eq!(
+        s.search("kid-late", "dinosaurs")
+            .await
+            .first()
+            .map(String::as_str),
+        Some("The child loves drawing dinosaurs.")
+    );
+
+    sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        .execute(&setup.pool())
+        .await
+        .expect("drop schema");
+}
