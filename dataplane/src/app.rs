@@ -11,7 +11,8 @@ use crate::service::bookkeeping::Bookkeeper;
 use crate::service::keys;
 use crate::service::worker::Worker;
 use crate::store::{
-    LocalSignals, PostgresMetaStore, RedisSignals, SqliteGraph, SqliteMetaStore, SqliteVectorIndex,
+    FalkorGraph, LocalSignals, PostgresMetaStore, RedisSignals, SqliteGraph, SqliteMetaStore,
+    SqliteVectorIndex,
 };
 use pika_common::embed::{Embedder, MiniLmEmbedder, MiniLmOptions, OpenAiEmbedder, OpenAiEmbedderOptions};
 use std::net::SocketAddr;
@@ -155,7 +156,19 @@ pub async fn build_deps(config: &Config) -> Result<Deps, StartError> {
     let embedder = build_embedder(config)?;
     let embedded = open_embedded_db(config).await?;
     let vectors = SqliteVectorIndex::open(embedded.pool(), embedder.model_id(), embedder.dimension()).await?;
-    let graph = SqliteGraph::new(embedded.pool());
+    let graph_url = config.storage.graph_url.expose();
+    let graph: Arc<dyn FactGraph> = if graph_url.is_empty() {
+        Arc::new(SqliteGraph::new(embedded.pool()))
+    } else if graph_url.starts_with("falkordb://") || graph_url.starts_with("redis://") {
+        let timeout = Duration::from_millis(config.storage.graph_timeout_ms);
+        Arc::new(FalkorGraph::connect(graph_url, &config.storage.graph_name, timeout).await?)
+    } else {
+        let scheme = graph_url.split(':').next().unwrap_or("").to_string();
+        return Err(StartError::Unsupported {
+            what: "storage.graph_url scheme",
+            value: scheme,
+        });
+    };
     let queue: Arc<dyn JobQueue> = if config.queue.url.is_empty() {
         let (queue, pending) = EmbeddedQueue::recover(meta.as_ref()).await?;
         if pending > 0 {
@@ -187,7 +200,7 @@ pub async fn build_deps(config: &Config) -> Result<Deps, StartError> {
     Ok(Deps {
         meta,
         vectors: Arc::new(vectors),
-        graph: Arc::new(graph),
+        graph,
         queue,
         signals,
         embedder,

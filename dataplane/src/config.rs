@@ -71,6 +71,13 @@ pub struct StorageConfig {
     pub meta_url: Secret,
     /// Connections in the metadata store's pool (PostgreSQL).
     pub max_connections: u32,
+    /// Graph store: empty means the embedded SQLite tables; `falkordb://host:6379`
+    /// for FalkorDB.
+    pub graph_url: Secret,
+    /// Graph name (FalkorDB key).
+    pub graph_name: String,
+    /// Deadline for one graph call, in milliseconds.
+    pub graph_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -208,6 +215,9 @@ impl Default for StorageConfig {
             data_dir: PathBuf::from("data"),
             meta_url: Secret::default(),
             max_connections: 16,
+            graph_url: Secret::default(),
+            graph_name: "pika".into(),
+            graph_timeout_ms: 1_000,
         }
     }
 }

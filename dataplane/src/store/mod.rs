@@ -3,6 +3,8 @@
 //! entity graph, so a first-day developer needs no server. `postgres` is the
 //! production metadata store.
 
+pub mod cypher;
+mod falkordb;
 mod local_signals;
 mod postgres;
 mod redis_signals;
@@ -10,6 +12,7 @@ mod sqlite;
 mod sqlite_graph;
 mod sqlite_vectors;
 
+pub use falkordb::FalkorGraph;
 pub use local_signals::LocalSignals;
 pub use postgres::PostgresMetaStore;
 pub use redis_signals::{INVALIDATE_CHANNEL, RedisSignals, generation_key};

@@ -8,10 +8,11 @@ use pika_dataplane::domain::{
     ApiKeyRecord, AuditEntry, ExtractionPlan, Fact, FactStatus, HistoryEntry, HistoryEvent, Permission,
     Polarity,
 };
-use pika_dataplane::ports::{CacheSignals, Delivery, JobQueue, MetaStore, NewJob, StoreError};
+use pika_dataplane::ports::{CacheSignals, Delivery, FactGraph, JobQueue, MetaStore, NewJob, StoreError};
 use pika_dataplane::queue::{EmbeddedQueue, RabbitMqOptions, RabbitMqQueue};
 use pika_dataplane::store::{
-    INVALIDATE_CHANNEL, LocalSignals, PostgresMetaStore, RedisSignals, SqliteMetaStore, generation_key,
+    FalkorGraph, INVALIDATE_CHANNEL, LocalSignals, PostgresMetaStore, RedisSignals, SqliteGraph,
+    SqliteMetaStore, generation_key,
 };
 
 fn request(user: &str, conv: &str) -> ExtractRequest {
@@ -490,4 +491,94 @@ async fn cache_signals_contract_on_redis() {
         .query_async(&mut conn)
         .await
         .expect("cleanup");
+}
+
+/// The graph contract: relations through shared entities, per user, batched.
+async fn graph_suite(graph: &dyn FactGraph) {
+    graph.ping().await.expect("ping");
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<String>>();
+    graph
+        .upsert_facts(
+            "u1",
+            &[
+                ("f1".into(), s(&["cat", "Miu"])),
+                ("f2".into(), s(&["cat"])),
+                ("f3".into(), s(&["dog"])),
+            ],
+        )
+        .await
+        .expect("upsert");
+    graph
+        .upsert_facts("u1", &[("f1".into(), s(&["cat", "Miu"]))])
+        .await
+        .expect("idempotent upsert");
+    graph
+        .upsert_facts("u2", &[("f4".into(), s(&["cat"]))])
+        .await
+        .expect("upsert other user");
+    graph
+        .upsert_facts("u1", &[("f5".into(), s(&["it's \"quoted\" \\ DETACH"]))])
+        .await
+        .expect("odd text");
+    let ids = s(&["f1", "f2", "f3"]);
+    let rel = graph.related("u1", &ids, 5).await.expect("related");
+    assert_eq!(rel.get("f1"), Some(&s(&["f2"])), "{rel:?}");
+    assert_eq!(rel.get("f2"), Some(&s(&["f1"])), "{rel:?}");
+    assert!(!rel.contains_key("f3"), "{rel:?}");
+    assert!(
+        graph
+            .related("u2", &s(&["f4"]), 5)
+            .await
+            .expect("related")
+            .is_empty(),
+        "no cross-user relations"
+    );
+    graph.delete_facts("u1", &s(&["f2"])).await.expect("delete");
+    assert!(graph.related("u1", &ids, 5).await.expect("related").is_empty());
+    graph.delete_user("u1").await.expect("forget");
+    graph
+        .upsert_facts("u1", &[("f6".into(), s(&["cat"]))])
+        .await
+        .expect("upsert");
+    assert!(
+        graph
+            .related("u1", &s(&["f6"]), 5)
+            .await
+            .expect("related")
+            .is_empty(),
+        "old facts gone"
+    );
+    graph
+        .upsert_facts("u2", &[("f7".into(), s(&["cat"]))])
+        .await
+        .expect("upsert");
+    assert_eq!(
+        graph
+            .related("u2", &s(&["f7"]), 5)
+            .await
+            .expect("related")
+            .get("f7"),
+        Some(&s(&["f4"]))
+    );
+}
+
+#[tokio::test]
+async fn fact_graph_contract_embedded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let meta = SqliteMetaStore::connect(&format!("sqlite://{}", dir.path().join("g.db").display()))
+        .await
+        .expect("sqlite");
+    graph_suite(&SqliteGraph::new(meta.pool())).await;
+}
+
+#[tokio::test]
+async fn fact_graph_contract_on_falkordb() {
+    let Some(url) = server_url("PIKA_TEST_FALKORDB_URL") else {
+        return;
+    };
+    let graph = FalkorGraph::connect(&url, &unique("pika_test"), std::time::Duration::from_secs(2))
+        .await
+        .expect("falkordb");
+    graph_suite(&graph).await;
+    graph.delete_graph().await.expect("cleanup");
 }

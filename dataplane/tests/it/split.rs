@@ -1,5 +1,6 @@
 //! The API and the extraction worker as two processes on real backends
-//! (PostgreSQL metadata, RabbitMQ queue, Redis signals): the headline scenario
+//! (PostgreSQL metadata, RabbitMQ queue, Redis signals, FalkorDB graph; vectors
+//! still embedded until the Milvus adapter lands): the headline scenario
 //! passes unchanged, and killing the worker mid-run loses no job.
 
 use crate::backends::{server_url, unique};
@@ -42,10 +43,11 @@ fn spawn(args: &[&str], env: &[(String, String)], until: &str) -> (Proc, Vec<Str
 
 #[tokio::test]
 async fn api_and_worker_processes_on_real_backends() {
-    let (Some(pg), Some(amqp), Some(redis)) = (
+    let (Some(pg), Some(amqp), Some(redis), Some(falkor)) = (
         server_url("PIKA_TEST_POSTGRES_URL"),
         server_url("PIKA_TEST_RABBITMQ_URL"),
         server_url("PIKA_TEST_REDIS_URL"),
+        server_url("PIKA_TEST_FALKORDB_URL"),
     ) else {
         return;
     };
@@ -69,6 +71,8 @@ async fn api_and_worker_processes_on_real_backends() {
         ("PIKA__QUEUE__URL".into(), amqp),
         ("PIKA__QUEUE__NAME".into(), unique("pika.split.jobs")),
         ("PIKA__CACHE__REDIS_URL".into(), redis),
+        ("PIKA__STORAGE__GRAPH_URL".into(), falkor),
+        ("PIKA__STORAGE__GRAPH_NAME".into(), unique("pika_split")),
         (
             "PIKA__EMBEDDING__MODEL_DIR".into(),
             model_dir().display().to_string(),
