@@ -116,12 +116,18 @@ pub async fn search(
     scored.truncate(req.limit);
 
     // Related facts from the graph, in one query, only for what is returned.
+    // The graph is an enrichment: when it fails, answer without relations (SDD 10.5).
+    let mut graph_down = false;
     let related = if req.include_related && !scored.is_empty() {
         let ids: Vec<String> = scored.iter().map(|(_, _, f)| f.fact_id.clone()).collect();
         let t = Instant::now();
-        let r = deps.graph.related(&req.user_id, &ids, 5).await?;
+        let r = deps.graph.related(&req.user_id, &ids, 5).await;
         state.metrics.observe_dependency("graph", "related", t);
-        r
+        r.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "graph unavailable; answering without relations");
+            graph_down = true;
+            HashMap::new()
+        })
     } else {
         HashMap::new()
     };
@@ -150,8 +156,13 @@ pub async fn search(
         results_count: results.len(),
         results,
         processing_time_ms: (started.elapsed().as_secs_f64() * 1000.0 * 100.0).round() / 100.0,
-        degraded: false,
-        source: "vector+keyword".into(),
+        degraded: graph_down,
+        source: if graph_down {
+            "vector+keyword (graph unavailable)"
+        } else {
+            "vector+keyword"
+        }
+        .into(),
     })
 }
 

@@ -130,3 +130,69 @@ async fn api_and_worker_processes_on_real_backends() {
         .await
         .expect("drop schema");
 }
+
+#[tokio::test]
+async fn search_answers_without_relations_when_the_graph_is_down() {
+    if !have_model() {
+        return;
+    }
+    // Start on a healthy FalkorDB graph, then break it under the running service.
+    let Some(falkor) = server_url("PIKA_TEST_FALKORDB_URL") else {
+        return;
+    };
+    let graph = unique("pika_down");
+    let s = TestServer::start(|c| {
+        c.storage.graph_url = pika_dataplane::config::Secret::new(falkor.clone());
+        c.storage.graph_name = graph.clone();
+        c.storage.graph_timeout_ms = 300;
+    })
+    .await;
+    let job = s
+        .extract_and_wait(
+            "kid",
+            "c1",
+            &[
+                ("assistant", "Pets?"),
+                ("user", "I have a cat named Miu. I love my cat."),
+            ],
+        )
+        .await;
+    assert_eq!(job["state"], "completed", "{job}");
+    let (_, body) = s
+        .post(
+            "/v1/search_facts",
+            &serde_json::json!({"user_id": "kid", "query": "cat"}),
+        )
+        .await;
+    assert_eq!(body["data"]["degraded"], false, "{body}");
+    // Make every graph call fail: a key of the wrong type under the graph's name.
+    let client = redis::Client::open(falkor.replacen("falkordb://", "redis://", 1)).expect("client");
+    let mut conn = client.get_multiplexed_async_connection().await.expect("conn");
+    let _: () = redis::cmd("DEL")
+        .arg(&graph)
+        .query_async(&mut conn)
+        .await
+        .expect("del");
+    let _: () = redis::cmd("SET")
+        .arg(&graph)
+        .arg("not a graph")
+        .query_async(&mut conn)
+        .await
+        .expect("set");
+    let (status, body) = s
+        .post(
+            "/v1/search_facts",
+            &serde_json::json!({"user_id": "kid", "query": "cat"}),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["degraded"], true, "{body}");
+    assert!(body["data"]["results_count"].as_u64().unwrap_or(0) >= 1, "{body}");
+    assert_eq!(body["data"]["results"][0]["related_facts"], serde_json::json!([]));
+    let _: () = redis::cmd("DEL")
+        .arg(&graph)
+        .query_async(&mut conn)
+        .await
+        .expect("cleanup");
+    s.stop().await;
+}
