@@ -155,10 +155,19 @@ impl RabbitMqQueue {
 
     /// Messages waiting in the main queue (for metrics and tests).
     pub async fn depth(&self) -> Result<u32, StoreError> {
+        self.count(&self.opts.queue).await
+    }
+
+    /// Messages in the dead-letter queue.
+    pub async fn dead_letter_depth(&self) -> Result<u32, StoreError> {
+        self.count(&format!("{}.dead", self.opts.queue)).await
+    }
+
+    async fn count(&self, queue: &str) -> Result<u32, StoreError> {
         let q = self
             .publisher
             .queue_declare(
-                ShortString::from(self.opts.queue.as_str()),
+                ShortString::from(queue),
                 QueueDeclareOptions {
                     passive: true,
                     ..QueueDeclareOptions::default()
@@ -168,6 +177,21 @@ impl RabbitMqQueue {
             .await
             .map_err(unavailable)?;
         Ok(q.message_count())
+    }
+
+    /// Deletes the three queues (tests and teardown).
+    pub async fn delete_queues(&self) -> Result<(), StoreError> {
+        for suffix in ["", ".retry", ".dead"] {
+            let name = format!("{}{suffix}", self.opts.queue);
+            self.publisher
+                .queue_delete(
+                    ShortString::from(name.as_str()),
+                    lapin::options::QueueDeleteOptions::default(),
+                )
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
     }
 }
 

@@ -439,6 +439,8 @@ async fn job_queue_contract_on_rabbitmq() {
     .expect("rabbitmq");
     queue_suite(&queue).await;
     assert_eq!(queue.depth().await.expect("depth"), 0);
+    assert_eq!(queue.dead_letter_depth().await.expect("depth"), 2);
+    queue.delete_queues().await.expect("cleanup");
 }
 
 /// The cache-signal contract: per-user generations that only grow.

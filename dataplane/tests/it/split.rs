@@ -62,14 +62,15 @@ async fn api_and_worker_processes_on_real_backends() {
     let sep = if pg.contains('?') { '&' } else { '?' };
     let meta_url = format!("{pg}{sep}options=-c%20search_path%3D{schema}");
     let data = tempfile::tempdir().expect("tempdir");
+    let queue_name = unique("pika.split.jobs");
     let env: Vec<(String, String)> = vec![
         ("PIKA__STORAGE__META_URL".into(), meta_url),
         (
             "PIKA__STORAGE__DATA_DIR".into(),
             data.path().display().to_string(),
         ),
-        ("PIKA__QUEUE__URL".into(), amqp),
-        ("PIKA__QUEUE__NAME".into(), unique("pika.split.jobs")),
+        ("PIKA__QUEUE__URL".into(), amqp.clone()),
+        ("PIKA__QUEUE__NAME".into(), queue_name.clone()),
         ("PIKA__CACHE__REDIS_URL".into(), redis),
         ("PIKA__STORAGE__GRAPH_URL".into(), falkor),
         ("PIKA__STORAGE__GRAPH_NAME".into(), unique("pika_split")),
@@ -129,6 +130,15 @@ async fn api_and_worker_processes_on_real_backends() {
         .execute(&setup.pool())
         .await
         .expect("drop schema");
+    let queues = pika_dataplane::queue::RabbitMqQueue::connect(pika_dataplane::queue::RabbitMqOptions {
+        url: amqp,
+        queue: queue_name,
+        prefetch: 1,
+        publish_timeout: std::time::Duration::from_secs(5),
+    })
+    .await
+    .expect("rabbitmq");
+    queues.delete_queues().await.expect("cleanup");
 }
 
 #[tokio::test]
@@ -195,4 +205,55 @@ async fn search_answers_without_relations_when_the_graph_is_down() {
         .await
         .expect("cleanup");
     s.stop().await;
+}
+
+#[tokio::test]
+async fn message_for_a_missing_job_is_dead_lettered_once() {
+    let Some(amqp) = server_url("PIKA_TEST_RABBITMQ_URL") else {
+        return;
+    };
+    if !have_model() {
+        return;
+    }
+    let name = unique("pika.poison.jobs");
+    let s = TestServer::start(|c| {
+        c.queue.url = pika_dataplane::config::Secret::new(amqp.clone());
+        c.queue.name = name.clone();
+    })
+    .await;
+    let probe = pika_dataplane::queue::RabbitMqQueue::connect(pika_dataplane::queue::RabbitMqOptions {
+        url: amqp,
+        queue: name,
+        prefetch: 1,
+        publish_timeout: std::time::Duration::from_secs(5),
+    })
+    .await
+    .expect("rabbitmq");
+    use pika_dataplane::ports::JobQueue;
+    probe
+        .publish(&uuid::Uuid::now_v7().to_string())
+        .await
+        .expect("publish missing job");
+    probe
+        .publish("definitely not a job id")
+        .await
+        .expect("publish garbage");
+    let started = std::time::Instant::now();
+    while probe.dead_letter_depth().await.expect("depth") < 2 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "not dead-lettered"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Never requeued: after a while, still exactly two dead letters and nothing waiting.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let (dead, waiting) = (
+        probe.dead_letter_depth().await.expect("depth"),
+        probe.depth().await.expect("depth"),
+    );
+    println!("poison messages: dead-lettered {dead}, still queued {waiting}");
+    assert_eq!((dead, waiting), (2, 0));
+    s.stop().await;
+    probe.delete_queues().await.expect("cleanup");
 }
