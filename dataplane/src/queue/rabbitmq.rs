@@ -218,11 +218,17 @@ impl JobQueue for RabbitMqQueue {
             *guard = Some(consumer);
         }
         let consumer = guard.as_mut().ok_or_else(|| unavailable("no consumer"))?;
-        let delivery = consumer
-            .next()
-            .await
-            .ok_or_else(|| unavailable("consumer stream ended"))?
-            .map_err(unavailable)?;
+        let delivery = match consumer.next().await {
+            Some(Ok(d)) => d,
+            other => {
+                // Start a fresh consumer on the next call (after a broker restart or cancel).
+                *guard = None;
+                return Err(match other {
+                    Some(Err(e)) => unavailable(e),
+                    _ => unavailable("consumer stream ended"),
+                });
+            }
+        };
         let body = String::from_utf8_lossy(&delivery.data).to_string();
         let valid = !body.is_empty() && body.len() <= 100 && uuid::Uuid::parse_str(&body).is_ok();
         let tag = delivery.delivery_tag;

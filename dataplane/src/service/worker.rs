@@ -51,6 +51,7 @@ impl Worker {
 
     /// Takes jobs until shutdown; a job in progress is always finished first.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut failures: u32 = 0;
         loop {
             if *shutdown.borrow() {
                 break;
@@ -61,11 +62,19 @@ impl Worker {
             };
             match next {
                 Ok(delivery) => {
+                    failures = 0;
                     self.handle(delivery).await;
                 }
                 Err(e) => {
-                    tracing::error!(worker = self.id, error = %e, "job queue failed; worker stops");
-                    break;
+                    // The broker may be restarting: wait and try again, never stop silently.
+                    failures += 1;
+                    let pause = Duration::from_millis(200u64.saturating_mul(1 << failures.min(6)));
+                    tracing::error!(worker = self.id, error = %e, ?pause, "job queue failed; retrying");
+                    tokio::select! {
+                        _ = shutdown.changed() => break,
+                        _ = tokio::time::sleep(pause) => {}
+                    }
+                    continue;
                 }
             }
         }

@@ -257,3 +257,110 @@ async fn message_for_a_missing_job_is_dead_lettered_once() {
     s.stop().await;
     probe.delete_queues().await.expect("cleanup");
 }
+
+#[tokio::test]
+async fn worker_killed_mid_job_completes_once_after_redelivery() {
+    let (Some(pg), Some(amqp)) = (
+        server_url("PIKA_TEST_POSTGRES_URL"),
+        server_url("PIKA_TEST_RABBITMQ_URL"),
+    ) else {
+        return;
+    };
+    let reply = serde_json::json!({"facts": [{"content": "The child has a dog called Max.", "category": "relationship",
+        "confidence": 0.9, "entities": ["dog", "Max"], "tags": ["dog", "pet"], "source_turns": [1], "polarity": "positive"}]})
+    .to_string();
+    let (mock, mock_base) =
+        crate::mock_openai::Mock::start(crate::mock_openai::ChatReply::Content(reply)).await;
+    mock.set_delay(std::time::Duration::from_secs(120));
+    let schema = unique("pika_kill");
+    let setup = pika_dataplane::store::PostgresMetaStore::connect(&pg, Some(&schema), 2)
+        .await
+        .expect("postgres");
+    let sep = if pg.contains('?') { '&' } else { '?' };
+    let data = tempfile::tempdir().expect("tempdir");
+    let queue_name = unique("pika.kill.jobs");
+    let env: Vec<(String, String)> = vec![
+        (
+            "PIKA__STORAGE__META_URL".into(),
+            format!("{pg}{sep}options=-c%20search_path%3D{schema}"),
+        ),
+        (
+            "PIKA__STORAGE__DATA_DIR".into(),
+            data.path().display().to_string(),
+        ),
+        ("PIKA__QUEUE__URL".into(), amqp.clone()),
+        ("PIKA__QUEUE__NAME".into(), queue_name.clone()),
+        ("PIKA__WORKER__IN_PROCESS".into(), "false".into()),
+        ("PIKA__WORKER__LISTEN".into(), "127.0.0.1:0".into()),
+        ("PIKA__WORKER__CONCURRENCY".into(), "1".into()),
+        ("PIKA__LLM__PROVIDER".into(), "openai".into()),
+        ("PIKA__LLM__BASE_URL".into(), mock_base.clone()),
+        ("PIKA__EMBEDDING__PROVIDER".into(), "openai".into()),
+        ("PIKA__EMBEDDING__BASE_URL".into(), mock_base),
+        ("PIKA__EMBEDDING__MODEL".into(), "test-embed".into()),
+        ("PIKA__EMBEDDING__DIMENSION".into(), "8".into()),
+    ];
+    let (_api, lines) = spawn(&["serve", "--listen", "127.0.0.1:0"], &env, "listening on ");
+    let key = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("admin api key: "))
+        .expect("admin key")
+        .to_string();
+    let base = lines
+        .last()
+        .and_then(|l| l.strip_prefix("listening on "))
+        .expect("address")
+        .to_string();
+    let s = TestServer::remote(&base, &key);
+    let (worker, _) = spawn(&["worker"], &env, "worker health on ");
+
+    let turns = [
+        ("assistant", "Do you have a pet?"),
+        ("user", "Yes! I have a dog called Max."),
+    ];
+    let (_, accepted) = s
+        .post(
+            "/v1/extract_facts",
+            &crate::harness::conversation("kid", "c1", &turns),
+        )
+        .await;
+    let job_id = accepted["data"]["job_id"].as_str().expect("job").to_string();
+    let started = std::time::Instant::now();
+    while mock.chat_calls() == 0 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "worker never reached the model"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    drop(worker); // SIGKILL mid-extraction: the message is unacked, the job row says processing
+    mock.set_delay(std::time::Duration::ZERO);
+    let (_worker2, _) = spawn(&["worker"], &env, "worker health on ");
+    let job = s.wait_job(&job_id, std::time::Duration::from_secs(30)).await;
+    println!(
+        "killed mid-job: state {}, attempts {}",
+        job["state"], job["attempts"]
+    );
+    assert_eq!(job["state"], "completed", "{job}");
+    assert_eq!(job["attempts"], 2, "redelivered once: {job}");
+    let (_, facts) = s.get("/v1/users/kid/facts").await;
+    assert_eq!(
+        facts["data"]["facts"].as_array().map(Vec::len),
+        Some(1),
+        "exactly one fact: {facts}"
+    );
+
+    sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        .execute(&setup.pool())
+        .await
+        .expect("drop schema");
+    let queues = pika_dataplane::queue::RabbitMqQueue::connect(pika_dataplane::queue::RabbitMqOptions {
+        url: amqp,
+        queue: queue_name,
+        prefetch: 1,
+        publish_timeout: std::time::Duration::from_secs(5),
+    })
+    .await
+    .expect("rabbitmq");
+    queues.delete_queues().await.expect("cleanup");
+}
