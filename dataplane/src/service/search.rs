@@ -28,13 +28,17 @@ pub async fn search(
     let deps = &state.deps;
     let cfg = &state.config.search;
     let embedder = &deps.embedder;
+    // Without a query vector or a vector index the search degrades to keyword
+    // matching over the metadata store (SDD 10.5) instead of failing.
+    let mut vector_down = false;
     let vector = match provided {
-        Some(p) if p.model == embedder.model_id() && p.vector.len() == embedder.dimension() => p.vector,
+        Some(p) if p.model == embedder.model_id() && p.vector.len() == embedder.dimension() => Some(p.vector),
         _ => {
             let t = Instant::now();
-            let v = embedder.embed_one(&req.query).await?;
+            let v = embedder.embed_one(&req.query).await;
             state.metrics.observe_dependency("embedder", "embed_query", t);
-            v
+            v.map_err(|e| tracing::warn!(error = %e, "embedder unavailable; keyword search only"))
+                .ok()
         }
     };
     let k = (req.limit * cfg.overfetch.max(1)).max(50);
@@ -42,13 +46,30 @@ pub async fn search(
 
     let t = Instant::now();
     let folded_terms = qterms.folded();
+    let vector_search = async {
+        match &vector {
+            Some(v) => deps.vectors.search(&req.user_id, v, k).await.map(Some),
+            None => Ok(None),
+        }
+    };
     let (vector_hits, keyword_facts) = tokio::join!(
-        deps.vectors.search(&req.user_id, &vector, k),
-        deps.meta.keyword_candidates(&req.user_id, &folded_terms, k),
+        vector_search,
+        deps.meta.keyword_candidates(&req.user_id, &folded_terms, k)
     );
     state.metrics.observe_dependency("vectors", "search", t);
-    let vector_hits = vector_hits?;
     let keyword_facts = keyword_facts?;
+    let vector_hits = match vector_hits {
+        Ok(Some(hits)) => hits,
+        Ok(None) => {
+            vector_down = true;
+            Vec::new()
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "vector index unavailable; keyword search only");
+            vector_down = true;
+            Vec::new()
+        }
+    };
 
     let cosine: HashMap<&str, f32> = vector_hits.iter().map(|(id, s)| (id.as_str(), *s)).collect();
     let mut facts: HashMap<String, Fact> = keyword_facts
@@ -156,11 +177,12 @@ pub async fn search(
         results_count: results.len(),
         results,
         processing_time_ms: (started.elapsed().as_secs_f64() * 1000.0 * 100.0).round() / 100.0,
-        degraded: graph_down,
-        source: if graph_down {
-            "vector+keyword (graph unavailable)"
-        } else {
-            "vector+keyword"
+        degraded: vector_down || graph_down,
+        source: match (vector_down, graph_down) {
+            (false, false) => "vector+keyword",
+            (false, true) => "vector+keyword (graph unavailable)",
+            (true, false) => "keyword (vector search unavailable)",
+            (true, true) => "keyword (vector search and graph unavailable)",
         }
         .into(),
     })

@@ -364,3 +364,99 @@ async fn worker_killed_mid_job_completes_once_after_redelivery() {
     .expect("rabbitmq");
     queues.delete_queues().await.expect("cleanup");
 }
+
+/// A vector index that is down (every call fails), wrapping the real one for writes.
+struct DownVectors(
+    std::sync::Arc<dyn pika_dataplane::ports::VectorIndex>,
+    std::sync::atomic::AtomicBool,
+);
+
+#[async_trait::async_trait]
+impl pika_dataplane::ports::VectorIndex for DownVectors {
+    async fn ping(&self) -> Result<(), pika_dataplane::ports::StoreError> {
+        self.check()?;
+        self.0.ping().await
+    }
+    async fn upsert(
+        &self,
+        u: &str,
+        items: &[(String, Vec<f32>)],
+    ) -> Result<(), pika_dataplane::ports::StoreError> {
+        self.0.upsert(u, items).await
+    }
+    async fn search(
+        &self,
+        u: &str,
+        q: &[f32],
+        k: usize,
+    ) -> Result<Vec<(String, f32)>, pika_dataplane::ports::StoreError> {
+        self.check()?;
+        self.0.search(u, q, k).await
+    }
+    async fn delete(&self, u: &str, ids: &[String]) -> Result<(), pika_dataplane::ports::StoreError> {
+        self.0.delete(u, ids).await
+    }
+    async fn delete_user(&self, u: &str) -> Result<(), pika_dataplane::ports::StoreError> {
+        self.0.delete_user(u).await
+    }
+}
+
+impl DownVectors {
+    fn check(&self) -> Result<(), pika_dataplane::ports::StoreError> {
+        if self.1.load(std::sync::atomic::Ordering::SeqCst) {
+            Err(pika_dataplane::ports::StoreError::Unavailable(
+                "vector index down (test)".into(),
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[tokio::test]
+async fn search_falls_back_to_keywords_when_the_vector_index_is_down() {
+    if !have_model() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = crate::harness::test_config(dir.path());
+    let mut deps = pika_dataplane::app::build_deps(&config).await.expect("deps");
+    let down = std::sync::Arc::new(DownVectors(
+        deps.vectors.clone(),
+        std::sync::atomic::AtomicBool::new(false),
+    ));
+    deps.vectors = down.clone();
+    let s = TestServer::start_deps(config, deps).await;
+    let job = s
+        .extract_and_wait(
+            "kid",
+            "c1",
+            &[("assistant", "Chào cậu!"), ("user", "Mình nuôi mèo tên Miu.")],
+        )
+        .await;
+    assert_eq!(job["state"], "completed", "{job}");
+    down.1.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut errors = 0;
+    for q in ["con mèo của bé", "thú cưng của bé là gì", "meo"] {
+        let (status, body) = s
+            .post(
+                "/v1/search_facts",
+                &serde_json::json!({"user_id": "kid", "query": q}),
+            )
+            .await;
+        if !status.is_success() {
+            errors += 1;
+        }
+        assert_eq!(body["data"]["degraded"], true, "{body}");
+        assert_eq!(body["data"]["source"], "keyword (vector search unavailable)");
+        assert_eq!(
+            body["data"]["results"][0]["content"], "Bé nuôi mèo tên Miu.",
+            "{q}: {body}"
+        );
+    }
+    println!("vector index down: 3 searches, {errors} errors, all degraded to keyword search");
+    assert_eq!(errors, 0);
+    let (_, health) = s.send(s.http.get(s.url("/health"))).await;
+    assert_eq!(health["status"], "degraded", "{health}");
+    s.stop().await;
+}
