@@ -189,13 +189,11 @@ pub async fn build_deps(config: &Config) -> Result<Deps, StartError> {
     let signals: Arc<dyn CacheSignals> = if config.cache.redis_url.is_empty() {
         Arc::new(LocalSignals::default())
     } else {
-        Arc::new(
-            RedisSignals::connect(
-                config.cache.redis_url.expose(),
-                Duration::from_millis(config.cache.timeout_ms),
-            )
-            .await?,
-        )
+        // Lazy: the service must start and serve while Redis is down.
+        Arc::new(RedisSignals::new(
+            config.cache.redis_url.expose(),
+            Duration::from_millis(config.cache.timeout_ms),
+        )?)
     };
     Ok(Deps {
         meta,

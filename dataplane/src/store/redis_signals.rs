@@ -18,10 +18,12 @@ pub fn generation_key(user_id: &str) -> String {
     format!("pika:gen:{user_id}")
 }
 
-/// Redis-backed generations and invalidation messages.
-#[derive(Clone)]
+/// Redis-backed generations and invalidation messages. Connects lazily: the
+/// service starts and serves while Redis is down (writes then go unannounced
+/// and caches fall back to their TTL), and reconnects when Redis returns.
 pub struct RedisSignals {
-    conn: ConnectionManager,
+    client: redis::Client,
+    conn: tokio::sync::Mutex<Option<ConnectionManager>>,
     timeout: Duration,
 }
 
@@ -30,16 +32,34 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
 }
 
 impl RedisSignals {
-    pub async fn connect(url: &str, timeout: Duration) -> Result<Self, StoreError> {
+    /// Checks the URL; the connection is made on first use.
+    pub fn new(url: &str, timeout: Duration) -> Result<Self, StoreError> {
         let client = redis::Client::open(url).map_err(unavailable)?;
-        let conn = tokio::time::timeout(
-            timeout.max(Duration::from_secs(2)),
-            client.get_connection_manager(),
-        )
-        .await
-        .map_err(|_| unavailable("connect timed out"))?
-        .map_err(unavailable)?;
-        Ok(RedisSignals { conn, timeout })
+        Ok(RedisSignals {
+            client,
+            conn: tokio::sync::Mutex::new(None),
+            timeout,
+        })
+    }
+
+    /// Like [`RedisSignals::new`], then connects once (fails when Redis is down).
+    pub async fn connect(url: &str, timeout: Duration) -> Result<Self, StoreError> {
+        let s = RedisSignals::new(url, timeout)?;
+        s.connection().await?;
+        Ok(s)
+    }
+
+    async fn connection(&self) -> Result<ConnectionManager, StoreError> {
+        let mut guard = self.conn.lock().await;
+        if let Some(c) = guard.as_ref() {
+            return Ok(c.clone());
+        }
+        let c = tokio::time::timeout(self.timeout, self.client.get_connection_manager())
+            .await
+            .map_err(|_| unavailable("connect timed out"))?
+            .map_err(unavailable)?;
+        *guard = Some(c.clone());
+        Ok(c)
     }
 
     async fn within<T>(
@@ -56,7 +76,7 @@ impl RedisSignals {
 #[async_trait]
 impl CacheSignals for RedisSignals {
     async fn bump(&self, user_id: &str) -> Result<u64, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection().await?;
         let key = generation_key(user_id);
         // INCR and PUBLISH in one script: atomic, one round trip, and the message
         // carries the generation it announces.
@@ -76,7 +96,7 @@ impl CacheSignals for RedisSignals {
     }
 
     async fn generation(&self, user_id: &str) -> Result<u64, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection().await?;
         let g: Option<u64> = self
             .within(
                 redis::cmd("GET")

@@ -460,3 +460,80 @@ async fn search_falls_back_to_keywords_when_the_vector_index_is_down() {
     assert_eq!(health["status"], "degraded", "{health}");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn extract_and_search_keep_working_while_redis_is_down() {
+    if !have_model() {
+        return;
+    }
+    // A private Redis on a free port, so stopping it disturbs nothing else.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let mut redis_server = Proc(
+        Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server on PATH"),
+    );
+    let url = format!("redis://127.0.0.1:{port}");
+    let started = std::time::Instant::now();
+    while redis::Client::open(url.as_str())
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .is_err()
+    {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "redis did not start"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let s = TestServer::start(|c| c.cache.redis_url = pika_dataplane::config::Secret::new(url.clone())).await;
+    let turns = [("assistant", "Hi"), ("user", "I have a cat named Miu.")];
+    assert_eq!(
+        s.extract_and_wait("kid", "c1", &turns).await["state"],
+        "completed"
+    );
+    let mut conn = redis::Client::open(url.as_str())
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("conn");
+    let generation: u64 = redis::cmd("GET")
+        .arg("pika:gen:kid")
+        .query_async(&mut conn)
+        .await
+        .expect("get");
+    assert_eq!(generation, 1, "the write was announced");
+
+    let _ = redis_server.0.kill();
+    let _ = redis_server.0.wait();
+    let turns = [("assistant", "Hi"), ("user", "I love drawing dinosaurs.")];
+    let job = s.extract_and_wait("kid", "c2", &turns).await;
+    assert_eq!(job["state"], "completed", "{job}");
+    let results = s.search("kid", "dinosaurs").await;
+    println!(
+        "redis down: extract {}, search returned {} results",
+        job["state"],
+        results.len()
+    );
+    assert_eq!(
+        results.first().map(String::as_str),
+        Some("The child loves drawing dinosaurs.")
+    );
+    s.stop().await;
+}
