@@ -167,7 +167,7 @@ fn keyword_owner(user_id: &str) -> String {
 }
 
 /// `?, ?, ?` for an IN list.
-fn placeholders(n: usize) -> String {
+fn sql_in_params(n: usize) -> String {
     vec!["?"; n].join(", ")
 }
 
@@ -425,7 +425,7 @@ impl MetaStore for SqliteMetaStore {
         }
         let sql = format!(
             "SELECT {FACT_COLUMNS} FROM facts WHERE status = 'active' AND fact_id IN ({})",
-            placeholders(ids.len())
+            sql_in_params(ids.len())
         );
         let mut q = sqlx::query(&sql);
         for id in ids {
@@ -626,7 +626,7 @@ impl MetaStore for SqliteMetaStore {
         }
         let sql = format!(
             "UPDATE facts SET accessed_count = accessed_count + 1, last_accessed_at = ? WHERE fact_id IN ({})",
-            placeholders(fact_ids.len())
+            sql_in_params(fact_ids.len())
         );
         let mut q = sqlx::query(&sql).bind(to_ms(Utc::now()));
         for id in fact_ids {
