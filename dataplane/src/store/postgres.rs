@@ -73,6 +73,21 @@ impl PostgresMetaStore {
     pub fn pool(&self) -> PgPool {
         self.pool.clone()
     }
+
+    /// History rows where `column` (`fact_id` or `user_id`, never user input) equals `value`, oldest first.
+    async fn history_where(&self, column: &str, value: &str) -> Result<Vec<HistoryEntry>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT fact_id, event, old_content, new_content, related_fact_id, job_id, created_at
+             FROM fact_history WHERE {column} = $1 ORDER BY id"
+        ))
+        .bind(value)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(history_from_row)
+        .collect()
+    }
 }
 
 fn fact_from_row(r: &PgRow) -> Result<Fact, StoreError> {
@@ -435,17 +450,7 @@ impl MetaStore for PostgresMetaStore {
     }
 
     async fn fact_history(&self, fact_id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
-        sqlx::query(
-            "SELECT fact_id, event, old_content, new_content, related_fact_id, job_id, created_at
-             FROM fact_history WHERE fact_id = $1 ORDER BY id",
-        )
-        .bind(fact_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_err)?
-        .iter()
-        .map(history_from_row)
-        .collect()
+        self.history_where("fact_id", fact_id).await
     }
 
     async fn scan_active_facts(&self, after: Option<&str>, limit: usize) -> Result<Vec<Fact>, StoreError> {
@@ -674,16 +679,6 @@ impl MetaStore for PostgresMetaStore {
     }
 
     async fn user_history(&self, user_id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
-        sqlx::query(
-            "SELECT fact_id, event, old_content, new_content, related_fact_id, job_id, created_at
-             FROM fact_history WHERE user_id = $1 ORDER BY id",
-        )
-        .bind(user_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_err)?
-        .iter()
-        .map(history_from_row)
-        .collect()
+        self.history_where("user_id", user_id).await
     }
 }

@@ -70,6 +70,21 @@ impl SqliteMetaStore {
     pub fn pool(&self) -> SqlitePool {
         self.pool.clone()
     }
+
+    /// History rows where `column` (`fact_id` or `user_id`, never user input) equals `value`, oldest first.
+    async fn history_where(&self, column: &str, value: &str) -> Result<Vec<HistoryEntry>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT fact_id, event, old_content, new_content, related_fact_id, job_id, created_at
+             FROM fact_history WHERE {column} = ? ORDER BY id"
+        ))
+        .bind(value)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(history_from_row)
+        .collect()
+    }
 }
 
 fn fact_from_row(r: &SqliteRow) -> Result<Fact, StoreError> {
@@ -451,15 +466,7 @@ impl MetaStore for SqliteMetaStore {
     }
 
     async fn fact_history(&self, fact_id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT fact_id, event, old_content, new_content, related_fact_id, job_id, created_at
-             FROM fact_history WHERE fact_id = ? ORDER BY id",
-        )
-        .bind(fact_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_err)?;
-        rows.iter().map(history_from_row).collect()
+        self.history_where("fact_id", fact_id).await
     }
 
     async fn scan_active_facts(&self, after: Option<&str>, limit: usize) -> Result<Vec<Fact>, StoreError> {
@@ -708,14 +715,6 @@ impl MetaStore for SqliteMetaStore {
     }
 
     async fn user_history(&self, user_id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT fact_id, event, old_content, new_content, related_fact_id, job_id, created_at
-             FROM fact_history WHERE user_id = ? ORDER BY id",
-        )
-        .bind(user_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_err)?;
-        rows.iter().map(history_from_row).collect()
+        self.history_where("user_id", user_id).await
     }
 }

@@ -41,6 +41,60 @@ fn spawn(args: &[&str], env: &[(String, String)], until: &str) -> (Proc, Vec<Str
     panic!("process exited before printing {until:?}: {lines:?}");
 }
 
+/// A private PostgreSQL schema, created and migrated, named in a URL that both processes use.
+struct PrivateSchema {
+    store: pika_dataplane::store::PostgresMetaStore,
+    name: String,
+    url: String,
+}
+
+impl PrivateSchema {
+    async fn new(pg: &str, prefix: &str) -> PrivateSchema {
+        let name = unique(prefix);
+        let store = pika_dataplane::store::PostgresMetaStore::connect(pg, Some(&name), 2)
+            .await
+            .expect("postgres");
+        let sep = if pg.contains('?') { '&' } else { '?' };
+        let url = format!("{pg}{sep}options=-c%20search_path%3D{name}");
+        PrivateSchema { store, name, url }
+    }
+
+    async fn drop_schema(self) {
+        sqlx::query(&format!("DROP SCHEMA \"{}\" CASCADE", self.name))
+            .execute(&self.store.pool())
+            .await
+            .expect("drop schema");
+    }
+}
+
+/// A client for the test's own queues (probing and cleanup).
+async fn queue_client(amqp: &str, name: &str) -> pika_dataplane::queue::RabbitMqQueue {
+    pika_dataplane::queue::RabbitMqQueue::connect(pika_dataplane::queue::RabbitMqOptions {
+        url: amqp.to_string(),
+        queue: name.to_string(),
+        prefetch: 1,
+        publish_timeout: std::time::Duration::from_secs(5),
+    })
+    .await
+    .expect("rabbitmq")
+}
+
+/// Starts `serve` and returns it with a client holding the printed admin key.
+fn start_api(env: &[(String, String)]) -> (Proc, TestServer) {
+    let (api, lines) = spawn(&["serve", "--listen", "127.0.0.1:0"], env, "listening on ");
+    let key = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("admin api key: "))
+        .expect("admin key")
+        .to_string();
+    let base = lines
+        .last()
+        .and_then(|l| l.strip_prefix("listening on "))
+        .expect("address")
+        .to_string();
+    (api, TestServer::remote(&base, &key))
+}
+
 #[tokio::test]
 async fn api_and_worker_processes_on_real_backends() {
     let (Some(pg), Some(amqp), Some(redis), Some(falkor)) = (
@@ -54,17 +108,11 @@ async fn api_and_worker_processes_on_real_backends() {
     if !have_model() {
         return;
     }
-    // A private schema, created and migrated here, named in the URL for both processes.
-    let schema = unique("pika_split");
-    let setup = pika_dataplane::store::PostgresMetaStore::connect(&pg, Some(&schema), 2)
-        .await
-        .expect("postgres");
-    let sep = if pg.contains('?') { '&' } else { '?' };
-    let meta_url = format!("{pg}{sep}options=-c%20search_path%3D{schema}");
+    let schema = PrivateSchema::new(&pg, "pika_split").await;
     let data = tempfile::tempdir().expect("tempdir");
     let queue_name = unique("pika.split.jobs");
     let env: Vec<(String, String)> = vec![
-        ("PIKA__STORAGE__META_URL".into(), meta_url),
+        ("PIKA__STORAGE__META_URL".into(), schema.url.clone()),
         (
             "PIKA__STORAGE__DATA_DIR".into(),
             data.path().display().to_string(),
@@ -81,20 +129,9 @@ async fn api_and_worker_processes_on_real_backends() {
         ("PIKA__WORKER__IN_PROCESS".into(), "false".into()),
         ("PIKA__WORKER__LISTEN".into(), "127.0.0.1:0".into()),
     ];
-    let (_api, lines) = spawn(&["serve", "--listen", "127.0.0.1:0"], &env, "listening on ");
-    let key = lines
-        .iter()
-        .find_map(|l| l.strip_prefix("admin api key: "))
-        .expect("admin key")
-        .to_string();
-    let base = lines
-        .last()
-        .and_then(|l| l.strip_prefix("listening on "))
-        .expect("address")
-        .to_string();
+    let (_api, s) = start_api(&env);
     let (_worker, _) = spawn(&["worker"], &env, "worker health on ");
 
-    let s = TestServer::remote(&base, &key);
     crate::api::pets_scenario(&s).await;
 
     // The API runs no worker: with the worker gone, jobs wait (not lost) and
@@ -126,19 +163,12 @@ async fn api_and_worker_processes_on_real_backends() {
         Some("The child loves drawing dinosaurs.")
     );
 
-    sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
-        .execute(&setup.pool())
+    schema.drop_schema().await;
+    queue_client(&amqp, &queue_name)
         .await
-        .expect("drop schema");
-    let queues = pika_dataplane::queue::RabbitMqQueue::connect(pika_dataplane::queue::RabbitMqOptions {
-        url: amqp,
-        queue: queue_name,
-        prefetch: 1,
-        publish_timeout: std::time::Duration::from_secs(5),
-    })
-    .await
-    .expect("rabbitmq");
-    queues.delete_queues().await.expect("cleanup");
+        .delete_queues()
+        .await
+        .expect("cleanup");
 }
 
 #[tokio::test]
@@ -221,14 +251,7 @@ async fn message_for_a_missing_job_is_dead_lettered_once() {
         c.queue.name = name.clone();
     })
     .await;
-    let probe = pika_dataplane::queue::RabbitMqQueue::connect(pika_dataplane::queue::RabbitMqOptions {
-        url: amqp,
-        queue: name,
-        prefetch: 1,
-        publish_timeout: std::time::Duration::from_secs(5),
-    })
-    .await
-    .expect("rabbitmq");
+    let probe = queue_client(&amqp, &name).await;
     use pika_dataplane::ports::JobQueue;
     probe
         .publish(&uuid::Uuid::now_v7().to_string())
@@ -272,18 +295,11 @@ async fn worker_killed_mid_job_completes_once_after_redelivery() {
     let (mock, mock_base) =
         crate::mock_openai::Mock::start(crate::mock_openai::ChatReply::Content(reply)).await;
     mock.set_delay(std::time::Duration::from_secs(120));
-    let schema = unique("pika_kill");
-    let setup = pika_dataplane::store::PostgresMetaStore::connect(&pg, Some(&schema), 2)
-        .await
-        .expect("postgres");
-    let sep = if pg.contains('?') { '&' } else { '?' };
+    let schema = PrivateSchema::new(&pg, "pika_kill").await;
     let data = tempfile::tempdir().expect("tempdir");
     let queue_name = unique("pika.kill.jobs");
     let env: Vec<(String, String)> = vec![
-        (
-            "PIKA__STORAGE__META_URL".into(),
-            format!("{pg}{sep}options=-c%20search_path%3D{schema}"),
-        ),
+        ("PIKA__STORAGE__META_URL".into(), schema.url.clone()),
         (
             "PIKA__STORAGE__DATA_DIR".into(),
             data.path().display().to_string(),
@@ -300,18 +316,7 @@ async fn worker_killed_mid_job_completes_once_after_redelivery() {
         ("PIKA__EMBEDDING__MODEL".into(), "test-embed".into()),
         ("PIKA__EMBEDDING__DIMENSION".into(), "8".into()),
     ];
-    let (_api, lines) = spawn(&["serve", "--listen", "127.0.0.1:0"], &env, "listening on ");
-    let key = lines
-        .iter()
-        .find_map(|l| l.strip_prefix("admin api key: "))
-        .expect("admin key")
-        .to_string();
-    let base = lines
-        .last()
-        .and_then(|l| l.strip_prefix("listening on "))
-        .expect("address")
-        .to_string();
-    let s = TestServer::remote(&base, &key);
+    let (_api, s) = start_api(&env);
     let (worker, _) = spawn(&["worker"], &env, "worker health on ");
 
     let turns = [
@@ -350,19 +355,12 @@ async fn worker_killed_mid_job_completes_once_after_redelivery() {
         "exactly one fact: {facts}"
     );
 
-    sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
-        .execute(&setup.pool())
+    schema.drop_schema().await;
+    queue_client(&amqp, &queue_name)
         .await
-        .expect("drop schema");
-    let queues = pika_dataplane::queue::RabbitMqQueue::connect(pika_dataplane::queue::RabbitMqOptions {
-        url: amqp,
-        queue: queue_name,
-        prefetch: 1,
-        publish_timeout: std::time::Duration::from_secs(5),
-    })
-    .await
-    .expect("rabbitmq");
-    queues.delete_queues().await.expect("cleanup");
+        .delete_queues()
+        .await
+        .expect("cleanup");
 }
 
 /// A vector index that is down (every call fails), wrapping the real one for writes.
