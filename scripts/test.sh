@@ -5,11 +5,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/fetch-model.sh
-# Servers this machine lacks (FalkorDB); PostgreSQL, Redis and RabbitMQ are expected on loopback.
+# Servers this machine lacks (FalkorDB, Milvus); PostgreSQL, Redis and RabbitMQ are expected on loopback.
+# A server that fails to start fails the run.
 bash scripts/services.sh start-falkordb
+bash scripts/services.sh start-milvus
 export PIKA_TEST_POSTGRES_URL="${PIKA_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
 export PIKA_TEST_REDIS_URL="${PIKA_TEST_REDIS_URL:-redis://127.0.0.1:6379}"
 export PIKA_TEST_RABBITMQ_URL="${PIKA_TEST_RABBITMQ_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
+export PIKA_TEST_MILVUS_URL="${PIKA_TEST_MILVUS_URL:-http://127.0.0.1:${PIKA_MILVUS_PORT:-19530}}"
 export PIKA_TEST_FALKORDB_URL="${PIKA_TEST_FALKORDB_URL:-falkordb://127.0.0.1:${PIKA_FALKORDB_PORT:-6380}}"
 cargo fmt --all -- --check
 cargo clippy --release --locked --workspace --all-targets -- -D warnings

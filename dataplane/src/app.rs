@@ -7,12 +7,15 @@ use crate::extract::{LlmExtractor, LlmOptions, RuleExtractor};
 use crate::metrics::Metrics;
 use crate::ports::{CacheSignals, Extractor, FactGraph, JobQueue, MetaStore, StoreError, VectorIndex};
 use crate::queue::{EmbeddedQueue, RabbitMqOptions, RabbitMqQueue};
+use crate::resilience::{
+    Breaker, BreakerSettings, GuardedGraph, GuardedQueue, GuardedSignals, GuardedVectors,
+};
 use crate::service::bookkeeping::Bookkeeper;
 use crate::service::keys;
 use crate::service::worker::Worker;
 use crate::store::{
-    FalkorGraph, LocalSignals, PostgresMetaStore, RedisSignals, SqliteGraph, SqliteMetaStore,
-    SqliteVectorIndex,
+    FalkorGraph, IndexSpec, LocalSignals, MilvusIndex, MilvusOptions, Neo4jGraph, Neo4jOptions,
+    PostgresMetaStore, RedisSignals, SqliteGraph, SqliteMetaStore, SqliteVectorIndex,
 };
 use pika_common::embed::{Embedder, MiniLmEmbedder, MiniLmOptions, OpenAiEmbedder, OpenAiEmbedderOptions};
 use std::net::SocketAddr;
@@ -51,6 +54,10 @@ pub struct Deps {
     pub signals: Arc<dyn CacheSignals>,
     pub embedder: Arc<dyn Embedder>,
     pub extractor: Arc<dyn Extractor>,
+    /// The registry that adapters and handlers record into.
+    pub metrics: Arc<Metrics>,
+    /// Breakers in front of remote optional dependencies (for `/health`).
+    pub breakers: Vec<Arc<Breaker>>,
 }
 
 /// Shared state of handlers and workers.
@@ -141,6 +148,75 @@ pub async fn open_meta(config: &Config) -> Result<Arc<dyn MetaStore>, StartError
     }
 }
 
+/// The Milvus connection and index settings of `[vector]`.
+pub fn milvus_options(config: &Config) -> Result<MilvusOptions, StartError> {
+    let v = &config.vector;
+    let index = match v.index_type.to_ascii_uppercase().as_str() {
+        "HNSW" => IndexSpec::Hnsw {
+            m: v.hnsw_m,
+            ef_construction: v.hnsw_ef_construction,
+            ef: v.hnsw_ef,
+        },
+        "IVF_FLAT" => IndexSpec::IvfFlat {
+            nlist: v.ivf_nlist,
+            nprobe: v.ivf_nprobe,
+        },
+        "FLAT" => IndexSpec::Flat,
+        "GPU_CAGRA" => IndexSpec::GpuCagra {
+            intermediate_graph_degree: v.cagra_intermediate_graph_degree,
+            graph_degree: v.cagra_graph_degree,
+            itopk_size: v.cagra_itopk_size,
+            search_width: v.cagra_search_width,
+        },
+        other => {
+            return Err(StartError::Unsupported {
+                what: "vector.index_type (HNSW, IVF_FLAT, FLAT or GPU_CAGRA)",
+                value: other.into(),
+            });
+        }
+    };
+    Ok(MilvusOptions {
+        url: v.url.expose().to_string(),
+        token: v.token.expose().to_string(),
+        collection_prefix: v.collection_prefix.clone(),
+        num_partitions: v.num_partitions,
+        index,
+        timeout: Duration::from_millis(v.timeout_ms),
+        visible_timeout: Duration::from_millis(v.visible_timeout_ms),
+    })
+}
+
+/// Opens the vector index named by `vector.url`: Milvus, or the embedded index
+/// in the data dir's SQLite file.
+async fn open_vectors(
+    config: &Config,
+    embedder: &dyn Embedder,
+    embedded: Option<&SqliteMetaStore>,
+) -> Result<Arc<dyn VectorIndex>, StartError> {
+    let url = config.vector.url.expose();
+    if let (true, Some(db)) = (url.is_empty(), embedded) {
+        return Ok(Arc::new(
+            SqliteVectorIndex::open(db.pool(), embedder.model_id(), embedder.dimension()).await?,
+        ));
+    }
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(StartError::Unsupported {
+            what: "vector.url scheme (http:// or https:// of Milvus)",
+            value: url.split(':').next().unwrap_or("").to_string(),
+        });
+    }
+    let index = MilvusIndex::new(milvus_options(config)?, embedder.model_id(), embedder.dimension());
+    match index.ready().await {
+        Ok(_) => {}
+        // A wrong model is a configuration error; an absent Milvus only degrades search.
+        Err(e @ StoreError::ModelMismatch { .. }) => return Err(e.into()),
+        Err(e) => {
+            tracing::warn!(error = %e, "Milvus unavailable at start-up; search degrades to keywords until it answers")
+        }
+    }
+    Ok(Arc::new(index))
+}
+
 /// Which processes consume jobs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -152,20 +228,41 @@ pub enum Role {
 
 /// Builds every port from configuration and, for the embedded queue, recovers unfinished jobs.
 pub async fn build_deps(config: &Config) -> Result<Deps, StartError> {
+    let metrics = Arc::new(Metrics::new()?);
     let meta = open_meta(config).await?;
     let embedder = build_embedder(config)?;
-    let embedded = open_embedded_db(config).await?;
-    let vectors = SqliteVectorIndex::open(embedded.pool(), embedder.model_id(), embedder.dimension()).await?;
     let graph_url = config.storage.graph_url.expose();
-    let graph: Arc<dyn FactGraph> = if graph_url.is_empty() {
-        Arc::new(SqliteGraph::new(embedded.pool()))
+    // The embedded SQLite file is opened only when some port lives in it.
+    let embedded = if config.vector.url.is_empty() || graph_url.is_empty() {
+        Some(open_embedded_db(config).await?)
+    } else {
+        None
+    };
+    let vectors = open_vectors(config, embedder.as_ref(), embedded.as_ref()).await?;
+    let graph: Arc<dyn FactGraph> = if let (true, Some(db)) = (graph_url.is_empty(), embedded.as_ref()) {
+        Arc::new(SqliteGraph::new(db.pool()))
     } else if graph_url.starts_with("falkordb://") || graph_url.starts_with("redis://") {
         let timeout = Duration::from_millis(config.storage.graph_timeout_ms);
         Arc::new(FalkorGraph::connect(graph_url, &config.storage.graph_name, timeout).await?)
+    } else if ["neo4j://", "neo4j+s://", "bolt://", "bolt+s://"]
+        .iter()
+        .any(|s| graph_url.starts_with(s))
+    {
+        Arc::new(
+            Neo4jGraph::connect(Neo4jOptions {
+                uri: graph_url.to_string(),
+                user: String::new(),
+                password: String::new(),
+                database: String::new(),
+                max_connections: config.storage.max_connections as usize,
+                timeout: Duration::from_millis(config.storage.graph_timeout_ms),
+            })
+            .await?,
+        )
     } else {
         let scheme = graph_url.split(':').next().unwrap_or("").to_string();
         return Err(StartError::Unsupported {
-            what: "storage.graph_url scheme",
+            what: "storage.graph_url scheme (falkordb://, redis://, neo4j://, bolt://)",
             value: scheme,
         });
     };
@@ -195,14 +292,61 @@ pub async fn build_deps(config: &Config) -> Result<Deps, StartError> {
             Duration::from_millis(config.cache.timeout_ms),
         )?)
     };
+    let r = &config.resilience;
+    let settings = BreakerSettings {
+        failures: r.breaker_failures,
+        open_min: Duration::from_millis(r.breaker_open_min_ms),
+        open_max: Duration::from_millis(r.breaker_open_max_ms),
+    };
+    let mut breakers = Vec::new();
+    let mut guard = |name: &'static str| {
+        let b = Arc::new(Breaker::new(name, settings, &metrics));
+        breakers.push(b.clone());
+        b
+    };
+    // Embedded adapters share the process's fate; only remote ones get a breaker.
+    let vectors: Arc<dyn VectorIndex> = if config.vector.url.is_empty() {
+        vectors
+    } else {
+        Arc::new(GuardedVectors {
+            inner: vectors,
+            breaker: guard("vectors"),
+        })
+    };
+    let graph: Arc<dyn FactGraph> = if config.storage.graph_url.is_empty() {
+        graph
+    } else {
+        Arc::new(GuardedGraph {
+            inner: graph,
+            breaker: guard("graph"),
+        })
+    };
+    let signals: Arc<dyn CacheSignals> = if config.cache.redis_url.is_empty() {
+        signals
+    } else {
+        Arc::new(GuardedSignals {
+            inner: signals,
+            breaker: guard("redis"),
+        })
+    };
+    let queue: Arc<dyn JobQueue> = if config.queue.url.is_empty() {
+        queue
+    } else {
+        Arc::new(GuardedQueue {
+            inner: queue,
+            breaker: guard("queue"),
+        })
+    };
     Ok(Deps {
         meta,
-        vectors: Arc::new(vectors),
+        vectors,
         graph,
         queue,
         signals,
         embedder,
         extractor: build_extractor(config)?,
+        metrics,
+        breakers,
     })
 }
 
@@ -301,7 +445,7 @@ pub async fn start_with(config: Config, deps: Deps, role: Role) -> Result<Runnin
         addr: listen.clone(),
         source,
     })?;
-    let metrics = Arc::new(Metrics::new()?);
+    let metrics = deps.metrics.clone();
     let (job_done, _) = broadcast::channel(1024);
     let (bookkeeper, bookkeeping) = Bookkeeper::start(deps.meta.clone());
     let state = AppState {

@@ -43,6 +43,8 @@ pub struct Config {
     pub storage: StorageConfig,
     pub queue: QueueConfig,
     pub cache: CacheConfig,
+    pub vector: VectorConfig,
+    pub resilience: ResilienceConfig,
     pub embedding: EmbeddingConfig,
     pub llm: LlmConfig,
     pub worker: WorkerConfig,
@@ -72,7 +74,8 @@ pub struct StorageConfig {
     /// Connections in the metadata store's pool (PostgreSQL).
     pub max_connections: u32,
     /// Graph store: empty means the embedded SQLite tables; `falkordb://host:6379`
-    /// for FalkorDB.
+    /// for FalkorDB; `neo4j://user:password@host:7687` (or `bolt://`) for Neo4j
+    /// (its default database).
     pub graph_url: Secret,
     /// Graph name (FalkorDB key).
     pub graph_name: String,
@@ -109,6 +112,82 @@ impl Default for QueueConfig {
             name: "pika.jobs".into(),
             publish_timeout_ms: 5_000,
             sweep_after_ms: 30_000,
+        }
+    }
+}
+
+/// The vector index: embedded (exact search in SQLite) or Milvus.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct VectorConfig {
+    /// Empty: the embedded exact index. `http://host:19530`: Milvus.
+    pub url: Secret,
+    /// Milvus token (`user:password`); empty when authentication is off.
+    pub token: Secret,
+    /// Collections are named `{collection_prefix}_{model}_{dimension}`.
+    pub collection_prefix: String,
+    /// Partitions behind the `user_id` partition key.
+    pub num_partitions: i64,
+    /// `HNSW`, `IVF_FLAT`, `FLAT` or `GPU_CAGRA` (needs a Milvus with a GPU).
+    pub index_type: String,
+    /// HNSW graph degree.
+    pub hnsw_m: u32,
+    pub hnsw_ef_construction: u32,
+    /// HNSW search breadth (raised to `k` when smaller).
+    pub hnsw_ef: u32,
+    pub ivf_nlist: u32,
+    pub ivf_nprobe: u32,
+    pub cagra_intermediate_graph_degree: u32,
+    pub cagra_graph_degree: u32,
+    pub cagra_itopk_size: u32,
+    pub cagra_search_width: u32,
+    /// Deadline for one call to the vector store, in milliseconds.
+    pub timeout_ms: u64,
+    /// Longest a write waits until searches can see it (read-your-writes), in milliseconds.
+    pub visible_timeout_ms: u64,
+}
+
+impl Default for VectorConfig {
+    fn default() -> Self {
+        VectorConfig {
+            url: Secret::default(),
+            token: Secret::default(),
+            collection_prefix: "pika_facts".into(),
+            num_partitions: 64,
+            index_type: "HNSW".into(),
+            hnsw_m: 16,
+            hnsw_ef_construction: 200,
+            hnsw_ef: 64,
+            ivf_nlist: 1024,
+            ivf_nprobe: 16,
+            cagra_intermediate_graph_degree: 64,
+            cagra_graph_degree: 32,
+            cagra_itopk_size: 64,
+            cagra_search_width: 4,
+            timeout_ms: 1_000,
+            visible_timeout_ms: 5_000,
+        }
+    }
+}
+
+/// Circuit breakers in front of the vector store, the graph and Redis.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct ResilienceConfig {
+    /// Consecutive transient failures that open a dependency's breaker.
+    pub breaker_failures: u32,
+    /// First pause before a trial call, in milliseconds (at least 1000).
+    pub breaker_open_min_ms: u64,
+    /// Longest pause between trial calls, in milliseconds.
+    pub breaker_open_max_ms: u64,
+}
+
+impl Default for ResilienceConfig {
+    fn default() -> Self {
+        ResilienceConfig {
+            breaker_failures: 5,
+            breaker_open_min_ms: 1_000,
+            breaker_open_max_ms: 30_000,
         }
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! Layering (outer to inner): `http` (axum handlers, the envelope) → `service`
 //! (use cases, no HTTP types) → `ports` (traits) ← `store`, `queue`, `extract`
-//! (adapters). `app` wires adapters chosen by configuration. This crate knows
+//! (adapters); `resilience` puts circuit breakers in front of the optional
+//! dependencies. `app` wires adapters chosen by configuration. This crate knows
 //! nothing about Kubernetes or the sidecar's caches.
 #![forbid(unsafe_code)]
 
@@ -15,5 +16,6 @@ pub mod http;
 pub mod metrics;
 pub mod ports;
 pub mod queue;
+pub mod resilience;
 pub mod service;
 pub mod store;

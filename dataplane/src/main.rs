@@ -8,7 +8,7 @@ use pika_dataplane::app;
 use pika_dataplane::config::Config;
 use pika_dataplane::ports::MetaStore;
 use pika_dataplane::service::{keys, reindex};
-use pika_dataplane::store::SqliteVectorIndex;
+use pika_dataplane::store::{MilvusIndex, SqliteVectorIndex};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -126,11 +126,26 @@ async fn main() -> Result<()> {
         }
         Command::Reindex => {
             let meta = app::open_meta(&config).await?;
-            let embedded = app::open_embedded_db(&config).await?;
             let embedder = app::build_embedder(&config)?;
-            let vectors =
-                SqliteVectorIndex::reset(embedded.pool(), embedder.model_id(), embedder.dimension()).await?;
-            let n = reindex::reindex(meta.as_ref(), &vectors, embedder.as_ref()).await?;
+            let n = if config.vector.url.is_empty() {
+                let embedded = app::open_embedded_db(&config).await?;
+                let vectors =
+                    SqliteVectorIndex::reset(embedded.pool(), embedder.model_id(), embedder.dimension())
+                        .await?;
+                reindex::reindex(meta.as_ref(), &vectors, embedder.as_ref()).await?
+            } else {
+                let vectors = MilvusIndex::new(
+                    app::milvus_options(&config)?,
+                    embedder.model_id(),
+                    embedder.dimension(),
+                );
+                vectors.recreate().await?;
+                let n = reindex::reindex(meta.as_ref(), &vectors, embedder.as_ref()).await?;
+                for old in vectors.drop_other_models().await? {
+                    println!("dropped the old model's collection {old}");
+                }
+                n
+            };
             println!(
                 "reindexed {n} facts with {} ({} dims)",
                 embedder.model_id(),

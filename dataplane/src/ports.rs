@@ -124,7 +124,10 @@ pub trait MetaStore: Send + Sync {
 #[async_trait]
 pub trait VectorIndex: Send + Sync {
     async fn ping(&self) -> Result<(), StoreError>;
-    /// Inserts or replaces vectors keyed by fact id.
+    /// Inserts or replaces vectors keyed by fact id. When it returns, the next
+    /// `search` sees the written vectors (read-your-writes: a job is marked
+    /// completed only after this). Deletes may reach searches a moment later;
+    /// callers filter results through the metadata store.
     async fn upsert(&self, user_id: &str, items: &[(String, Vec<f32>)]) -> Result<(), StoreError>;
     /// The `k` nearest facts of the user with their cosine, best first.
     async fn search(&self, user_id: &str, query: &[f32], k: usize) -> Result<Vec<(String, f32)>, StoreError>;

@@ -405,7 +405,19 @@ async fn dependency_report(state: &AppState) -> (bool, serde_json::Value) {
         check("graph", || d.graph.ping()),
     );
     let embed = json!({"name": "embedder", "status": "up", "model": d.embedder.model_id(), "dimension": d.embedder.dimension()});
-    let checks = vec![meta, vectors, graph, embed];
+    let mut checks = vec![meta, vectors, graph, embed];
+    for b in &d.breakers {
+        let circuit = b.state().as_str();
+        match checks.iter_mut().find(|c| c["name"] == b.name()) {
+            Some(c) => c["circuit"] = json!(circuit),
+            // Dependencies without a probe of their own (Redis) report their breaker.
+            None => checks.push(json!({
+                "name": b.name(),
+                "status": if b.state() == crate::resilience::BreakerState::Open { "down" } else { "up" },
+                "circuit": circuit,
+            })),
+        }
+    }
     for c in &checks {
         let name = c["name"].as_str().unwrap_or("");
         state

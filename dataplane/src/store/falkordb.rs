@@ -197,26 +197,18 @@ impl FactGraph for FalkorGraph {
         fact_ids: &[String],
         per_fact: usize,
     ) -> Result<HashMap<String, Vec<String>>, StoreError> {
-        let mut out = HashMap::new();
         if fact_ids.is_empty() {
-            return Ok(out);
+            return Ok(HashMap::new());
         }
         let q = with_params(
             cypher::RELATED,
             &[("user", Param::Str(user_id.into())), ("ids", strs(fact_ids))],
         );
         let reply = self.query(&q).await?;
-        for row in rows(&reply) {
-            if let (Some(id), Some(other)) = (row.first().and_then(as_string), row.get(1).and_then(as_string))
-            {
-                out.entry(id).or_insert_with(Vec::new).push(other);
-            }
-        }
-        for list in out.values_mut() {
-            list.sort_by(|a, b| b.cmp(a));
-            list.truncate(per_fact);
-        }
-        Ok(out)
+        let pairs = rows(&reply)
+            .into_iter()
+            .filter_map(|row| Some((row.first().and_then(as_string)?, row.get(1).and_then(as_string)?)));
+        Ok(cypher::group_related(pairs, per_fact))
     }
 
     async fn delete_facts(&self, user_id: &str, fact_ids: &[String]) -> Result<(), StoreError> {
@@ -231,11 +223,7 @@ impl FactGraph for FalkorGraph {
     }
 
     async fn delete_user(&self, user_id: &str) -> Result<(), StoreError> {
-        for stmt in [
-            cypher::DELETE_USER_FACTS,
-            cypher::DELETE_USER_ENTITIES,
-            cypher::DELETE_USER_NODE,
-        ] {
+        for stmt in cypher::DELETE_USER {
             self.query(&with_params(stmt, &[("user", Param::Str(user_id.into()))]))
                 .await?;
         }

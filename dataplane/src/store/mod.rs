@@ -1,11 +1,14 @@
 //! Storage adapters. `sqlite` is the embedded default for every port: one file
 //! under the data dir holds facts, jobs, history, keys, audit, vectors and the
 //! entity graph, so a first-day developer needs no server. `postgres` is the
-//! production metadata store.
+//! production metadata store; `milvus`, `neo4j` / `falkordb` and `redis_signals` are the
+//! production vector index, graph and cache signals.
 
 pub mod cypher;
 mod falkordb;
 mod local_signals;
+mod milvus;
+mod neo4j;
 mod postgres;
 mod redis_signals;
 mod sqlite;
@@ -14,6 +17,8 @@ mod sqlite_vectors;
 
 pub use falkordb::FalkorGraph;
 pub use local_signals::LocalSignals;
+pub use milvus::{IndexSpec, MilvusIndex, MilvusOptions, collection_name};
+pub use neo4j::{Neo4jGraph, Neo4jOptions};
 pub use postgres::PostgresMetaStore;
 pub use redis_signals::{INVALIDATE_CHANNEL, RedisSignals, generation_key};
 pub use sqlite::SqliteMetaStore;

@@ -59,14 +59,6 @@ impl TestServer {
         TestServer::from_running(running)
     }
 
-    /// Starts the API with the given ports (to inject failing adapters).
-    pub async fn start_deps(config: Config, deps: app::Deps) -> TestServer {
-        let running = app::start_with(config, deps, app::Role::Api)
-            .await
-            .expect("server starts");
-        TestServer::from_running(running)
-    }
-
     fn from_running(running: app::Running) -> TestServer {
         let key = running.bootstrap_admin_key.clone().unwrap_or_default();
         TestServer {

@@ -3,12 +3,15 @@
 //! One test binary (modules below) to keep link time down on small machines.
 
 mod backends;
+mod fault_proxy;
 mod harness;
 mod mock_openai;
 
 mod adapters;
 
 mod api;
+mod broker;
+mod milvus;
 mod openai_compat;
 mod restart;
 mod split;

@@ -1,14 +1,14 @@
 //! The API and the extraction worker as two processes on real backends
-//! (PostgreSQL metadata, RabbitMQ queue, Redis signals, FalkorDB graph; vectors
-//! still embedded until the Milvus adapter lands): the headline scenario
-//! passes unchanged, and killing the worker mid-run loses no job.
+//! (PostgreSQL metadata, RabbitMQ queue, Redis signals, FalkorDB graph, Milvus
+//! vectors): the headline scenario passes unchanged, killing the worker mid-run
+//! loses no job, and losing an optional dependency degrades, never fails.
 
 use crate::backends::{server_url, unique};
 use crate::harness::{TestServer, have_model, model_dir};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
-struct Proc(Child);
+pub(crate) struct Proc(pub(crate) Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
@@ -18,7 +18,7 @@ impl Drop for Proc {
 }
 
 /// Starts `pika-dataplane ARGS` with the environment; returns it and the stdout lines up to `until`.
-fn spawn(args: &[&str], env: &[(String, String)], until: &str) -> (Proc, Vec<String>) {
+pub(crate) fn spawn(args: &[&str], env: &[(String, String)], until: &str) -> (Proc, Vec<String>) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pika-dataplane"));
     cmd.args(args)
         .env("RUST_LOG", "warn")
@@ -42,14 +42,14 @@ fn spawn(args: &[&str], env: &[(String, String)], until: &str) -> (Proc, Vec<Str
 }
 
 /// A private PostgreSQL schema, created and migrated, named in a URL that both processes use.
-struct PrivateSchema {
-    store: pika_dataplane::store::PostgresMetaStore,
+pub(crate) struct PrivateSchema {
+    pub(crate) store: pika_dataplane::store::PostgresMetaStore,
     name: String,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl PrivateSchema {
-    async fn new(pg: &str, prefix: &str) -> PrivateSchema {
+    pub(crate) async fn new(pg: &str, prefix: &str) -> PrivateSchema {
         let name = unique(prefix);
         let store = pika_dataplane::store::PostgresMetaStore::connect(pg, Some(&name), 2)
             .await
@@ -59,7 +59,7 @@ impl PrivateSchema {
         PrivateSchema { store, name, url }
     }
 
-    async fn drop_schema(self) {
+    pub(crate) async fn drop_schema(self) {
         sqlx::query(&format!("DROP SCHEMA \"{}\" CASCADE", self.name))
             .execute(&self.store.pool())
             .await
@@ -68,7 +68,7 @@ impl PrivateSchema {
 }
 
 /// A client for the test's own queues (probing and cleanup).
-async fn queue_client(amqp: &str, name: &str) -> pika_dataplane::queue::RabbitMqQueue {
+pub(crate) async fn queue_client(amqp: &str, name: &str) -> pika_dataplane::queue::RabbitMqQueue {
     pika_dataplane::queue::RabbitMqQueue::connect(pika_dataplane::queue::RabbitMqOptions {
         url: amqp.to_string(),
         queue: name.to_string(),
@@ -79,8 +79,39 @@ async fn queue_client(amqp: &str, name: &str) -> pika_dataplane::queue::RabbitMq
     .expect("rabbitmq")
 }
 
+/// The environment shared by a test's API and worker processes: a private
+/// PostgreSQL schema, a data dir and a queue of its own, workers out of process.
+pub(crate) fn process_env(
+    meta_url: &str,
+    data_dir: &std::path::Path,
+    amqp: &str,
+    queue_name: &str,
+) -> Vec<(String, String)> {
+    [
+        ("PIKA__STORAGE__META_URL", meta_url.to_string()),
+        ("PIKA__STORAGE__DATA_DIR", data_dir.display().to_string()),
+        ("PIKA__QUEUE__URL", amqp.to_string()),
+        ("PIKA__QUEUE__NAME", queue_name.to_string()),
+        ("PIKA__EMBEDDING__MODEL_DIR", model_dir().display().to_string()),
+        ("PIKA__WORKER__IN_PROCESS", "false".to_string()),
+        ("PIKA__WORKER__LISTEN", "127.0.0.1:0".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// Deletes a test's queues (`NAME`, `NAME.retry`, `NAME.dead`).
+pub(crate) async fn delete_test_queues(amqp: &str, name: &str) {
+    queue_client(amqp, name)
+        .await
+        .delete_queues()
+        .await
+        .expect("cleanup");
+}
+
 /// Starts `serve` and returns it with a client holding the printed admin key.
-fn start_api(env: &[(String, String)]) -> (Proc, TestServer) {
+pub(crate) fn start_api(env: &[(String, String)]) -> (Proc, TestServer) {
     let (api, lines) = spawn(&["serve", "--listen", "127.0.0.1:0"], env, "listening on ");
     let key = lines
         .iter()
@@ -97,11 +128,12 @@ fn start_api(env: &[(String, String)]) -> (Proc, TestServer) {
 
 #[tokio::test]
 async fn api_and_worker_processes_on_real_backends() {
-    let (Some(pg), Some(amqp), Some(redis), Some(falkor)) = (
+    let (Some(pg), Some(amqp), Some(redis), Some(falkor), Some(milvus)) = (
         server_url("PIKA_TEST_POSTGRES_URL"),
         server_url("PIKA_TEST_RABBITMQ_URL"),
         server_url("PIKA_TEST_REDIS_URL"),
         server_url("PIKA_TEST_FALKORDB_URL"),
+        server_url("PIKA_TEST_MILVUS_URL"),
     ) else {
         return;
     };
@@ -109,30 +141,26 @@ async fn api_and_worker_processes_on_real_backends() {
         return;
     }
     let schema = PrivateSchema::new(&pg, "pika_split").await;
+    let collections = crate::milvus::PrivateCollections::new(&milvus);
     let data = tempfile::tempdir().expect("tempdir");
     let queue_name = unique("pika.split.jobs");
-    let env: Vec<(String, String)> = vec![
-        ("PIKA__STORAGE__META_URL".into(), schema.url.clone()),
-        (
-            "PIKA__STORAGE__DATA_DIR".into(),
-            data.path().display().to_string(),
-        ),
-        ("PIKA__QUEUE__URL".into(), amqp.clone()),
-        ("PIKA__QUEUE__NAME".into(), queue_name.clone()),
-        ("PIKA__CACHE__REDIS_URL".into(), redis),
-        ("PIKA__STORAGE__GRAPH_URL".into(), falkor),
-        ("PIKA__STORAGE__GRAPH_NAME".into(), unique("pika_split")),
-        (
-            "PIKA__EMBEDDING__MODEL_DIR".into(),
-            model_dir().display().to_string(),
-        ),
-        ("PIKA__WORKER__IN_PROCESS".into(), "false".into()),
-        ("PIKA__WORKER__LISTEN".into(), "127.0.0.1:0".into()),
-    ];
+    let env: Vec<(String, String)> = process_env(&schema.url, data.path(), &amqp, &queue_name)
+        .into_iter()
+        .chain([
+            ("PIKA__CACHE__REDIS_URL".to_string(), redis),
+            ("PIKA__STORAGE__GRAPH_URL".to_string(), falkor),
+            ("PIKA__STORAGE__GRAPH_NAME".to_string(), unique("pika_split")),
+        ])
+        .chain(collections.env())
+        .collect();
     let (_api, s) = start_api(&env);
     let (_worker, _) = spawn(&["worker"], &env, "worker health on ");
 
     crate::api::pets_scenario(&s).await;
+    let (_, health) = s.get("/health").await;
+    let vectors = &health["checks"].as_array().expect("checks")[1];
+    assert_eq!(vectors["name"], "vectors", "{health}");
+    assert_eq!(vectors["status"], "up", "Milvus answers: {health}");
 
     // The API runs no worker: with the worker gone, jobs wait (not lost) and
     // complete once a new worker starts.
@@ -164,11 +192,8 @@ async fn api_and_worker_processes_on_real_backends() {
     );
 
     schema.drop_schema().await;
-    queue_client(&amqp, &queue_name)
-        .await
-        .delete_queues()
-        .await
-        .expect("cleanup");
+    collections.drop().await;
+    delete_test_queues(&amqp, &queue_name).await;
 }
 
 #[tokio::test]
@@ -356,107 +381,7 @@ async fn worker_killed_mid_job_completes_once_after_redelivery() {
     );
 
     schema.drop_schema().await;
-    queue_client(&amqp, &queue_name)
-        .await
-        .delete_queues()
-        .await
-        .expect("cleanup");
-}
-
-/// A vector index that is down (every call fails), wrapping the real one for writes.
-struct DownVectors(
-    std::sync::Arc<dyn pika_dataplane::ports::VectorIndex>,
-    std::sync::atomic::AtomicBool,
-);
-
-#[async_trait::async_trait]
-impl pika_dataplane::ports::VectorIndex for DownVectors {
-    async fn ping(&self) -> Result<(), pika_dataplane::ports::StoreError> {
-        self.check()?;
-        self.0.ping().await
-    }
-    async fn upsert(
-        &self,
-        u: &str,
-        items: &[(String, Vec<f32>)],
-    ) -> Result<(), pika_dataplane::ports::StoreError> {
-        self.0.upsert(u, items).await
-    }
-    async fn search(
-        &self,
-        u: &str,
-        q: &[f32],
-        k: usize,
-    ) -> Result<Vec<(String, f32)>, pika_dataplane::ports::StoreError> {
-        self.check()?;
-        self.0.search(u, q, k).await
-    }
-    async fn delete(&self, u: &str, ids: &[String]) -> Result<(), pika_dataplane::ports::StoreError> {
-        self.0.delete(u, ids).await
-    }
-    async fn delete_user(&self, u: &str) -> Result<(), pika_dataplane::ports::StoreError> {
-        self.0.delete_user(u).await
-    }
-}
-
-impl DownVectors {
-    fn check(&self) -> Result<(), pika_dataplane::ports::StoreError> {
-        if self.1.load(std::sync::atomic::Ordering::SeqCst) {
-            Err(pika_dataplane::ports::StoreError::Unavailable(
-                "vector index down (test)".into(),
-            ))
-        } else {
-            Ok(())
-        }
-    }
-}
-
-#[tokio::test]
-async fn search_falls_back_to_keywords_when_the_vector_index_is_down() {
-    if !have_model() {
-        return;
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = crate::harness::test_config(dir.path());
-    let mut deps = pika_dataplane::app::build_deps(&config).await.expect("deps");
-    let down = std::sync::Arc::new(DownVectors(
-        deps.vectors.clone(),
-        std::sync::atomic::AtomicBool::new(false),
-    ));
-    deps.vectors = down.clone();
-    let s = TestServer::start_deps(config, deps).await;
-    let job = s
-        .extract_and_wait(
-            "kid",
-            "c1",
-            &[("assistant", "Chào cậu!"), ("user", "Mình nuôi mèo tên Miu.")],
-        )
-        .await;
-    assert_eq!(job["state"], "completed", "{job}");
-    down.1.store(true, std::sync::atomic::Ordering::SeqCst);
-    let mut errors = 0;
-    for q in ["con mèo của bé", "thú cưng của bé là gì", "meo"] {
-        let (status, body) = s
-            .post(
-                "/v1/search_facts",
-                &serde_json::json!({"user_id": "kid", "query": q}),
-            )
-            .await;
-        if !status.is_success() {
-            errors += 1;
-        }
-        assert_eq!(body["data"]["degraded"], true, "{body}");
-        assert_eq!(body["data"]["source"], "keyword (vector search unavailable)");
-        assert_eq!(
-            body["data"]["results"][0]["content"], "Bé nuôi mèo tên Miu.",
-            "{q}: {body}"
-        );
-    }
-    println!("vector index down: 3 searches, {errors} errors, all degraded to keyword search");
-    assert_eq!(errors, 0);
-    let (_, health) = s.send(s.http.get(s.url("/health"))).await;
-    assert_eq!(health["status"], "degraded", "{health}");
-    s.stop().await;
+    delete_test_queues(&amqp, &queue_name).await;
 }
 
 #[tokio::test]
