@@ -111,23 +111,40 @@ async fn broker_restart_during_a_burst_of_500_extracts_loses_and_duplicates_noth
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     let settle = started.elapsed();
-    let (facts, distinct): (i64, i64) = sqlx::query_as(
-        "SELECT count(*), count(DISTINCT (user_id, content)) FROM facts WHERE status = 'active'",
+    let (facts, distinct, rows): (i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE status = 'active'), \
+         count(DISTINCT (user_id, content)) FILTER (WHERE status = 'active'), count(*) FROM facts",
     )
     .fetch_one(&pool)
     .await
     .expect("count facts");
+    // What the jobs say they stored: a job run twice would leave more rows than this.
+    let (reported, one_fact_each): (i64, i64) = sqlx::query_as(
+        "SELECT COALESCE(sum((result->>'added')::bigint + (result->>'updated')::bigint), 0)::bigint, \
+         count(*) FILTER (WHERE (result->>'facts_count')::bigint = 1) FROM jobs",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("job results");
     println!(
         "broker cut for {CUT_FOR:?} after {cut_at} of {BURST} extracts: accepted {accepted}, rejected {rejected}, \
-         completed {completed}, failed {failed}, facts {facts}, duplicate facts {}; burst sent in {burst_time:?}, \
+         completed {completed}, failed {failed}; fact rows {rows} (jobs report {reported} written, the rest \
+         merged as near-duplicates), active facts {facts}, duplicate facts {}; burst sent in {burst_time:?}, \
          all jobs final after {settle:?}",
         facts - distinct
     );
     assert_eq!(rejected, 0, "extract must accept while the broker is down");
     assert_eq!(completed as usize, accepted, "accepted = completed");
     assert_eq!(failed, 0);
+    assert_eq!(
+        one_fact_each as usize, BURST,
+        "every conversation yields its fact"
+    );
+    assert_eq!(
+        rows, reported,
+        "fact rows = facts the jobs wrote (no job wrote twice)"
+    );
     assert_eq!(facts, distinct, "no duplicate facts");
-    assert_eq!(facts as usize, BURST, "one fact per conversation");
 
     match Arc::try_unwrap(s) {
         Ok(s) => s.stop().await,
