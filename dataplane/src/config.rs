@@ -176,7 +176,8 @@ impl Default for VectorConfig {
 pub struct ResilienceConfig {
     /// Consecutive transient failures that open a dependency's breaker.
     pub breaker_failures: u32,
-    /// First pause before a trial call, in milliseconds (at least 1000).
+    /// Shortest pause before a trial call, in milliseconds (whole seconds, at least 1000;
+    /// the first pause is jittered between this and twice this).
     pub breaker_open_min_ms: u64,
     /// Longest pause between trial calls, in milliseconds.
     pub breaker_open_max_ms: u64,
@@ -452,5 +453,16 @@ mod tests {
             assert_eq!(c.worker.concurrency, 4);
             Ok(())
         });
+    }
+
+    #[test]
+    fn the_production_example_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/production.example.toml");
+        let c = Config::load(Some(&path)).expect("example parses");
+        assert!(c.meta_url().starts_with("postgres://"));
+        assert!(c.vector.url.expose().starts_with("http://"));
+        assert!(c.storage.graph_url.expose().starts_with("neo4j://"));
+        assert!(!c.worker.in_process);
+        assert_eq!(c.vector.index_type, "HNSW");
     }
 }

@@ -7,8 +7,8 @@
 //! dead Milvus would still cost every search that deadline before it degrades
 //! to keyword search. A [`Breaker`] (failsafe's state machine) opens after
 //! `failures` consecutive transient errors, rejects calls at once while open,
-//! lets one trial call through after a jittered pause (growing to `open_max`),
-//! and closes on its success. Only transient errors count: a bad request is
+//! lets a trial call through after a jittered pause (1-2 × `open_min` at first,
+//! doubling up to `open_max`), and closes on its success. Only transient errors count: a bad request is
 //! not a sick dependency.
 //!
 //! The `Guarded*` decorators implement the ports over any adapter, record
@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 pub struct BreakerSettings {
     /// Consecutive transient failures that open the breaker.
     pub failures: u32,
-    /// First pause before a trial call (at least 1 s).
+    /// Shortest pause before a trial call (whole seconds, at least 1; jittered up to twice this).
     pub open_min: Duration,
     /// Longest pause between trial calls.
     pub open_max: Duration,
@@ -107,8 +107,10 @@ pub struct Breaker {
 
 impl Breaker {
     pub fn new(name: &'static str, settings: BreakerSettings, metrics: &Metrics) -> Self {
-        // failsafe's jittered backoff requires whole seconds of at least 1.
-        let min = settings.open_min.max(Duration::from_secs(1));
+        // failsafe's equal-jitter backoff works in whole seconds and pauses
+        // between half and all of its current step: a first step of twice
+        // `open_min` gives a first pause between `open_min` and twice that.
+        let min = Duration::from_secs(settings.open_min.as_secs().max(1) * 2);
         let max = settings.open_max.max(min);
         let state = Arc::new(AtomicU8::new(BreakerState::Closed as u8));
         let up = metrics.dependency_up.with_label_values(&[name]);
@@ -362,8 +364,8 @@ mod tests {
                 .await;
         }
         assert_eq!(b.state(), BreakerState::Open);
-        // The first pause is jittered between 0.5 and 1 s.
-        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        // The first pause is jittered between 1 and 2 s.
+        tokio::time::sleep(Duration::from_millis(2_100)).await;
         let r = b.run("op", async { Ok(7) }).await;
         assert_eq!(r.ok(), Some(7));
         assert_eq!(b.state(), BreakerState::Closed);
