@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command: formatting, lints, then every test of the workspace
 # (unit tests, and integration tests that start real servers on free ports and
-# talk to real PostgreSQL, Redis, RabbitMQ and FalkorDB on loopback).
+# talk to real PostgreSQL, Redis, RabbitMQ, FalkorDB and Milvus on loopback).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/fetch-model.sh
