@@ -6,6 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 dur="${1:-60}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/pika-target}"
+# The local embedder runs each batch on one thread (embedding.threads of them);
+# candle would otherwise also split every matrix product over all cores, which
+# on a small machine contends with the rest of the service (docs/OPERATIONS.md).
+export RAYON_NUM_THREADS="${RAYON_NUM_THREADS:-1}"
 bash scripts/fetch-model.sh
 cargo build --release --locked -p pika-dataplane -p pika-tests --bins
 cargo build --release --locked -p pika-common --example embed_bench

@@ -9,7 +9,9 @@
 //! or cache connection.
 #![forbid(unsafe_code)]
 
+pub mod cache_policy;
 pub mod embed;
+pub mod shutdown;
 pub mod telemetry;
 pub mod text;
 pub mod validate;

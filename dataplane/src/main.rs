@@ -101,7 +101,7 @@ async fn main() -> Result<()> {
             println!("listening on http://{}", running.addr);
             let stop = running.shutdown_handle();
             tokio::spawn(async move {
-                shutdown_signal().await;
+                pika_common::shutdown::signal().await;
                 tracing::info!("shutting down: draining requests and in-flight jobs");
                 let _ = stop.send(true);
             });
@@ -114,7 +114,7 @@ async fn main() -> Result<()> {
             println!("worker health on http://{}", running.addr);
             let stop = running.shutdown_handle();
             tokio::spawn(async move {
-                shutdown_signal().await;
+                pika_common::shutdown::signal().await;
                 tracing::info!("shutting down: finishing in-flight jobs");
                 let _ = stop.send(true);
             });
@@ -213,25 +213,4 @@ async fn keys_command(config: &Config, meta: &dyn MetaStore, action: KeysAction)
         }
     }
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
 }

@@ -14,6 +14,9 @@ pub struct Metrics {
     pub queue_depth: IntGauge,
     pub dependency_up: IntGaugeVec,
     pub dependency_duration: HistogramVec,
+    /// Time per step of one search (embed, vector, keyword, hydrate, graph),
+    /// so a slow search can be attributed without a profiler.
+    pub search_stage: HistogramVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -54,6 +57,14 @@ impl Metrics {
                 .buckets(LATENCY_BUCKETS.to_vec()),
             &["service", "op"],
         )?;
+        let search_stage = HistogramVec::new(
+            HistogramOpts::new(
+                "search_stage_duration_seconds",
+                "Latency of each step of a search",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["stage"],
+        )?;
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_duration.clone()))?;
         registry.register(Box::new(jobs.clone()))?;
@@ -61,6 +72,7 @@ impl Metrics {
         registry.register(Box::new(queue_depth.clone()))?;
         registry.register(Box::new(dependency_up.clone()))?;
         registry.register(Box::new(dependency_duration.clone()))?;
+        registry.register(Box::new(search_stage.clone()))?;
         Ok(Metrics {
             registry,
             http_requests,
@@ -70,6 +82,7 @@ impl Metrics {
             queue_depth,
             dependency_up,
             dependency_duration,
+            search_stage,
         })
     }
 
@@ -78,6 +91,13 @@ impl Metrics {
         let mut buf = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         String::from_utf8(buf).unwrap_or_default()
+    }
+
+    /// Times one step of a search.
+    pub fn observe_search_stage(&self, stage: &str, started: std::time::Instant) {
+        self.search_stage
+            .with_label_values(&[stage])
+            .observe(started.elapsed().as_secs_f64());
     }
 
     /// Times a dependency call.

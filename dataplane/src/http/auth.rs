@@ -21,7 +21,9 @@ pub struct Caller {
     pub key_id: Option<String>,
 }
 
-fn presented_key(headers: &HeaderMap) -> Option<&str> {
+/// The API key a request presents (`Authorization: Bearer` or `X-API-Key`); the
+/// sidecar reads it the same way.
+pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
     if let Some(v) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
         let v = v.trim();
         if let Some(k) = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")) {

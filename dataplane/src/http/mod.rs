@@ -1,6 +1,6 @@
 //! HTTP API (DESIGN.md §4.1): routes, middleware stack and handlers.
 
-mod auth;
+pub mod auth;
 pub mod error;
 mod handlers;
 mod json;

@@ -17,8 +17,8 @@ use async_trait::async_trait;
 use futures::StreamExt;
 
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
-    QueueDeclareOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, QueueDeclareOptions,
 };
 
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
@@ -38,6 +38,10 @@ pub struct RabbitMqOptions {
     /// Deadline for one publish including its confirm.
     pub publish_timeout: Duration,
 }
+
+/// How long a free worker waits on the consumer before checking that it still
+/// receives (see `next`).
+const CONSUMER_CHECK: Duration = Duration::from_secs(10);
 
 /// RabbitMQ job queue.
 pub struct RabbitMqQueue {
@@ -120,6 +124,27 @@ impl RabbitMqQueue {
             ackers: std::sync::Mutex::new(HashMap::new()),
             opts,
         })
+    }
+
+    /// Messages ready in the main queue (a passive declare).
+    async fn ready_messages(&self) -> Result<u32, StoreError> {
+        let passive = QueueDeclareOptions {
+            passive: true,
+            durable: true,
+            ..QueueDeclareOptions::default()
+        };
+        let q = tokio::time::timeout(
+            Duration::from_secs(5),
+            self.publisher.queue_declare(
+                ShortString::from(self.opts.queue.as_str()),
+                passive,
+                FieldTable::default(),
+            ),
+        )
+        .await
+        .map_err(|_| unavailable("queue check timed out"))?
+        .map_err(unavailable)?;
+        Ok(q.message_count())
     }
 
     async fn publish_to(&self, queue: &str, body: &[u8], props: BasicProperties) -> Result<(), StoreError> {
@@ -218,15 +243,42 @@ impl JobQueue for RabbitMqQueue {
             *guard = Some(consumer);
         }
         let consumer = guard.as_mut().ok_or_else(|| unavailable("no consumer"))?;
-        let delivery = match consumer.next().await {
-            Some(Ok(d)) => d,
-            other => {
-                // Start a fresh consumer on the next call (after a broker restart or cancel).
-                *guard = None;
-                return Err(match other {
-                    Some(Err(e)) => unavailable(e),
-                    _ => unavailable("consumer stream ended"),
-                });
+        let delivery = loop {
+            match tokio::time::timeout(CONSUMER_CHECK, consumer.next()).await {
+                Ok(Some(Ok(d))) => break d,
+                Ok(other) => {
+                    // Start a fresh consumer on the next call (after a broker restart or cancel).
+                    *guard = None;
+                    return Err(match other {
+                        Some(Err(e)) => unavailable(e),
+                        _ => unavailable("consumer stream ended"),
+                    });
+                }
+                Err(_) => {
+                    // Nothing for a while: fine on an idle queue, but messages
+                    // waiting while a worker is free mean this consumer no longer
+                    // receives (a recovery that did not restore it). Replace it.
+                    let ready = self.ready_messages().await;
+                    if matches!(ready, Ok(0)) {
+                        continue;
+                    }
+                    let tag = consumer.tag();
+                    let _ = self
+                        .consumer_channel
+                        .basic_cancel(tag, BasicCancelOptions::default())
+                        .await;
+                    *guard = None;
+                    return Err(match ready {
+                        Ok(n) => {
+                            tracing::warn!(
+                                ready = n,
+                                "consumer receives nothing while jobs wait; subscribing again"
+                            );
+                            unavailable("stale consumer replaced")
+                        }
+                        Err(e) => e,
+                    });
+                }
             }
         };
         let body = String::from_utf8_lossy(&delivery.data).to_string();

@@ -28,35 +28,44 @@ pub async fn search(
     let deps = &state.deps;
     let cfg = &state.config.search;
     let embedder = &deps.embedder;
-    // Without a query vector or a vector index the search degrades to keyword
-    // matching over the metadata store (SDD 10.5) instead of failing.
-    let mut vector_down = false;
-    let vector = match provided {
-        Some(p) if p.model == embedder.model_id() && p.vector.len() == embedder.dimension() => Some(p.vector),
-        _ => {
-            let t = Instant::now();
-            let v = embedder.embed_one(&req.query).await;
-            state.metrics.observe_dependency("embedder", "embed_query", t);
-            v.map_err(|e| tracing::warn!(error = %e, "embedder unavailable; keyword search only"))
-                .ok()
-        }
-    };
     let k = (req.limit * cfg.overfetch.max(1)).max(50);
     let qterms = QueryTerms::parse(&req.query);
-
-    let t = Instant::now();
     let folded_terms = qterms.folded();
+
+    // Two independent branches run at once: embed-then-vector-search, and the
+    // keyword query (which needs no embedding), so the keyword round trip hides
+    // behind the embedding. Without a query vector or a vector index the search
+    // degrades to keyword matching over the metadata store (SDD 10.5).
     let vector_search = async {
-        match &vector {
-            Some(v) => deps.vectors.search(&req.user_id, v, k).await.map(Some),
-            None => Ok(None),
-        }
+        let vector = match provided {
+            Some(p) if p.model == embedder.model_id() && p.vector.len() == embedder.dimension() => p.vector,
+            _ => {
+                let t = Instant::now();
+                let v = embedder.embed_one(&req.query).await;
+                state.metrics.observe_dependency("embedder", "embed_query", t);
+                state.metrics.observe_search_stage("embed", t);
+                match v {
+                    Ok(v) => v,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "embedder unavailable; keyword search only");
+                        return Ok(None);
+                    }
+                }
+            }
+        };
+        let t = Instant::now();
+        let hits = deps.vectors.search(&req.user_id, &vector, k).await.map(Some);
+        state.metrics.observe_search_stage("vector", t);
+        hits
     };
-    let (vector_hits, keyword_facts) = tokio::join!(
-        vector_search,
-        deps.meta.keyword_candidates(&req.user_id, &folded_terms, k)
-    );
-    state.metrics.observe_dependency("vectors", "search", t);
+    let keyword_search = async {
+        let t = Instant::now();
+        let facts = deps.meta.keyword_candidates(&req.user_id, &folded_terms, k).await;
+        state.metrics.observe_search_stage("keyword", t);
+        facts
+    };
+    let (vector_hits, keyword_facts) = tokio::join!(vector_search, keyword_search);
+    let mut vector_down = false;
     let keyword_facts = keyword_facts?;
     let vector_hits = match vector_hits {
         Ok(Some(hits)) => hits,
@@ -81,8 +90,12 @@ pub async fn search(
         .map(|(id, _)| id.clone())
         .filter(|id| !facts.contains_key(id))
         .collect();
-    for f in deps.meta.active_facts(&missing).await? {
-        facts.insert(f.fact_id.clone(), f);
+    if !missing.is_empty() {
+        let t = Instant::now();
+        for f in deps.meta.active_facts(&missing).await? {
+            facts.insert(f.fact_id.clone(), f);
+        }
+        state.metrics.observe_search_stage("hydrate", t);
     }
 
     let weights = Weights {
@@ -143,7 +156,7 @@ pub async fn search(
         let ids: Vec<String> = scored.iter().map(|(_, _, f)| f.fact_id.clone()).collect();
         let t = Instant::now();
         let r = deps.graph.related(&req.user_id, &ids, 5).await;
-        state.metrics.observe_dependency("graph", "related", t);
+        state.metrics.observe_search_stage("graph", t);
         r.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "graph unavailable; answering without relations");
             graph_down = true;

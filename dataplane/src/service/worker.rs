@@ -341,6 +341,12 @@ impl Worker {
     async fn commit(&self, claim: &Claim, job: &Job, mut plan: ExtractionPlan) -> Result<(), ServiceError> {
         let deps = &self.state.deps;
         plan.result.processing_time_ms = plan.result.processing_time_ms.max(1);
+        // Cache generations are bumped on both sides of the commit. Before: a
+        // cached answer from before this job is dropped while the commit runs.
+        // After: an answer cached during the commit (it may predate it) is
+        // dropped too. The sidecar also bumps when it relays a `completed`
+        // status, so a client that saw the job complete never reads older.
+        self.bump_generation(&job.user_id).await;
         deps.meta.complete_job(claim, &plan).await?;
         let old: Vec<String> = plan.superseded.iter().map(|(o, _)| o.clone()).collect();
         if !old.is_empty() {
@@ -352,10 +358,14 @@ impl Worker {
                 tracing::warn!(error = %e, "cannot drop graph nodes of replaced facts");
             }
         }
-        if let Err(e) = deps.signals.bump(&job.user_id).await {
+        self.bump_generation(&job.user_id).await;
+        Ok(())
+    }
+
+    async fn bump_generation(&self, user_id: &str) {
+        if let Err(e) = self.state.deps.signals.bump(user_id).await {
             tracing::warn!(error = %e, "cannot bump cache generation");
         }
-        Ok(())
     }
 }
 

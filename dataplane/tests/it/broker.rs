@@ -5,11 +5,11 @@
 //! without restarting the broker other tests share.
 
 use crate::backends::{server_url, unique};
-use crate::fault_proxy::{FaultProxy, host_port, through};
 use crate::harness::{TestServer, conversation, have_model};
 use crate::milvus::word;
 use crate::split::{PrivateSchema, delete_test_queues};
 use futures::StreamExt;
+use pika_tests::fault_proxy::{FaultProxy, host_port, through};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};

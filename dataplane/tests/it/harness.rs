@@ -4,25 +4,9 @@ use pika_dataplane::app;
 use pika_dataplane::config::Config;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// Where `scripts/fetch-model.sh` puts the weights.
-pub fn model_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/all-MiniLM-L6-v2")
-}
-
-/// True when the local model is present; otherwise a test skips (or fails in CI).
-pub fn have_model() -> bool {
-    if model_dir().join("model.safetensors").exists() {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("embedding weights missing in CI: run scripts/fetch-model.sh");
-    }
-    eprintln!("SKIPPED: embedding weights missing; run scripts/fetch-model.sh");
-    false
-}
+pub use pika_tests::support::{have_model, model_dir};
 
 /// A configuration for a test server: free port, private data dir, local model.
 pub fn test_config(data_dir: &std::path::Path) -> Config {

@@ -3,7 +3,6 @@
 //! One test binary (modules below) to keep link time down on small machines.
 
 mod backends;
-mod fault_proxy;
 mod harness;
 mod mock_openai;
 

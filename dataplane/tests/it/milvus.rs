@@ -2,10 +2,10 @@
 //! visibility check, and search degrading (never failing) when Milvus goes away.
 
 use crate::backends::{server_url, unique};
-use crate::fault_proxy::{FaultProxy, host_port, through};
 use crate::harness::{TestServer, have_model};
 use crate::split::{PrivateSchema, delete_test_queues, process_env, spawn, start_api};
 use pika_dataplane::store::{IndexSpec, MilvusIndex, MilvusOptions};
+use pika_tests::fault_proxy::{FaultProxy, host_port, through};
 use serde_json::json;
 use std::time::{Duration, Instant};
 

@@ -48,6 +48,9 @@ struct Args {
     /// Conversations extracted per user (waiting for completion) before measuring.
     #[arg(long, default_value_t = 3)]
     prefill: usize,
+    /// Prefill, then exit without measuring (so a caller can snapshot between).
+    #[arg(long)]
+    prefill_only: bool,
     /// Stop starting new requests while this many are in flight (counted as errors).
     #[arg(long, default_value_t = 2000)]
     max_in_flight: usize,
@@ -354,6 +357,9 @@ async fn main() -> Result<()> {
         .timeout(Duration::from_secs(30))
         .build()?;
     prefill(&http, &args).await?;
+    if args.prefill_only {
+        return Ok(());
+    }
     let seq = AtomicUsize::new(0);
     match &args.ramp {
         None => {

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The sidecar's cache measured from a client: one dataplane (embedded storage,
+# generations and invalidations on the loopback Redis) and two sidecars A and
+# B sharing that Redis; pika-cachebench prints L0 and L1 hit latency, the
+# overhead on a miss (sidecar vs direct, same run) and a 90% hit mix at rising
+# rates. Everything runs on this machine's cores.
+#   scripts/bench-sidecar.sh [extra pika-cachebench flags, e.g. --rates 1000,2000]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/pika-target}"
+# The local embedder runs each batch on one thread (docs/OPERATIONS.md).
+export RAYON_NUM_THREADS="${RAYON_NUM_THREADS:-1}"
+bash scripts/fetch-model.sh
+cargo build --release --locked -p pika-dataplane -p pika-sidecar -p pika-tests --bins
+bin="$CARGO_TARGET_DIR/release"
+export PIKA__CACHE__REDIS_URL="${PIKA_TEST_REDIS_URL:-redis://127.0.0.1:6379}"
+export RUST_LOG=warn
+data="$(mktemp -d)"
+dp=18291 a=18290 b=18292
+"$bin/pika-dataplane" --data-dir "$data" serve --listen "127.0.0.1:$dp" >"$data/dp.log" 2>&1 &
+pids=($!)
+cleanup() {
+  kill "${pids[@]}" 2>/dev/null || true
+  wait "${pids[@]}" 2>/dev/null || true
+  rm -rf "$data"
+}
+trap cleanup EXIT
+for _ in $(seq 1 300); do grep -q 'listening on' "$data/dp.log" 2>/dev/null && break; sleep 0.1; done
+key="$(grep -o 'pika_live_sk_[A-Za-z0-9]*' "$data/dp.log")"
+for port in $a $b; do
+  # Rate limit off: the load generator uses one key for everything.
+  "$bin/pika-sidecar" --data-dir "$data" --listen "127.0.0.1:$port" --upstream "http://127.0.0.1:$dp" \
+    --rate-limit-per-second 0 >"$data/sidecar-$port.log" 2>&1 &
+  pids+=($!)
+done
+for port in $a $b; do
+  for _ in $(seq 1 300); do grep -q 'sidecar listening' "$data/sidecar-$port.log" 2>/dev/null && break; sleep 0.1; done
+done
+"$bin/pika-cachebench" --sidecar-a "http://127.0.0.1:$a" --sidecar-b "http://127.0.0.1:$b" \
+  --direct "http://127.0.0.1:$dp" --key "$key" "$@"

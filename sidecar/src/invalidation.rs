@@ -1,0 +1,95 @@
+//! Listens on `pika:invalidate` and drops the named user's L0 entries that
+//! were fetched before the announced generation.
+//!
+//! Messages sent while this sidecar is not listening are lost (Redis pub/sub
+//! keeps nothing), so every (re)subscription starts by clearing L0, and while
+//! the subscription is down L0 serves only entries younger than
+//! `l0.unsubscribedTtlSeconds`. A silent connection is found by a ping every
+//! few seconds.
+
+use crate::state::State;
+use crate::warmup;
+use futures::StreamExt;
+use pika_dataplane::store::INVALIDATE_CHANNEL;
+use std::time::Duration;
+
+const PING_EVERY: Duration = Duration::from_secs(5);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `"{user} {generation}"` → (user, generation).
+fn parse(payload: &str) -> Option<(&str, u64)> {
+    let (user, generation) = payload.rsplit_once(' ')?;
+    let generation = generation.parse::<u64>().ok()?;
+    (!user.is_empty()).then_some((user, generation))
+}
+
+/// Runs until the process ends, reconnecting with back-off.
+pub async fn run(state: State, redis_url: String) {
+    let client = match redis::Client::open(redis_url.as_str()) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "invalid redis URL; no invalidation subscription");
+            return;
+        }
+    };
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub()).await {
+            Ok(Ok(pubsub)) => {
+                let (mut sink, mut stream) = pubsub.split();
+                if let Err(e) = sink.subscribe(INVALIDATE_CHANNEL).await {
+                    tracing::warn!(error = %e, "cannot subscribe to invalidations");
+                } else {
+                    state.cache.l0.clear();
+                    state.set_subscribed(true);
+                    tracing::info!("listening for cache invalidations");
+                    pause = Duration::from_millis(100);
+                    let mut ping = tokio::time::interval(PING_EVERY);
+                    ping.tick().await;
+                    loop {
+                        tokio::select! {
+                            msg = stream.next() => {
+                                let Some(msg) = msg else { break };
+                                let payload: String = msg.get_payload().unwrap_or_default();
+                                if let Some((user, generation)) = parse(&payload) {
+                                    state.cache.l0.invalidate_user_before(user, generation).await;
+                                    warmup::schedule(&state, user);
+                                }
+                            }
+                            _ = ping.tick() => {
+                                // In subscribed mode Redis answers PING with an
+                                // array, not a string: any reply means alive.
+                                let alive = tokio::time::timeout(CONNECT_TIMEOUT, sink.ping::<redis::Value>()).await;
+                                if !matches!(alive, Ok(Ok(_))) {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    tracing::warn!(
+                        "invalidation subscription lost; L0 serves only young entries until it is back"
+                    );
+                }
+            }
+            Ok(Err(e)) => tracing::debug!(error = %e, "redis unavailable for invalidations"),
+            Err(_) => tracing::debug!("redis connect timed out"),
+        }
+        state.set_subscribed(false);
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(5));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_messages() {
+        assert_eq!(parse("child-1 42"), Some(("child-1", 42)));
+        assert_eq!(parse("a:b@c 7"), Some(("a:b@c", 7)));
+        assert_eq!(parse("nogeneration"), None);
+        assert_eq!(parse("u x"), None);
+        assert_eq!(parse(" 3"), None);
+    }
+}

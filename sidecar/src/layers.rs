@@ -1,0 +1,186 @@
+//! The search-cache layer and the freshness hooks on pass-through traffic.
+//!
+//! Searches are answered by [`crate::cache::SearchCache`]; a request the
+//! sidecar cannot parse or validate goes to the dataplane untouched, so the
+//! client gets the dataplane's exact error. Two pass-through answers also
+//! reach the cache: a job status saying `completed` (the sidecar bumps the
+//! user's generation before relaying it, so a client that saw its write finish
+//! never reads an older cached answer), and a successful user deletion (that
+//! user's L0 entries go at once).
+
+use crate::auth::is_search;
+use crate::cache::{Outgoing, X_CACHE};
+use crate::errors::{envelope, request_id};
+use crate::state::State;
+use axum::body::{Body, to_bytes};
+use axum::extract::{Request, State as Extract};
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
+use pika_common::wire::{ErrorCode, RawSearchRequest};
+use pika_dataplane::domain::AuditEntry;
+use std::time::Duration;
+
+/// The dataplane's request body limit (SDD 6.2).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Job status answers are small; larger ones are relayed without a look.
+const MAX_STATUS_BYTES: usize = 64 * 1024;
+/// A job that completed longer ago than this was seen by its client already.
+const RECENT_COMPLETION: Duration = Duration::from_secs(120);
+
+fn job_status_path(path: &str) -> bool {
+    let rest = path.strip_prefix("/v1/jobs/");
+    rest.is_some_and(|r| !r.is_empty() && (!r.contains('/') || r.ends_with("/status")))
+}
+
+pub async fn search_cache(Extract(state): Extract<State>, req: Request, next: Next) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    if req.method() == Method::POST && is_search(&path) {
+        return cached_search(state, req).await;
+    }
+    if req.method() == Method::GET && job_status_path(&path) {
+        let resp = next.run(req).await;
+        return relay_job_status(&state, resp).await;
+    }
+    if req.method() == Method::DELETE
+        && let Some(user) = path.strip_prefix("/v1/users/").filter(|u| !u.contains('/'))
+    {
+        let user = user.to_string();
+        let resp = next.run(req).await;
+        if resp.status().is_success() {
+            state.cache.l0.invalidate_user(&user).await;
+        }
+        return resp;
+    }
+    next.run(req).await
+}
+
+async fn cached_search(state: State, req: Request) -> Response<Body> {
+    let (parts, body) = req.into_parts();
+    let trace = request_id(&parts.headers);
+    let Ok(body) = to_bytes(body, MAX_BODY_BYTES).await else {
+        return envelope(
+            ErrorCode::PayloadTooLarge,
+            "request body larger than 1 MiB",
+            trace,
+        );
+    };
+    let valid = serde_json::from_slice::<RawSearchRequest>(&body)
+        .ok()
+        .and_then(|raw| pika_common::validate::search(raw).ok());
+    let Some(search) = valid else {
+        // The dataplane words the validation error; nothing here is cached.
+        let mut resp = state
+            .upstream
+            .forward(Request::from_parts(parts, Body::from(body)))
+            .await;
+        resp.headers_mut()
+            .insert(X_CACHE, HeaderValue::from_static("BYPASS"));
+        return resp;
+    };
+    let resp = state
+        .cache
+        .answer(
+            &search,
+            Outgoing {
+                method: &parts.method,
+                uri: &parts.uri,
+                headers: &parts.headers,
+                body,
+            },
+            state.subscribed(),
+        )
+        .await;
+    // The dataplane audits the searches it answers; answers from cache are
+    // data access too, and are audited here (batched, never dropped).
+    let from_cache = resp
+        .headers()
+        .get(X_CACHE)
+        .is_some_and(|v| v.as_bytes().ends_with(b"HIT"));
+    if from_cache {
+        let key_id = parts
+            .extensions
+            .get::<crate::auth::Caller>()
+            .map(|c| c.key_id.clone());
+        state
+            .bookkeeper
+            .audit(AuditEntry {
+                key_id,
+                action: "search".into(),
+                user_id: Some(search.user_id.clone()),
+                target: Some("cache".into()),
+                request_id: trace,
+            })
+            .await;
+    }
+    resp
+}
+
+async fn relay_job_status(state: &State, resp: Response<Body>) -> Response<Body> {
+    let small = resp
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        .is_some_and(|n| n <= MAX_STATUS_BYTES);
+    if resp.status() != StatusCode::OK || !small {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let Ok(bytes) = to_bytes(body, MAX_STATUS_BYTES).await else {
+        return envelope(
+            ErrorCode::ServiceUnavailable,
+            "job status answer unreadable",
+            String::new(),
+        );
+    };
+    #[derive(serde::Deserialize)]
+    struct Job {
+        data: JobData,
+    }
+    #[derive(serde::Deserialize)]
+    struct JobData {
+        job_id: String,
+        user_id: String,
+        state: String,
+        updated_at: chrono::DateTime<chrono::Utc>,
+    }
+    if let Ok(job) = serde_json::from_slice::<Job>(&bytes) {
+        let age = chrono::Utc::now() - job.data.updated_at;
+        let recent = age.to_std().map_or(true, |a| a <= RECENT_COMPLETION);
+        // Once per job: a client polling a finished job must not flush the
+        // user's caches on every poll.
+        if job.data.state == "completed" && recent && state.first_completion_relay(&job.data.job_id) {
+            // Bump first: a search landing between the two steps then reads
+            // L1 under the new generation, never the old answer.
+            let mut generation = None;
+            if let Some(signals) = &state.signals {
+                use pika_dataplane::ports::CacheSignals;
+                match signals.bump(&job.data.user_id).await {
+                    Ok(g) => generation = Some(g),
+                    Err(e) => tracing::debug!(error = %e, "cannot bump generation on relayed completion"),
+                }
+            }
+            let before = generation.unwrap_or(u64::MAX);
+            state
+                .cache
+                .l0
+                .invalidate_user_before(&job.data.user_id, before)
+                .await;
+        }
+    }
+    Response::from_parts(parts, Body::from(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_status_paths() {
+        assert!(job_status_path("/v1/jobs/abc"));
+        assert!(job_status_path("/v1/jobs/abc/status"));
+        assert!(!job_status_path("/v1/jobs/"));
+        assert!(!job_status_path("/v1/jobs/abc/other"));
+        assert!(!job_status_path("/v1/search_facts"));
+    }
+}
