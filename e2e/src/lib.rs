@@ -1,0 +1,1 @@
+//! See `tests/kind.rs` and `run.sh`: the e2e test needs a kind cluster.

@@ -1,0 +1,222 @@
+//! The API pods: `pika-dataplane serve` with the caching sidecar in front,
+//! their Service, autoscaler and disruption budget.
+//!
+//! Traffic enters the sidecar on port 8080 (`http`); the sidecar forwards
+//! misses to the dataplane on 127.0.0.1:8081 in the same pod. Probes go to
+//! each container's own health endpoints so a dead dataplane is restarted
+//! even while the sidecar still answers from cache.
+
+use super::config::{self, CONFIG_DIR, DATAPLANE_FILE, DATAPLANE_PORT, POLICY_FILE, SIDECAR_PORT};
+use super::meta::{Component, Owner};
+use super::pod::{self, CONFIG_HASH_ANNOTATION};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
+use k8s_openapi::api::autoscaling::v2::{
+    HPAScalingPolicy, HPAScalingRules, HorizontalPodAutoscaler, HorizontalPodAutoscalerBehavior,
+    HorizontalPodAutoscalerSpec, MetricIdentifier, MetricSpec, MetricTarget, PodsMetricSource,
+    ResourceMetricSource,
+};
+use k8s_openapi::api::core::v1::{EnvVar, PodSpec, PodTemplateSpec, Service, ServicePort, ServiceSpec};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use std::collections::BTreeMap;
+
+pub fn deployment(owner: &Owner, config_map: &str, config_hash: &str) -> Deployment {
+    let spec = &owner.ms.spec;
+    let images = &spec.images;
+    let config_path = format!("{CONFIG_DIR}/{DATAPLANE_FILE}");
+    let mut env = vec![
+        EnvVar {
+            name: "PIKA_CONFIG".into(),
+            value: Some(config_path.clone()),
+            ..Default::default()
+        },
+        // Candle would split every matmul over all cores and fight the
+        // request handlers for them (docs/OPERATIONS.md).
+        EnvVar {
+            name: "RAYON_NUM_THREADS".into(),
+            value: Some("1".into()),
+            ..Default::default()
+        },
+    ];
+    env.extend(config::secret_env(owner));
+
+    let mut dataplane = pod::container("dataplane", &images.dataplane, &images.pull_policy);
+    dataplane.args = Some(vec!["serve".into()]);
+    dataplane.env = Some(env.clone());
+    dataplane.ports = Some(vec![pod::port("dataplane", DATAPLANE_PORT)]);
+    dataplane.liveness_probe = Some(pod::http_probe("/health/live", DATAPLANE_PORT, 10, 3));
+    dataplane.readiness_probe = Some(pod::http_probe("/health/ready", DATAPLANE_PORT, 5, 2));
+    dataplane.resources = Some(pod::resources(
+        spec.api.resources.as_ref(),
+        "500m",
+        "768Mi",
+        "1536Mi",
+    ));
+    dataplane.volume_mounts = Some(pod::mounts(true));
+
+    let mut sidecar = pod::container("sidecar", &images.sidecar, &images.pull_policy);
+    sidecar.args = Some(vec![
+        "--listen".into(),
+        format!("0.0.0.0:{SIDECAR_PORT}"),
+        "--upstream".into(),
+        format!("http://127.0.0.1:{DATAPLANE_PORT}"),
+        "--config".into(),
+        config_path,
+        "--policy".into(),
+        format!("{CONFIG_DIR}/{POLICY_FILE}"),
+        "--data-dir".into(),
+        "/var/lib/pika".into(),
+    ]);
+    sidecar.env = Some(env);
+    sidecar.ports = Some(vec![pod::port("http", SIDECAR_PORT)]);
+    sidecar.liveness_probe = Some(pod::http_probe("/health/live", SIDECAR_PORT, 10, 3));
+    sidecar.readiness_probe = Some(pod::http_probe("/health/ready", SIDECAR_PORT, 5, 2));
+    sidecar.resources = Some(pod::resources(
+        spec.sidecar.resources.as_ref(),
+        "250m",
+        "384Mi",
+        "768Mi",
+    ));
+    sidecar.volume_mounts = Some(pod::mounts(true));
+
+    Deployment {
+        metadata: owner.metadata(owner.child_name("api"), Some(Component::Api)),
+        spec: Some(DeploymentSpec {
+            // With autoscaling the HPA owns the count: leaving the field out of
+            // the applied object hands it over instead of fighting over it.
+            replicas: spec.api.autoscaling.is_none().then_some(spec.api.replicas),
+            selector: owner.selector(Component::Api),
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".into()),
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_surge: Some(IntOrString::String("25%".into())),
+                    max_unavailable: Some(IntOrString::Int(0)),
+                }),
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(owner.labels(Some(Component::Api))),
+                    annotations: Some(BTreeMap::from([
+                        (CONFIG_HASH_ANNOTATION.to_string(), config_hash.to_string()),
+                        ("prometheus.io/scrape".to_string(), "true".to_string()),
+                        ("prometheus.io/port".to_string(), SIDECAR_PORT.to_string()),
+                        ("prometheus.io/path".to_string(), "/metrics".to_string()),
+                    ])),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![dataplane, sidecar],
+                    volumes: Some(pod::volumes(config_map)),
+                    security_context: Some(pod::pod_security()),
+                    termination_grace_period_seconds: Some(30),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// ClusterIP Service on the sidecar port.
+pub fn service(owner: &Owner) -> Service {
+    Service {
+        metadata: owner.metadata(owner.child_name("api"), Some(Component::Api)),
+        spec: Some(ServiceSpec {
+            selector: owner.selector(Component::Api).match_labels,
+            ports: Some(vec![ServicePort {
+                name: Some("http".into()),
+                port: SIDECAR_PORT,
+                target_port: Some(IntOrString::String("http".into())),
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+pub fn resource_metric(name: &str, utilization: i32) -> MetricSpec {
+    MetricSpec {
+        type_: "Resource".into(),
+        resource: Some(ResourceMetricSource {
+            name: name.into(),
+            target: MetricTarget {
+                type_: "Utilization".into(),
+                average_utilization: Some(utilization),
+                ..Default::default()
+            },
+        }),
+        ..Default::default()
+    }
+}
+
+/// SDD 14.2.1 behaviour: scale up fast (double per minute after 60 s), down
+/// slowly (10 % per minute after 5 minutes).
+pub fn behavior() -> HorizontalPodAutoscalerBehavior {
+    let rules = |window, percent| HPAScalingRules {
+        stabilization_window_seconds: Some(window),
+        policies: Some(vec![HPAScalingPolicy {
+            type_: "Percent".into(),
+            value: percent,
+            period_seconds: 60,
+        }]),
+        ..Default::default()
+    };
+    HorizontalPodAutoscalerBehavior {
+        scale_up: Some(rules(60, 100)),
+        scale_down: Some(rules(300, 10)),
+    }
+}
+
+pub fn hpa(owner: &Owner) -> Option<HorizontalPodAutoscaler> {
+    let a = owner.ms.spec.api.autoscaling.as_ref()?;
+    let mut metrics = vec![
+        resource_metric("cpu", a.target_cpu_utilization),
+        resource_metric("memory", a.target_memory_utilization),
+    ];
+    if let Some(rps) = a.requests_per_pod {
+        metrics.push(MetricSpec {
+            type_: "Pods".into(),
+            pods: Some(PodsMetricSource {
+                metric: MetricIdentifier {
+                    name: "http_requests_per_second".into(),
+                    selector: None,
+                },
+                target: MetricTarget {
+                    type_: "AverageValue".into(),
+                    average_value: Some(Quantity(rps.to_string())),
+                    ..Default::default()
+                },
+            }),
+            ..Default::default()
+        });
+    }
+    Some(HorizontalPodAutoscaler {
+        metadata: owner.metadata(owner.child_name("api"), Some(Component::Api)),
+        spec: HorizontalPodAutoscalerSpec {
+            scale_target_ref: super::scale_target(&owner.child_name("api")),
+            min_replicas: Some(a.min_replicas),
+            max_replicas: a.max_replicas,
+            metrics: Some(metrics),
+            behavior: Some(behavior()),
+        },
+        ..Default::default()
+    })
+}
+
+/// At most one API pod down for voluntary disruptions.
+pub fn pdb(owner: &Owner, component: Component) -> PodDisruptionBudget {
+    PodDisruptionBudget {
+        metadata: owner.metadata(owner.child_name(component.as_str()), Some(component)),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(owner.selector(component)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,198 @@
+//! The configuration the pods run with: the dataplane's TOML (no secrets),
+//! the sidecar's cache policy (JSON), and the environment variables that
+//! bring the secrets in (`PIKA__SECTION__KEY` from Secret keys).
+//!
+//! The config hash covers all three and is stamped on the pod templates, so
+//! any change to them rolls the pods; a Secret's *content* is not hashed
+//! (rotate by changing the key or restarting, see OPERATIONS.md).
+
+use super::meta::Owner;
+use crate::crd::{MilvusMode, Policy, SecretKeyRef};
+use crate::index::IndexPlan;
+use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, SecretKeySelector};
+use sha2::{Digest, Sha256};
+use std::fmt::Write;
+
+/// Where the config files are mounted in every PIKA container.
+pub const CONFIG_DIR: &str = "/etc/pika";
+pub const DATAPLANE_FILE: &str = "dataplane.toml";
+pub const POLICY_FILE: &str = "cache-policy.json";
+/// Dataplane HTTP port (inside the API pod; the sidecar forwards to it).
+pub const DATAPLANE_PORT: i32 = 8081;
+/// Worker health and metrics port.
+pub const WORKER_PORT: i32 = 8082;
+/// Sidecar port: what the Service and Ingress expose.
+pub const SIDECAR_PORT: i32 = 8080;
+pub const MILVUS_PORT: i32 = 19530;
+pub const QUEUE_NAME: &str = "pika.extract";
+
+/// The Milvus URL the dataplane connects to.
+pub fn milvus_url(owner: &Owner) -> String {
+    match owner.ms.spec.milvus.mode {
+        MilvusMode::Managed => format!(
+            "http://{}.{}.svc:{MILVUS_PORT}",
+            owner.child_name("milvus"),
+            owner.namespace
+        ),
+        MilvusMode::External => owner.ms.spec.milvus.url.clone().unwrap_or_default(),
+    }
+}
+
+/// TOML string literal (basic string with escapes).
+fn quoted(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04X}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The dataplane configuration file shared by API and worker pods.
+pub fn dataplane_toml(owner: &Owner, index: &IndexPlan) -> String {
+    let spec = &owner.ms.spec;
+    let mut t = String::new();
+    let mut line = |s: String| {
+        t.push_str(&s);
+        t.push('\n');
+    };
+    line(format!(
+        "# Rendered by pika-operator for MemoryService {}/{}; do not edit.",
+        owner.namespace, owner.name
+    ));
+    line("[server]".into());
+    line(format!("listen = \"0.0.0.0:{DATAPLANE_PORT}\""));
+    line("\n[storage]".into());
+    line("data_dir = \"/var/lib/pika\"".into());
+    line("\n[vector]".into());
+    line(format!("url = {}", quoted(&milvus_url(owner))));
+    line(format!("index_type = \"{}\"", index.kind.milvus_name()));
+    for (name, key) in [
+        ("M", "hnsw_m"),
+        ("efConstruction", "hnsw_ef_construction"),
+        ("ef", "hnsw_ef"),
+        ("nlist", "ivf_nlist"),
+        ("nprobe", "ivf_nprobe"),
+        ("intermediate_graph_degree", "cagra_intermediate_graph_degree"),
+        ("graph_degree", "cagra_graph_degree"),
+        ("itopk_size", "cagra_itopk_size"),
+        ("search_width", "cagra_search_width"),
+    ] {
+        if let Some(v) = index.params.get(name) {
+            line(format!("{key} = {v}"));
+        }
+    }
+    line("\n[queue]".into());
+    line(format!("name = \"{QUEUE_NAME}\""));
+    line("\n[worker]".into());
+    line("in_process = false".into());
+    line(format!("concurrency = {}", spec.worker.concurrency));
+    line(format!("listen = \"0.0.0.0:{WORKER_PORT}\""));
+    line("\n[embedding]".into());
+    match &spec.embedding {
+        Some(e) => {
+            line("provider = \"openai\"".into());
+            line(format!("base_url = {}", quoted(&e.base_url)));
+            line(format!("model = {}", quoted(&e.model)));
+            if let Some(d) = e.dimension {
+                line(format!("dimension = {d}"));
+            }
+        }
+        None => {
+            line("provider = \"local\"".into());
+            line("model_dir = \"/app/models/all-MiniLM-L6-v2\"".into());
+        }
+    }
+    line("\n[llm]".into());
+    match &spec.llm {
+        Some(l) => {
+            line("provider = \"openai\"".into());
+            line(format!("base_url = {}", quoted(&l.base_url)));
+            line(format!("model = {}", quoted(&l.model)));
+        }
+        None => line("provider = \"rules\"".into()),
+    }
+    line("\n[log]".into());
+    line("format = \"json\"".into());
+    t
+}
+
+fn from_secret(var: &str, r: &SecretKeyRef) -> EnvVar {
+    EnvVar {
+        name: var.to_string(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: r.secret_name.clone(),
+                key: r.key.clone(),
+                optional: Some(false),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Secrets as `PIKA__SECTION__KEY` variables (the dataplane and sidecar
+/// read them over the TOML file).
+pub fn secret_env(owner: &Owner) -> Vec<EnvVar> {
+    let spec = &owner.ms.spec;
+    let mut env = vec![
+        from_secret("PIKA__STORAGE__META_URL", &spec.postgres),
+        from_secret("PIKA__STORAGE__GRAPH_URL", &spec.neo4j),
+        from_secret("PIKA__CACHE__REDIS_URL", &spec.redis),
+        from_secret("PIKA__QUEUE__URL", &spec.rabbitmq),
+    ];
+    if let (MilvusMode::External, Some(token)) = (spec.milvus.mode, &spec.milvus.token) {
+        env.push(from_secret("PIKA__VECTOR__TOKEN", token));
+    }
+    if let Some(key) = spec.embedding.as_ref().and_then(|e| e.api_key.as_ref()) {
+        env.push(from_secret("PIKA__EMBEDDING__API_KEY", key));
+    }
+    if let Some(key) = spec.llm.as_ref().and_then(|l| l.api_key.as_ref()) {
+        env.push(from_secret("PIKA__LLM__API_KEY", key));
+    }
+    env
+}
+
+/// The sidecar's policy file.
+pub fn policy_json(policy: &Policy) -> Result<String, serde_json::Error> {
+    serde_json::to_string_pretty(policy)
+}
+
+/// Short stable hash of the given parts (order matters).
+pub fn hash(parts: &[&[u8]]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    hex::encode(&h.finalize()[..8])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_strings_are_escaped() {
+        assert_eq!(quoted(r#"a"b\c"#), r#""a\"b\\c""#);
+        assert_eq!(quoted("x\ny"), r#""x\ny""#);
+        assert_eq!(quoted("\u{1}"), r#""\u0001""#);
+    }
+
+    #[test]
+    fn hash_depends_on_every_part_and_its_boundaries() {
+        assert_ne!(hash(&[b"ab", b"c"]), hash(&[b"a", b"bc"]));
+        assert_eq!(hash(&[b"x"]), hash(&[b"x"]));
+        assert_eq!(hash(&[b"x"]).len(), 16);
+    }
+}

@@ -1,0 +1,114 @@
+//! Desired state as pure functions of a MemoryService and its cache policy.
+//!
+//! Nothing here talks to the API server: `render` returns every child object
+//! the installation needs, fully formed (labels, owner reference, config
+//! hash), and the controller applies them. Each object kind has one module.
+
+pub mod api;
+pub mod config;
+pub mod ingress;
+pub mod meta;
+pub mod milvus;
+pub mod pod;
+pub mod worker;
+
+use crate::crd::{MemoryService, MilvusMode, Policy};
+use crate::index::{self, IndexError, IndexPlan};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::{CrossVersionObjectReference, HorizontalPodAutoscaler};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service};
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use meta::{Component, Owner};
+use std::collections::BTreeMap;
+
+/// Why a MemoryService cannot be rendered (reported in its status; the
+/// spec has to change before a retry can succeed).
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("the MemoryService has no namespace")]
+    NotNamespaced,
+    #[error("the MemoryService has no uid yet")]
+    NoUid,
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error("cache policy: {0}")]
+    Policy(String),
+    #[error("cannot encode the cache policy: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// Every child object of one MemoryService, by kind.
+#[derive(Debug, Clone, Default)]
+pub struct Desired {
+    pub config_maps: Vec<ConfigMap>,
+    pub deployments: Vec<Deployment>,
+    pub services: Vec<Service>,
+    pub hpas: Vec<HorizontalPodAutoscaler>,
+    pub pdbs: Vec<PodDisruptionBudget>,
+    pub ingresses: Vec<Ingress>,
+    pub pvcs: Vec<PersistentVolumeClaim>,
+    /// Hash of the configuration on the API pods' template.
+    pub config_hash: String,
+    pub index: Option<IndexPlan>,
+    pub endpoint: String,
+}
+
+fn scale_target(deployment: &str) -> CrossVersionObjectReference {
+    CrossVersionObjectReference {
+        api_version: Some("apps/v1".into()),
+        kind: "Deployment".into(),
+        name: deployment.to_string(),
+    }
+}
+
+/// Renders the installation. `policy` is the referenced CachePolicy's spec
+/// (the defaults when none is referenced).
+pub fn render(ms: &MemoryService, policy: &Policy) -> Result<Desired, RenderError> {
+    let owner = Owner::of(ms)?;
+    let problems = policy.problems();
+    if !problems.is_empty() {
+        return Err(RenderError::Policy(problems.join("; ")));
+    }
+    let spec = &ms.spec;
+    let plan = index::tune(&spec.milvus.index, spec.milvus.gpu.enabled)?;
+    let toml = config::dataplane_toml(&owner, &plan);
+    let policy_json = config::policy_json(policy)?;
+    let env = serde_json::to_vec(&config::secret_env(&owner))?;
+    let worker_hash = config::hash(&[toml.as_bytes(), &env]);
+    let api_hash = config::hash(&[toml.as_bytes(), policy_json.as_bytes(), &env]);
+
+    let config_name = owner.child_name("config");
+    let mut out = Desired {
+        config_maps: vec![ConfigMap {
+            metadata: owner.metadata(config_name.clone(), None),
+            data: Some(BTreeMap::from([
+                (config::DATAPLANE_FILE.to_string(), toml),
+                (config::POLICY_FILE.to_string(), policy_json),
+            ])),
+            ..Default::default()
+        }],
+        deployments: vec![
+            api::deployment(&owner, &config_name, &api_hash),
+            worker::deployment(&owner, &config_name, &worker_hash),
+        ],
+        services: vec![api::service(&owner)],
+        hpas: api::hpa(&owner).into_iter().chain(worker::hpa(&owner)).collect(),
+        pdbs: vec![
+            api::pdb(&owner, Component::Api),
+            api::pdb(&owner, Component::Worker),
+        ],
+        ingresses: ingress::ingress(&owner).into_iter().collect(),
+        pvcs: Vec::new(),
+        config_hash: api_hash,
+        index: Some(plan),
+        endpoint: ingress::endpoint(&owner),
+    };
+    if spec.milvus.mode == MilvusMode::Managed {
+        out.config_maps.push(milvus::config_map(&owner));
+        out.deployments.push(milvus::deployment(&owner));
+        out.services.push(milvus::service(&owner));
+        out.pvcs.push(milvus::pvc(&owner));
+    }
+    Ok(out)
+}

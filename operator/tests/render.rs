@@ -1,0 +1,281 @@
+//! Render tests: each example MemoryService renders to the objects in
+//! `tests/golden/<example>.yaml`. Together the examples cover GPU on and off,
+//! autoscaling on and off, managed and external Milvus, Ingress with TLS,
+//! without TLS and none. Run with `UPDATE_GOLDEN=1` to rewrite the files after
+//! an intended change, and review the diff.
+
+use pika_operator::crd::{CachePolicy, MemoryService, Policy};
+use pika_operator::render::{self, Desired};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn example(name: &str) -> MemoryService {
+    let text = std::fs::read_to_string(root().join("examples").join(name)).expect("read example");
+    let mut ms: MemoryService = serde_yaml::from_str(&text).expect("example parses as MemoryService");
+    ms.metadata.uid = Some("1f0e6a2c-0000-4000-8000-000000000001".into());
+    ms.metadata.generation = Some(1);
+    ms
+}
+
+fn policy() -> Policy {
+    let text = std::fs::read_to_string(root().join("examples/cachepolicy.yaml")).expect("read");
+    let cp: CachePolicy = serde_yaml::from_str(&text).expect("cache policy parses");
+    cp.spec.0
+}
+
+fn objects(d: &Desired) -> Vec<Value> {
+    let mut all = Vec::new();
+    let mut push = |v: Value| all.push(v);
+    d.config_maps
+        .iter()
+        .for_each(|o| push(serde_json::to_value(o).expect("json")));
+    d.pvcs
+        .iter()
+        .for_each(|o| push(serde_json::to_value(o).expect("json")));
+    d.services
+        .iter()
+        .for_each(|o| push(serde_json::to_value(o).expect("json")));
+    d.deployments
+        .iter()
+        .for_each(|o| push(serde_json::to_value(o).expect("json")));
+    d.hpas
+        .iter()
+        .for_each(|o| push(serde_json::to_value(o).expect("json")));
+    d.pdbs
+        .iter()
+        .for_each(|o| push(serde_json::to_value(o).expect("json")));
+    d.ingresses
+        .iter()
+        .for_each(|o| push(serde_json::to_value(o).expect("json")));
+    all
+}
+
+fn check_golden(example_file: &str) -> Desired {
+    let ms = example(example_file);
+    // As the controller does: the referenced policy, or the defaults.
+    let policy = match ms.spec.sidecar.cache_policy_ref {
+        Some(_) => policy(),
+        None => Policy::default(),
+    };
+    let desired = render::render(&ms, &policy).expect("renders");
+    let docs: Vec<String> = objects(&desired)
+        .iter()
+        .map(|o| serde_yaml::to_string(o).expect("yaml"))
+        .collect();
+    let text = format!("---\n{}", docs.join("---\n"));
+    let golden = root().join("operator/tests/golden").join(example_file);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&golden, &text).expect("write golden");
+    }
+    let expected = std::fs::read_to_string(&golden).unwrap_or_default();
+    assert!(
+        expected == text,
+        "{example_file} renders differently from {}; rerun with UPDATE_GOLDEN=1 if intended.\n--- rendered ---\n{text}",
+        golden.display()
+    );
+    desired
+}
+
+fn kinds(d: &Desired) -> Vec<String> {
+    objects(d)
+        .iter()
+        .map(|o| {
+            format!(
+                "{}/{}",
+                o["kind"].as_str().unwrap_or("?"),
+                o["metadata"]["name"].as_str().unwrap_or("?")
+            )
+        })
+        .collect()
+}
+
+fn container<'a>(d: &'a Desired, deployment: &str, name: &str) -> &'a k8s_openapi::api::core::v1::Container {
+    d.deployments
+        .iter()
+        .find(|x| x.metadata.name.as_deref() == Some(deployment))
+        .and_then(|x| x.spec.as_ref()?.template.spec.as_ref())
+        .and_then(|p| p.containers.iter().find(|c| c.name == name))
+        .expect("container")
+}
+
+#[test]
+fn minimal_managed_cpu_fixed_replicas_no_ingress() {
+    let d = check_golden("memoryservice-minimal.yaml");
+    assert_eq!(
+        kinds(&d),
+        [
+            "ConfigMap/pika-dev-config",
+            "ConfigMap/pika-dev-milvus",
+            "PersistentVolumeClaim/pika-dev-milvus",
+            "Service/pika-dev-api",
+            "Service/pika-dev-milvus",
+            "Deployment/pika-dev-api",
+            "Deployment/pika-dev-worker",
+            "Deployment/pika-dev-milvus",
+            "PodDisruptionBudget/pika-dev-api",
+            "PodDisruptionBudget/pika-dev-worker",
+        ]
+    );
+    let api = &d.deployments[0];
+    assert_eq!(api.spec.as_ref().and_then(|s| s.replicas), Some(1));
+    let milvus = container(&d, "pika-dev-milvus", "milvus");
+    assert!(
+        !milvus
+            .resources
+            .as_ref()
+            .and_then(|r| r.limits.as_ref())
+            .is_some_and(|l| l.contains_key("nvidia.com/gpu"))
+    );
+    assert_eq!(milvus.image.as_deref(), Some("milvusdb/milvus:v2.5.10"));
+    assert_eq!(d.endpoint, "http://pika-dev-api.pika.svc:8080");
+    assert_eq!(d.index.as_ref().map(|i| i.kind.milvus_name()), Some("HNSW"));
+}
+
+#[test]
+fn gpu_autoscaled_with_tls_ingress() {
+    let d = check_golden("memoryservice-gpu.yaml");
+    let k = kinds(&d);
+    assert!(
+        k.contains(&"HorizontalPodAutoscaler/pika-api".to_string()),
+        "{k:?}"
+    );
+    assert!(k.contains(&"HorizontalPodAutoscaler/pika-worker".to_string()));
+    assert!(k.contains(&"Ingress/pika-api".to_string()));
+    // The HPA owns the replica count.
+    assert!(
+        d.deployments
+            .iter()
+            .take(2)
+            .all(|x| x.spec.as_ref().and_then(|s| s.replicas).is_none())
+    );
+    let hpa = serde_json::to_value(&d.hpas[0]).expect("json");
+    let metrics: Vec<&str> = hpa["spec"]["metrics"]
+        .as_array()
+        .expect("metrics")
+        .iter()
+        .map(|m| m["type"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(metrics, ["Resource", "Resource", "Pods"]);
+    let worker_hpa = serde_json::to_value(&d.hpas[1]).expect("json");
+    assert_eq!(
+        worker_hpa["spec"]["metrics"][1]["external"]["metric"]["name"],
+        "rabbitmq_queue_messages_ready"
+    );
+    let milvus = container(&d, "pika-milvus", "milvus");
+    let limits = milvus
+        .resources
+        .as_ref()
+        .and_then(|r| r.limits.as_ref())
+        .expect("limits");
+    assert_eq!(limits["nvidia.com/gpu"].0, "1");
+    assert_eq!(milvus.image.as_deref(), Some("milvusdb/milvus:v2.5.10-gpu"));
+    let pod = d.deployments[2]
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .expect("pod");
+    assert_eq!(pod.tolerations.as_ref().map(|t| t.len()), Some(1));
+    assert!(
+        pod.node_selector
+            .as_ref()
+            .is_some_and(|n| n.contains_key("nvidia.com/gpu.present"))
+    );
+    assert_eq!(d.endpoint, "https://memory.pika.example.com");
+    let ing = serde_json::to_value(&d.ingresses[0]).expect("json");
+    assert_eq!(ing["spec"]["tls"][0]["secretName"], "memory-pika-tls");
+    assert_eq!(d.index.as_ref().map(|i| i.kind.milvus_name()), Some("GPU_CAGRA"));
+}
+
+#[test]
+fn external_milvus_has_no_milvus_objects_and_plain_ingress() {
+    let d = check_golden("memoryservice-external.yaml");
+    let k = kinds(&d);
+    assert!(!k.iter().any(|x| x.contains("milvus")), "{k:?}");
+    assert!(d.pvcs.is_empty() && d.hpas.is_empty());
+    assert_eq!(d.endpoint, "http://memory.internal.example.com");
+    assert!(
+        d.ingresses[0]
+            .spec
+            .as_ref()
+            .and_then(|s| s.tls.as_ref())
+            .is_none()
+    );
+    let toml = &d.config_maps[0].data.as_ref().expect("data")["dataplane.toml"];
+    assert!(toml.contains("url = \"http://milvus.data.svc:19530\""), "{toml}");
+    assert!(toml.contains("hnsw_ef = 200"), "override applied: {toml}");
+    let env: Vec<String> = container(&d, "pika-ext-api", "dataplane")
+        .env
+        .as_ref()
+        .expect("env")
+        .iter()
+        .map(|e| e.name.clone())
+        .collect();
+    assert!(env.contains(&"PIKA__VECTOR__TOKEN".to_string()));
+    assert!(env.contains(&"PIKA__EMBEDDING__API_KEY".to_string()));
+}
+
+#[test]
+fn a_cache_policy_change_changes_the_api_pod_template_only() {
+    let ms = example("memoryservice-gpu.yaml");
+    let before = render::render(&ms, &policy()).expect("renders");
+    let mut changed = policy();
+    changed.semantic.threshold = 0.97;
+    let after = render::render(&ms, &changed).expect("renders");
+    let hash = |d: &Desired, i: usize| {
+        d.deployments[i]
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.metadata.as_ref())
+            .and_then(|m| m.annotations.as_ref())
+            .map(|a| a["pika.stepup.edu.vn/config-hash"].clone())
+    };
+    assert_ne!(hash(&before, 0), hash(&after, 0), "API pods roll");
+    assert_eq!(hash(&before, 1), hash(&after, 1), "workers do not use the policy");
+    assert_ne!(before.config_hash, after.config_hash);
+}
+
+#[test]
+fn an_invalid_policy_or_index_override_is_refused() {
+    let ms = example("memoryservice-minimal.yaml");
+    let mut bad = policy();
+    bad.semantic.threshold = 1.5;
+    let err = render::render(&ms, &bad).expect_err("refused");
+    assert!(err.to_string().contains("semantic.threshold"), "{err}");
+    let mut ms = example("memoryservice-minimal.yaml");
+    ms.spec.milvus.index.params.insert("nprobe".into(), 16);
+    let err = render::render(&ms, &policy()).expect_err("refused");
+    assert!(
+        err.to_string().contains("nprobe does not apply to a HNSW index"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_rendered_dataplane_config_loads_in_the_dataplane() {
+    for file in [
+        "memoryservice-minimal.yaml",
+        "memoryservice-gpu.yaml",
+        "memoryservice-external.yaml",
+    ] {
+        let d = render::render(&example(file), &policy()).expect("renders");
+        let data = d.config_maps[0].data.as_ref().expect("data");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("dataplane.toml");
+        std::fs::write(&path, &data["dataplane.toml"]).expect("write");
+        let config =
+            pika_dataplane::config::Config::load(Some(&path)).expect("dataplane accepts the rendered config");
+        assert_eq!(
+            config.worker.concurrency,
+            example(file).spec.worker.concurrency as usize
+        );
+        assert!(!config.worker.in_process, "{file}: workers run apart");
+        let index = d.index.as_ref().expect("index");
+        assert_eq!(config.vector.index_type, index.kind.milvus_name());
+        let policy: Policy = serde_json::from_str(&data["cache-policy.json"]).expect("sidecar policy parses");
+        assert!(policy.problems().is_empty());
+    }
+}
