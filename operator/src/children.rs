@@ -17,6 +17,21 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 use std::fmt::Debug;
 
+/// A namespaced object kind the operator creates.
+pub trait Child:
+    Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + DeserializeOwned + Serialize + Debug
+{
+}
+
+impl<K> Child for K where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + Debug
+{
+}
+
 /// Annotation holding the hash of the applied object.
 pub const APPLIED_HASH: &str = "pika.stepup.edu.vn/applied-hash";
 
@@ -52,10 +67,7 @@ pub struct Children<'a> {
 }
 
 impl Children<'_> {
-    fn api<K>(&self) -> Api<K>
-    where
-        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>,
-    {
+    fn api<K: Child>(&self) -> Api<K> {
         Api::namespaced(self.client.clone(), self.namespace)
     }
 

@@ -74,6 +74,32 @@ fn condition(
     }
 }
 
+/// Which of the three standard conditions hold.
+struct Flags {
+    ready: bool,
+    progressing: bool,
+    degraded: bool,
+}
+
+/// Ready, Progressing and Degraded, in that order, sharing reason and message.
+fn conditions(
+    f: Flags,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    previous: &[Condition],
+    now: &Time,
+) -> Vec<Condition> {
+    [
+        (READY, f.ready),
+        (PROGRESSING, f.progressing),
+        (DEGRADED, f.degraded),
+    ]
+    .into_iter()
+    .map(|(type_, ok)| condition(type_, ok, reason, message.to_string(), generation, previous, now))
+    .collect()
+}
+
 /// The status after a successful render and apply.
 pub fn compute(
     ms: &MemoryService,
@@ -125,35 +151,12 @@ pub fn compute(
     };
     let generation = ms.metadata.generation;
     let previous = ms.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or(&[]);
-    let conditions = vec![
-        condition(
-            READY,
-            phase == "Ready",
-            reason,
-            message.clone(),
-            generation,
-            previous,
-            &now,
-        ),
-        condition(
-            PROGRESSING,
-            phase == "Progressing" || phase == "Pending",
-            reason,
-            message.clone(),
-            generation,
-            previous,
-            &now,
-        ),
-        condition(
-            DEGRADED,
-            phase == "Degraded",
-            reason,
-            message,
-            generation,
-            previous,
-            &now,
-        ),
-    ];
+    let flags = Flags {
+        ready: phase == "Ready",
+        progressing: phase == "Progressing" || phase == "Pending",
+        degraded: phase == "Degraded",
+    };
+    let conditions = conditions(flags, reason, &message, generation, previous, &now);
     MemoryServiceStatus {
         observed_generation: generation,
         phase: phase.to_string(),
@@ -177,18 +180,11 @@ pub fn failed(ms: &MemoryService, reason: &str, message: String, now: Time) -> M
     let previous = status.conditions.clone();
     status.observed_generation = generation;
     status.phase = "Failed".into();
-    status.conditions = vec![
-        condition(READY, false, reason, message.clone(), generation, &previous, &now),
-        condition(
-            PROGRESSING,
-            false,
-            reason,
-            message.clone(),
-            generation,
-            &previous,
-            &now,
-        ),
-        condition(DEGRADED, true, reason, message, generation, &previous, &now),
-    ];
+    let flags = Flags {
+        ready: false,
+        progressing: false,
+        degraded: true,
+    };
+    status.conditions = conditions(flags, reason, &message, generation, &previous, &now);
     status
 }

@@ -6,41 +6,25 @@
 //! each container's own health endpoints so a dead dataplane is restarted
 //! even while the sidecar still answers from cache.
 
-use super::config::{self, CONFIG_DIR, DATAPLANE_FILE, DATAPLANE_PORT, POLICY_FILE, SIDECAR_PORT};
+use super::config::{CONFIG_DIR, DATAPLANE_FILE, DATAPLANE_PORT, POLICY_FILE, SIDECAR_PORT};
 use super::meta::{Component, Owner};
-use super::pod::{self, CONFIG_HASH_ANNOTATION};
+use super::pod::{self};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
 use k8s_openapi::api::autoscaling::v2::{
     HPAScalingPolicy, HPAScalingRules, HorizontalPodAutoscaler, HorizontalPodAutoscalerBehavior,
     HorizontalPodAutoscalerSpec, MetricIdentifier, MetricSpec, MetricTarget, PodsMetricSource,
     ResourceMetricSource,
 };
-use k8s_openapi::api::core::v1::{EnvVar, PodSpec, PodTemplateSpec, Service, ServicePort, ServiceSpec};
+use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec, Service};
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use std::collections::BTreeMap;
 
 pub fn deployment(owner: &Owner, config_map: &str, config_hash: &str) -> Deployment {
     let spec = &owner.ms.spec;
     let images = &spec.images;
     let config_path = format!("{CONFIG_DIR}/{DATAPLANE_FILE}");
-    let mut env = vec![
-        EnvVar {
-            name: "PIKA_CONFIG".into(),
-            value: Some(config_path.clone()),
-            ..Default::default()
-        },
-        // Candle would split every matmul over all cores and fight the
-        // request handlers for them (docs/OPERATIONS.md).
-        EnvVar {
-            name: "RAYON_NUM_THREADS".into(),
-            value: Some("1".into()),
-            ..Default::default()
-        },
-    ];
-    env.extend(config::secret_env(owner));
+    let env = pod::pika_env(owner);
 
     let mut dataplane = pod::container("dataplane", &images.dataplane, &images.pull_policy);
     dataplane.args = Some(vec!["serve".into()]);
@@ -96,16 +80,12 @@ pub fn deployment(owner: &Owner, config_map: &str, config_hash: &str) -> Deploym
                 }),
             }),
             template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(owner.labels(Some(Component::Api))),
-                    annotations: Some(BTreeMap::from([
-                        (CONFIG_HASH_ANNOTATION.to_string(), config_hash.to_string()),
-                        ("prometheus.io/scrape".to_string(), "true".to_string()),
-                        ("prometheus.io/port".to_string(), SIDECAR_PORT.to_string()),
-                        ("prometheus.io/path".to_string(), "/metrics".to_string()),
-                    ])),
-                    ..Default::default()
-                }),
+                metadata: Some(pod::template_metadata(
+                    owner,
+                    Component::Api,
+                    Some(config_hash),
+                    SIDECAR_PORT,
+                )),
                 spec: Some(PodSpec {
                     containers: vec![dataplane, sidecar],
                     volumes: Some(pod::volumes(config_map)),
@@ -122,21 +102,7 @@ pub fn deployment(owner: &Owner, config_map: &str, config_hash: &str) -> Deploym
 
 /// ClusterIP Service on the sidecar port.
 pub fn service(owner: &Owner) -> Service {
-    Service {
-        metadata: owner.metadata(owner.child_name("api"), Some(Component::Api)),
-        spec: Some(ServiceSpec {
-            selector: owner.selector(Component::Api).match_labels,
-            ports: Some(vec![ServicePort {
-                name: Some("http".into()),
-                port: SIDECAR_PORT,
-                target_port: Some(IntOrString::String("http".into())),
-                protocol: Some("TCP".into()),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+    super::service(owner, Component::Api, "http", SIDECAR_PORT)
 }
 
 pub fn resource_metric(name: &str, utilization: i32) -> MetricSpec {

@@ -13,11 +13,9 @@ use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy}
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapVolumeSource, EnvVar, HTTPGetAction, PersistentVolumeClaim,
     PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Probe,
-    SecurityContext, Service, ServicePort, ServiceSpec, Toleration, Volume, VolumeMount,
-    VolumeResourceRequirements,
+    SecurityContext, Service, Toleration, Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::collections::BTreeMap;
 
@@ -165,14 +163,12 @@ pub fn deployment(owner: &Owner) -> Deployment {
                 ..Default::default()
             }),
             template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(owner.labels(Some(Component::Milvus))),
-                    annotations: Some(BTreeMap::from([
-                        ("prometheus.io/scrape".to_string(), "true".to_string()),
-                        ("prometheus.io/port".to_string(), HEALTH_PORT.to_string()),
-                    ])),
-                    ..Default::default()
-                }),
+                metadata: Some(pod::template_metadata(
+                    owner,
+                    Component::Milvus,
+                    None,
+                    HEALTH_PORT,
+                )),
                 spec: Some(PodSpec {
                     containers: vec![container],
                     volumes: Some(vec![
@@ -206,19 +202,5 @@ pub fn deployment(owner: &Owner) -> Deployment {
 }
 
 pub fn service(owner: &Owner) -> Service {
-    Service {
-        metadata: owner.metadata(owner.child_name("milvus"), Some(Component::Milvus)),
-        spec: Some(ServiceSpec {
-            selector: owner.selector(Component::Milvus).match_labels,
-            ports: Some(vec![ServicePort {
-                name: Some("grpc".into()),
-                port: MILVUS_PORT,
-                target_port: Some(IntOrString::String("grpc".into())),
-                protocol: Some("TCP".into()),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+    super::service(owner, Component::Milvus, "grpc", MILVUS_PORT)
 }

@@ -54,6 +54,27 @@ pub struct Desired {
     pub endpoint: String,
 }
 
+/// A ClusterIP Service named after the component, on one named port.
+fn service(owner: &Owner, component: Component, port_name: &str, port: i32) -> Service {
+    use k8s_openapi::api::core::v1::{ServicePort, ServiceSpec};
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    Service {
+        metadata: owner.metadata(owner.child_name(component.as_str()), Some(component)),
+        spec: Some(ServiceSpec {
+            selector: owner.selector(component).match_labels,
+            ports: Some(vec![ServicePort {
+                name: Some(port_name.into()),
+                port,
+                target_port: Some(IntOrString::String(port_name.into())),
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 fn scale_target(deployment: &str) -> CrossVersionObjectReference {
     CrossVersionObjectReference {
         api_version: Some("apps/v1".into()),

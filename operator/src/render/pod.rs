@@ -1,12 +1,15 @@
 //! Pieces every PIKA pod shares: security context, config volume, probes,
 //! default resources.
 
-use super::config::CONFIG_DIR;
+use super::config::{self, CONFIG_DIR, DATAPLANE_FILE};
+use super::meta::{Component, Owner};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, HTTPGetAction,
-    PodSecurityContext, Probe, ResourceRequirements, SeccompProfile, SecurityContext, Volume, VolumeMount,
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
+    HTTPGetAction, PodSecurityContext, Probe, ResourceRequirements, SeccompProfile, SecurityContext, Volume,
+    VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::collections::BTreeMap;
 
@@ -144,6 +147,50 @@ pub fn container(name: &str, image: &str, pull_policy: &str) -> Container {
         image: Some(image.to_string()),
         image_pull_policy: Some(pull_policy.to_string()),
         security_context: Some(container_security()),
+        ..Default::default()
+    }
+}
+
+/// Environment of every PIKA container: the config file, one inference
+/// thread, and the secrets.
+pub fn pika_env(owner: &Owner) -> Vec<EnvVar> {
+    let mut env = vec![
+        EnvVar {
+            name: "PIKA_CONFIG".into(),
+            value: Some(format!("{CONFIG_DIR}/{DATAPLANE_FILE}")),
+            ..Default::default()
+        },
+        // Candle would split every matmul over all cores and fight the
+        // request handlers for them (docs/OPERATIONS.md).
+        EnvVar {
+            name: "RAYON_NUM_THREADS".into(),
+            value: Some("1".into()),
+            ..Default::default()
+        },
+    ];
+    env.extend(config::secret_env(owner));
+    env
+}
+
+/// Pod template metadata: component labels, the config hash that rolls the
+/// pods, and Prometheus scrape hints.
+pub fn template_metadata(
+    owner: &Owner,
+    component: Component,
+    config_hash: Option<&str>,
+    metrics_port: i32,
+) -> ObjectMeta {
+    let mut annotations = BTreeMap::from([
+        ("prometheus.io/scrape".to_string(), "true".to_string()),
+        ("prometheus.io/port".to_string(), metrics_port.to_string()),
+        ("prometheus.io/path".to_string(), "/metrics".to_string()),
+    ]);
+    if let Some(hash) = config_hash {
+        annotations.insert(CONFIG_HASH_ANNOTATION.to_string(), hash.to_string());
+    }
+    ObjectMeta {
+        labels: Some(owner.labels(Some(component))),
+        annotations: Some(annotations),
         ..Default::default()
     }
 }

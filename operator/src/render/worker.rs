@@ -2,37 +2,24 @@
 //! queue, scaled on CPU and, when configured, on ready messages per pod.
 
 use super::api::{behavior, resource_metric};
-use super::config::{self, CONFIG_DIR, DATAPLANE_FILE, QUEUE_NAME, WORKER_PORT};
+use super::config::{QUEUE_NAME, WORKER_PORT};
 use super::meta::{Component, Owner};
-use super::pod::{self, CONFIG_HASH_ANNOTATION};
+use super::pod::{self};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::autoscaling::v2::{
     ExternalMetricSource, HorizontalPodAutoscaler, HorizontalPodAutoscalerSpec, MetricIdentifier, MetricSpec,
     MetricTarget,
 };
-use k8s_openapi::api::core::v1::{EnvVar, PodSpec, PodTemplateSpec};
+use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use std::collections::BTreeMap;
 
 pub fn deployment(owner: &Owner, config_map: &str, config_hash: &str) -> Deployment {
     let spec = &owner.ms.spec;
-    let mut env = vec![
-        EnvVar {
-            name: "PIKA_CONFIG".into(),
-            value: Some(format!("{CONFIG_DIR}/{DATAPLANE_FILE}")),
-            ..Default::default()
-        },
-        EnvVar {
-            name: "RAYON_NUM_THREADS".into(),
-            value: Some("1".into()),
-            ..Default::default()
-        },
-    ];
-    env.extend(config::secret_env(owner));
     let mut worker = pod::container("worker", &spec.images.dataplane, &spec.images.pull_policy);
     worker.args = Some(vec!["worker".into()]);
-    worker.env = Some(env);
+    worker.env = Some(pod::pika_env(owner));
     worker.ports = Some(vec![pod::port("metrics", WORKER_PORT)]);
     worker.liveness_probe = Some(pod::http_probe("/health/live", WORKER_PORT, 10, 3));
     worker.readiness_probe = Some(pod::http_probe("/health/ready", WORKER_PORT, 10, 3));
@@ -49,16 +36,12 @@ pub fn deployment(owner: &Owner, config_map: &str, config_hash: &str) -> Deploym
             replicas: spec.worker.autoscaling.is_none().then_some(spec.worker.replicas),
             selector: owner.selector(Component::Worker),
             template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(owner.labels(Some(Component::Worker))),
-                    annotations: Some(BTreeMap::from([
-                        (CONFIG_HASH_ANNOTATION.to_string(), config_hash.to_string()),
-                        ("prometheus.io/scrape".to_string(), "true".to_string()),
-                        ("prometheus.io/port".to_string(), WORKER_PORT.to_string()),
-                        ("prometheus.io/path".to_string(), "/metrics".to_string()),
-                    ])),
-                    ..Default::default()
-                }),
+                metadata: Some(pod::template_metadata(
+                    owner,
+                    Component::Worker,
+                    Some(config_hash),
+                    WORKER_PORT,
+                )),
                 spec: Some(PodSpec {
                     containers: vec![worker],
                     volumes: Some(pod::volumes(config_map)),
