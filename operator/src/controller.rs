@@ -360,6 +360,22 @@ async fn cleanup(ms: &MemoryService, ctx: &Context) -> Result<Action, Error> {
     Ok(Action::await_change())
 }
 
+/// The MemoryServices (among `services`) whose sidecars use `policy`.
+pub fn referencing<'a>(
+    policy: &CachePolicy,
+    services: impl IntoIterator<Item = &'a MemoryService>,
+) -> Vec<ObjectRef<MemoryService>> {
+    let namespace = policy.namespace();
+    let name = policy.name_any();
+    services
+        .into_iter()
+        .filter(|ms| {
+            ms.namespace() == namespace && ms.spec.sidecar.cache_policy_ref.as_deref() == Some(name.as_str())
+        })
+        .map(ObjectRef::from_obj)
+        .collect()
+}
+
 /// Runs the controller until `shutdown` resolves. Watches MemoryServices,
 /// the objects they own, and CachePolicies (a policy change re-renders every
 /// MemoryService that references it).
@@ -394,22 +410,47 @@ pub async fn run(
         .watches(
             api::<CachePolicy>(&client, &namespace),
             watcher::Config::default(),
-            move |policy| {
-                let ns = policy.namespace();
-                let name = policy.name_any();
-                store
-                    .state()
-                    .into_iter()
-                    .filter(|ms| {
-                        ms.namespace() == ns
-                            && ms.spec.sidecar.cache_policy_ref.as_deref() == Some(name.as_str())
-                    })
-                    .map(|ms| ObjectRef::from_obj(ms.as_ref()))
-                    .collect::<Vec<_>>()
-            },
+            move |policy| referencing(&policy, store.state().iter().map(|ms| ms.as_ref())),
         )
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|_| futures::future::ready(()))
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{CachePolicyResourceSpec, MemoryServiceSpec};
+
+    fn ms(namespace: &str, name: &str, policy: Option<&str>) -> MemoryService {
+        let spec: MemoryServiceSpec = serde_json::from_value(serde_json::json!({
+            "images": {"dataplane": "d", "sidecar": "s"},
+            "postgres": {"secretName": "b"}, "redis": {"secretName": "b"},
+            "rabbitmq": {"secretName": "b"}, "neo4j": {"secretName": "b"},
+            "sidecar": {"cachePolicyRef": policy},
+        }))
+        .expect("spec");
+        let mut m = MemoryService::new(name, spec);
+        m.metadata.namespace = Some(namespace.into());
+        m
+    }
+
+    #[test]
+    fn a_policy_change_reaches_exactly_the_services_that_use_it() {
+        let mut policy = CachePolicy::new("fast", CachePolicyResourceSpec::default());
+        policy.metadata.namespace = Some("a".into());
+        let all = [
+            ms("a", "uses-it", Some("fast")),
+            ms("a", "other-policy", Some("slow")),
+            ms("a", "defaults", None),
+            ms("b", "same-name-elsewhere", Some("fast")),
+            ms("a", "also-uses-it", Some("fast")),
+        ];
+        let names: Vec<String> = referencing(&policy, all.iter())
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(names, ["uses-it", "also-uses-it"]);
+    }
 }

@@ -143,12 +143,12 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = pika_common::shutdown::signal();
     tokio::pin!(shutdown);
     loop {
+        if *leading.borrow_and_update() {
+            break;
+        }
         tokio::select! {
             _ = &mut shutdown => break,
-            changed = leading.changed() => {
-                changed.context("leader election stopped")?;
-                if *leading.borrow_and_update() { break; }
-            }
+            changed = leading.changed() => changed.context("leader election stopped")?,
         }
     }
     if *leading.borrow() {

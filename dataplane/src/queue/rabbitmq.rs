@@ -10,7 +10,10 @@
 //! - `pika.jobs.dead`: poison messages with an `x-pika-reason` header.
 //!
 //! The connection recovers automatically (lapin auto-recover) after a broker
-//! restart; unacked deliveries are redelivered by the broker.
+//! restart; unacked deliveries are redelivered by the broker. When that
+//! recovery leaves the connection or a channel unusable (seen in CI after a
+//! network cut during recovery: every later call failed and the worker
+//! starved while jobs waited), the whole link is opened again (`relink`).
 
 use crate::ports::{Delivery, JobQueue, StoreError};
 use async_trait::async_trait;
@@ -24,7 +27,8 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Acker, BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Consumer};
 use std::collections::HashMap;
-use std::time::Duration;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
 /// Connection settings.
@@ -43,24 +47,19 @@ pub struct RabbitMqOptions {
 /// receives (see `next`).
 const CONSUMER_CHECK: Duration = Duration::from_secs(10);
 
-/// RabbitMQ job queue.
-pub struct RabbitMqQueue {
+/// Shortest time between two attempts to open a new link.
+const RELINK_EVERY: Duration = Duration::from_secs(1);
+
+/// One connection with its publishing and consuming channels.
+struct Link {
     // Kept alive: dropping the connection closes the channels.
-    _connection: Connection,
+    connection: Connection,
     publisher: Channel,
     consumer_channel: Channel,
-    consumer: Mutex<Option<Consumer>>,
-    ackers: std::sync::Mutex<HashMap<u64, Acker>>,
-    opts: RabbitMqOptions,
 }
 
-fn unavailable(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(format!("rabbitmq: {e}"))
-}
-
-impl RabbitMqQueue {
-    /// Connects and declares the topology (idempotent).
-    pub async fn connect(opts: RabbitMqOptions) -> Result<Self, StoreError> {
+impl Link {
+    async fn open(opts: &RabbitMqOptions) -> Result<Link, StoreError> {
         let props = ConnectionProperties::default()
             .with_connection_name(LongString::from("pika-dataplane"))
             .enable_auto_recover();
@@ -78,7 +77,40 @@ impl RabbitMqQueue {
             .basic_qos(opts.prefetch.max(1), BasicQosOptions::default())
             .await
             .map_err(unavailable)?;
+        Ok(Link {
+            connection,
+            publisher,
+            consumer_channel,
+        })
+    }
 
+    fn usable(&self) -> bool {
+        self.connection.status().connected()
+            && self.publisher.status().connected()
+            && self.consumer_channel.status().connected()
+    }
+}
+
+/// RabbitMQ job queue.
+pub struct RabbitMqQueue {
+    link: RwLock<Arc<Link>>,
+    /// Held while a new link is opened; the time of the last attempt.
+    relinking: Mutex<Option<Instant>>,
+    /// The consumer and the link it was made on.
+    consumer: Mutex<Option<(Arc<Link>, Consumer)>>,
+    ackers: std::sync::Mutex<HashMap<u64, Acker>>,
+    opts: RabbitMqOptions,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("rabbitmq: {e}"))
+}
+
+impl RabbitMqQueue {
+    /// Connects and declares the topology (idempotent).
+    pub async fn connect(opts: RabbitMqOptions) -> Result<Self, StoreError> {
+        let link = Link::open(&opts).await?;
+        let publisher = &link.publisher;
         let durable = QueueDeclareOptions {
             durable: true,
             ..QueueDeclareOptions::default()
@@ -117,17 +149,54 @@ impl RabbitMqQueue {
             .await
             .map_err(unavailable)?;
         Ok(RabbitMqQueue {
-            _connection: connection,
-            publisher,
-            consumer_channel,
+            link: RwLock::new(Arc::new(link)),
+            relinking: Mutex::new(None),
             consumer: Mutex::new(None),
             ackers: std::sync::Mutex::new(HashMap::new()),
             opts,
         })
     }
 
+    fn link(&self) -> Arc<Link> {
+        self.link.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// After a failure on `broken`: if it is still the current link and lapin
+    /// has not brought it back, opens a new one (at most once a second).
+    async fn relink(&self, broken: &Arc<Link>) {
+        if broken.usable() {
+            return;
+        }
+        let mut last = self.relinking.lock().await;
+        if !Arc::ptr_eq(&self.link(), broken) || last.is_some_and(|t| t.elapsed() < RELINK_EVERY) {
+            return;
+        }
+        *last = Some(Instant::now());
+        match Link::open(&self.opts).await {
+            Ok(fresh) => {
+                *self.link.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
+                tracing::warn!("rabbitmq connection did not recover by itself; opened a new one");
+                // Stop the old one's own recovery attempts, if it is still trying.
+                let old = broken.clone();
+                tokio::spawn(async move {
+                    let _ = old.connection.close(200, ShortString::from("replaced")).await;
+                });
+            }
+            Err(e) => tracing::debug!(error = %e, "rabbitmq still unreachable"),
+        }
+    }
+
     /// Messages ready in the main queue (a passive declare).
     async fn ready_messages(&self) -> Result<u32, StoreError> {
+        let link = self.link();
+        let ready = self.ready_messages_on(&link).await;
+        if ready.is_err() {
+            self.relink(&link).await;
+        }
+        ready
+    }
+
+    async fn ready_messages_on(&self, link: &Link) -> Result<u32, StoreError> {
         let passive = QueueDeclareOptions {
             passive: true,
             durable: true,
@@ -135,7 +204,7 @@ impl RabbitMqQueue {
         };
         let q = tokio::time::timeout(
             Duration::from_secs(5),
-            self.publisher.queue_declare(
+            link.publisher.queue_declare(
                 ShortString::from(self.opts.queue.as_str()),
                 passive,
                 FieldTable::default(),
@@ -148,9 +217,24 @@ impl RabbitMqQueue {
     }
 
     async fn publish_to(&self, queue: &str, body: &[u8], props: BasicProperties) -> Result<(), StoreError> {
+        let link = self.link();
+        let published = self.publish_on(&link, queue, body, props).await;
+        if published.is_err() {
+            self.relink(&link).await;
+        }
+        published
+    }
+
+    async fn publish_on(
+        &self,
+        link: &Link,
+        queue: &str,
+        body: &[u8],
+        props: BasicProperties,
+    ) -> Result<(), StoreError> {
         let props = props.with_delivery_mode(2); // persistent
         let publish = async {
-            let confirm = self
+            let confirm = link
                 .publisher
                 .basic_publish(
                     ShortString::from(""),
@@ -190,6 +274,7 @@ impl RabbitMqQueue {
 
     async fn count(&self, queue: &str) -> Result<u32, StoreError> {
         let q = self
+            .link()
             .publisher
             .queue_declare(
                 ShortString::from(queue),
@@ -208,7 +293,8 @@ impl RabbitMqQueue {
     pub async fn delete_queues(&self) -> Result<(), StoreError> {
         for suffix in ["", ".retry", ".dead"] {
             let name = format!("{}{suffix}", self.opts.queue);
-            self.publisher
+            self.link()
+                .publisher
                 .queue_delete(
                     ShortString::from(name.as_str()),
                     lapin::options::QueueDeleteOptions::default(),
@@ -229,8 +315,13 @@ impl JobQueue for RabbitMqQueue {
 
     async fn next(&self) -> Result<Delivery, StoreError> {
         let mut guard = self.consumer.lock().await;
+        let current = self.link();
+        if guard.as_ref().is_some_and(|(on, _)| !Arc::ptr_eq(on, &current)) {
+            // Made on a link that has since been replaced.
+            *guard = None;
+        }
         if guard.is_none() {
-            let consumer = self
+            let consumer = current
                 .consumer_channel
                 .basic_consume(
                     ShortString::from(self.opts.queue.as_str()),
@@ -238,17 +329,26 @@ impl JobQueue for RabbitMqQueue {
                     BasicConsumeOptions::default(),
                     FieldTable::default(),
                 )
-                .await
-                .map_err(unavailable)?;
-            *guard = Some(consumer);
+                .await;
+            match consumer {
+                Ok(c) => *guard = Some((current.clone(), c)),
+                Err(e) => {
+                    drop(guard);
+                    self.relink(&current).await;
+                    return Err(unavailable(e));
+                }
+            }
         }
-        let consumer = guard.as_mut().ok_or_else(|| unavailable("no consumer"))?;
+        let (link, consumer) = guard.as_mut().ok_or_else(|| unavailable("no consumer"))?;
+        let link = link.clone();
         let delivery = loop {
             match tokio::time::timeout(CONSUMER_CHECK, consumer.next()).await {
                 Ok(Some(Ok(d))) => break d,
                 Ok(other) => {
                     // Start a fresh consumer on the next call (after a broker restart or cancel).
                     *guard = None;
+                    drop(guard);
+                    self.relink(&link).await;
                     return Err(match other {
                         Some(Err(e)) => unavailable(e),
                         _ => unavailable("consumer stream ended"),
@@ -263,11 +363,13 @@ impl JobQueue for RabbitMqQueue {
                         continue;
                     }
                     let tag = consumer.tag();
-                    let _ = self
+                    let _ = link
                         .consumer_channel
                         .basic_cancel(tag, BasicCancelOptions::default())
                         .await;
                     *guard = None;
+                    drop(guard);
+                    self.relink(&link).await;
                     return Err(match ready {
                         Ok(n) => {
                             tracing::warn!(
