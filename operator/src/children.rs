@@ -71,23 +71,25 @@ impl Children<'_> {
         Api::namespaced(self.client.clone(), self.namespace)
     }
 
+    /// What the operator made of this kind for this MemoryService.
+    async fn existing<K: Child>(&self, api: &Api<K>) -> Result<Vec<K>, crate::Error> {
+        Ok(api
+            .list(&ListParams::default().labels(self.selector))
+            .await?
+            .items)
+    }
+
     /// Brings one kind in line with `desired`; returns the objects as they
     /// are now. With `keep_unrendered`, objects no longer rendered are left
     /// in place (a retained Milvus volume).
-    pub async fn sync<K>(&mut self, desired: Vec<K>, keep_unrendered: bool) -> Result<Vec<K>, crate::Error>
-    where
-        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-            + Clone
-            + DeserializeOwned
-            + Serialize
-            + Debug,
-    {
+    pub async fn sync<K: Child>(
+        &mut self,
+        desired: Vec<K>,
+        keep_unrendered: bool,
+    ) -> Result<Vec<K>, crate::Error> {
         let api: Api<K> = self.api();
         let kind = K::kind(&());
-        let existing = api
-            .list(&ListParams::default().labels(self.selector))
-            .await?
-            .items;
+        let existing = self.existing(&api).await?;
         let params = PatchParams::apply(MANAGER).force();
         let mut now = Vec::with_capacity(desired.len());
         for mut obj in desired {
@@ -120,21 +122,10 @@ impl Children<'_> {
     /// Deletes every child of this kind (on MemoryService deletion). With
     /// `retain`, the objects are kept and released instead: their owner
     /// reference is removed so garbage collection leaves them alone.
-    pub async fn remove_all<K>(&mut self, retain: bool) -> Result<(), crate::Error>
-    where
-        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-            + Clone
-            + DeserializeOwned
-            + Serialize
-            + Debug,
-    {
+    pub async fn remove_all<K: Child>(&mut self, retain: bool) -> Result<(), crate::Error> {
         let api: Api<K> = self.api();
         let kind = K::kind(&());
-        for obj in api
-            .list(&ListParams::default().labels(self.selector))
-            .await?
-            .items
-        {
+        for obj in self.existing(&api).await? {
             let name = obj.name_any();
             if retain {
                 let release = serde_json::json!({"metadata": {"ownerReferences": []}});

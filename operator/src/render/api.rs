@@ -12,8 +12,7 @@ use super::pod::{self};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
 use k8s_openapi::api::autoscaling::v2::{
     HPAScalingPolicy, HPAScalingRules, HorizontalPodAutoscaler, HorizontalPodAutoscalerBehavior,
-    HorizontalPodAutoscalerSpec, MetricIdentifier, MetricSpec, MetricTarget, PodsMetricSource,
-    ResourceMetricSource,
+    MetricIdentifier, MetricSpec, MetricTarget, PodsMetricSource, ResourceMetricSource,
 };
 use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec, Service};
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
@@ -161,17 +160,13 @@ pub fn hpa(owner: &Owner) -> Option<HorizontalPodAutoscaler> {
             ..Default::default()
         });
     }
-    Some(HorizontalPodAutoscaler {
-        metadata: owner.metadata(owner.child_name("api"), Some(Component::Api)),
-        spec: HorizontalPodAutoscalerSpec {
-            scale_target_ref: super::scale_target(&owner.child_name("api")),
-            min_replicas: Some(a.min_replicas),
-            max_replicas: a.max_replicas,
-            metrics: Some(metrics),
-            behavior: Some(behavior()),
-        },
-        ..Default::default()
-    })
+    Some(super::hpa(
+        owner,
+        Component::Api,
+        a.min_replicas,
+        a.max_replicas,
+        metrics,
+    ))
 }
 
 /// At most one API pod down for voluntary disruptions.

@@ -15,7 +15,9 @@ pub mod worker;
 use crate::crd::{MemoryService, MilvusMode, Policy};
 use crate::index::{self, IndexError, IndexPlan};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::autoscaling::v2::{CrossVersionObjectReference, HorizontalPodAutoscaler};
+use k8s_openapi::api::autoscaling::v2::{
+    CrossVersionObjectReference, HorizontalPodAutoscaler, HorizontalPodAutoscalerSpec, MetricSpec,
+};
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -75,11 +77,30 @@ fn service(owner: &Owner, component: Component, port_name: &str, port: i32) -> S
     }
 }
 
-fn scale_target(deployment: &str) -> CrossVersionObjectReference {
-    CrossVersionObjectReference {
-        api_version: Some("apps/v1".into()),
-        kind: "Deployment".into(),
-        name: deployment.to_string(),
+/// An autoscaler for the component's Deployment (same name), with the
+/// SDD 14.2 scaling behaviour.
+fn hpa(
+    owner: &Owner,
+    component: Component,
+    min: i32,
+    max: i32,
+    metrics: Vec<MetricSpec>,
+) -> HorizontalPodAutoscaler {
+    let name = owner.child_name(component.as_str());
+    HorizontalPodAutoscaler {
+        metadata: owner.metadata(name.clone(), Some(component)),
+        spec: HorizontalPodAutoscalerSpec {
+            scale_target_ref: CrossVersionObjectReference {
+                api_version: Some("apps/v1".into()),
+                kind: "Deployment".into(),
+                name,
+            },
+            min_replicas: Some(min),
+            max_replicas: max,
+            metrics: Some(metrics),
+            behavior: Some(api::behavior()),
+        },
+        ..Default::default()
     }
 }
 

@@ -1,14 +1,13 @@
 //! The extraction workers: `pika-dataplane worker` consuming the RabbitMQ
 //! queue, scaled on CPU and, when configured, on ready messages per pod.
 
-use super::api::{behavior, resource_metric};
+use super::api::resource_metric;
 use super::config::{QUEUE_NAME, WORKER_PORT};
 use super::meta::{Component, Owner};
 use super::pod::{self};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::autoscaling::v2::{
-    ExternalMetricSource, HorizontalPodAutoscaler, HorizontalPodAutoscalerSpec, MetricIdentifier, MetricSpec,
-    MetricTarget,
+    ExternalMetricSource, HorizontalPodAutoscaler, MetricIdentifier, MetricSpec, MetricTarget,
 };
 use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -80,15 +79,11 @@ pub fn hpa(owner: &Owner) -> Option<HorizontalPodAutoscaler> {
             ..Default::default()
         });
     }
-    Some(HorizontalPodAutoscaler {
-        metadata: owner.metadata(owner.child_name("worker"), Some(Component::Worker)),
-        spec: HorizontalPodAutoscalerSpec {
-            scale_target_ref: super::scale_target(&owner.child_name("worker")),
-            min_replicas: Some(a.min_replicas),
-            max_replicas: a.max_replicas,
-            metrics: Some(metrics),
-            behavior: Some(behavior()),
-        },
-        ..Default::default()
-    })
+    Some(super::hpa(
+        owner,
+        Component::Worker,
+        a.min_replicas,
+        a.max_replicas,
+        metrics,
+    ))
 }
