@@ -109,6 +109,31 @@ pub fn terms(s: &str) -> Vec<Term> {
     out
 }
 
+/// Terms of the ranked keyword index (BM25), in text order with repeats (so
+/// term frequency counts): each non-stopword syllable folded (no diacritics),
+/// English words Snowball-stemmed ("hobbies" → "hobbi", "skiing" → "ski"), and
+/// for an accented syllable its accented form too, marked with a leading `~`,
+/// so text typed without tone marks still matches while an exact accented
+/// match scores higher. Queries and documents go through the same function.
+pub fn index_terms(text: &str) -> Vec<String> {
+    static STEMMER: std::sync::OnceLock<rust_stemmers::Stemmer> = std::sync::OnceLock::new();
+    let stemmer = STEMMER.get_or_init(|| rust_stemmers::Stemmer::create(rust_stemmers::Algorithm::English));
+    let mut out = Vec::new();
+    for syl in syllables(text) {
+        if is_stopword(&syl) || syl.chars().count() > 40 {
+            continue;
+        }
+        let folded = fold(&syl);
+        if syl.is_ascii() {
+            out.push(stemmer.stem(&folded).into_owned());
+        } else {
+            out.push(folded);
+            out.push(format!("~{syl}"));
+        }
+    }
+    out
+}
+
 /// "pets" → "pet", "puppies" → "puppy", "boxes" → "box"; `None` for words that are
 /// not plain ASCII plurals.
 fn english_singular(w: &str) -> Option<String> {
@@ -148,6 +173,16 @@ mod tests {
             .map(|t| t.exact)
             .collect();
         assert_eq!(t, vec!["pet", "pets"]);
+    }
+
+    #[test]
+    fn index_terms_fold_stem_and_mark_accents() {
+        assert_eq!(
+            index_terms("My hobbies: skiing, cooking"),
+            vec!["hobbi", "ski", "cook"]
+        );
+        assert_eq!(index_terms("nuôi mèo"), vec!["nuoi", "~nuôi", "meo", "~mèo"]);
+        assert_eq!(index_terms("nuoi meo"), vec!["nuoi", "meo"]);
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub const MIN_MESSAGES: usize = 2;
 pub const MAX_MESSAGES: usize = 100;
 pub const MAX_MESSAGE_CHARS: usize = 5000;
 pub const MAX_QUERY_CHARS: usize = 500;
+pub const MAX_NAME_CHARS: usize = 100;
 pub const DEFAULT_LIMIT: usize = 20;
 pub const MAX_LIMIT: usize = 100;
 pub const DEFAULT_SCORE_THRESHOLD: f32 = 0.4;
@@ -123,12 +124,50 @@ pub fn extract(raw: RawExtractRequest) -> Result<ExtractRequest, ValidationError
     {
         errs.push("metadata", "must be an object");
     }
+    let occurred_at = match &raw.occurred_at {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => match chrono::DateTime::parse_from_rfc3339(s.trim()) {
+            Ok(t) if t.with_timezone(&chrono::Utc) <= chrono::Utc::now() + chrono::Duration::days(1) => {
+                Some(t)
+            }
+            Ok(_) => {
+                errs.push("occurred_at", "must not be in the future");
+                None
+            }
+            Err(_) => {
+                errs.push(
+                    "occurred_at",
+                    "must be an RFC 3339 date-time (2026-09-05T18:30:00+07:00)",
+                );
+                None
+            }
+        },
+        Some(_) => {
+            errs.push("occurred_at", "must be a string");
+            None
+        }
+    };
+    let user_name = match &raw.user_name {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if !s.trim().is_empty() && s.trim().chars().count() <= MAX_NAME_CHARS => {
+            Some(s.trim().to_string())
+        }
+        Some(_) => {
+            errs.push(
+                "user_name",
+                format!("must be a string of 1..{MAX_NAME_CHARS} characters"),
+            );
+            None
+        }
+    };
     match (user_id, conversation_id) {
         (Some(user_id), Some(conversation_id)) if errs.0.is_empty() => Ok(ExtractRequest {
             user_id,
             conversation_id,
             conversation: messages,
             metadata: raw.metadata.filter(|m| !m.is_null()),
+            occurred_at,
+            user_name,
         }),
         _ => Err(errs),
     }

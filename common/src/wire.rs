@@ -29,6 +29,8 @@ pub struct RawExtractRequest {
     pub conversation_id: Option<serde_json::Value>,
     pub conversation: Option<serde_json::Value>,
     pub metadata: Option<serde_json::Value>,
+    pub occurred_at: Option<serde_json::Value>,
+    pub user_name: Option<serde_json::Value>,
 }
 
 /// A validated extract request.
@@ -39,6 +41,15 @@ pub struct ExtractRequest {
     pub conversation: Vec<Message>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<serde_json::Value>,
+    /// When the conversation happened (RFC 3339); relative dates in it
+    /// ("hôm qua", "last weekend") resolve against this. Default: when the
+    /// request was accepted. The offset is kept: "hôm qua" is a local day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub occurred_at: Option<DateTime<chrono::FixedOffset>>,
+    /// The user's name as the caller knows it, so a query that names the
+    /// user ("What does Na like?") is read as being about them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_name: Option<String>,
 }
 
 /// Body of `POST /v1/search_facts` as received.
@@ -155,6 +166,12 @@ pub struct ExtractResult {
     pub added: usize,
     pub updated: usize,
     pub unchanged: usize,
+    /// Existing facts the conversation said no longer hold.
+    #[serde(default)]
+    pub deleted: usize,
+    /// Episodes kept (the user's turns, searchable beside facts).
+    #[serde(default)]
+    pub episodes: usize,
 }
 
 /// `GET /v1/jobs/{id}` body.
@@ -173,11 +190,29 @@ pub struct JobView {
     pub updated_at: DateTime<Utc>,
 }
 
+/// What a search result is: an extracted fact or an episode (a turn the user spoke).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum HitKind {
+    #[default]
+    Fact,
+    Episode,
+}
+
 /// One ranked search result.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SearchHit {
     pub fact_id: String,
+    /// `fact` or `episode` (added field; older clients ignore it).
+    #[serde(default)]
+    pub kind: HitKind,
     pub content: String,
+    /// For an episode: the turn it answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    /// When what it says happened (resolved from relative dates, else the conversation's time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub occurred_at: Option<DateTime<Utc>>,
     pub category: Category,
     pub score: f32,
     pub similarity: f32,

@@ -248,6 +248,10 @@ pub struct WorkerConfig {
     pub duplicate_threshold: f32,
     /// Cosine at or above which an existing fact is shown to the decision step.
     pub related_threshold: f32,
+    /// Most consecutive user messages kept as one episode (1: one per message).
+    pub episode_max_messages: usize,
+    /// Most characters of one episode (a longer run of messages is split).
+    pub episode_max_chars: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -257,10 +261,30 @@ pub struct SearchConfig {
     pub weight_recency: f32,
     pub weight_relationship: f32,
     pub recency_half_life_days: f32,
-    /// How strongly a keyword match lifts a weak vector score (0..1).
+    /// How strongly a keyword match lifts a weak vector score (0..1) in the
+    /// reported `similarity` (the relevance floor `score_threshold` applies to).
     pub keyword_weight: f32,
     /// Vector hits fetched per requested result (over-fetch before re-ranking).
     pub overfetch: usize,
+    /// Fewest candidates taken from each of the dense and keyword lists.
+    pub min_candidates: usize,
+    /// Reciprocal-rank fusion constant (larger: flatter).
+    pub rrf_k: f32,
+    /// Weight of the dense ranking in the fusion.
+    pub rrf_dense_weight: f32,
+    /// Weight of the BM25 ranking in the fusion.
+    pub rrf_keyword_weight: f32,
+    /// Weight of topic-expansion terms ("thú cưng" → "mèo") against the query's own words in BM25.
+    pub expansion_weight: f32,
+    /// Fused-relevance bonus for items that name a date, when the query asks "when".
+    pub dated_bonus: f32,
+    /// Cosine that unrelated texts already reach with the embedder; cosines are
+    /// rescaled from it to 1 before thresholding. Negative: chosen by model
+    /// (0.75 for multilingual-e5, 0 otherwise).
+    pub cosine_floor: f32,
+    /// Keep only the best of the results that share a user turn (a fact and
+    /// the episode it came from).
+    pub collapse_same_turn: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -340,6 +364,8 @@ impl Default for WorkerConfig {
             retry_base_ms: 500,
             duplicate_threshold: 0.92,
             related_threshold: 0.6,
+            episode_max_messages: 3,
+            episode_max_chars: 1200,
         }
     }
 }
@@ -353,6 +379,14 @@ impl Default for SearchConfig {
             recency_half_life_days: 30.0,
             keyword_weight: 0.85,
             overfetch: 3,
+            min_candidates: 100,
+            rrf_k: 60.0,
+            rrf_dense_weight: 1.0,
+            rrf_keyword_weight: 1.0,
+            expansion_weight: 0.3,
+            dated_bonus: 0.3,
+            cosine_floor: -1.0,
+            collapse_same_turn: true,
         }
     }
 }

@@ -22,11 +22,42 @@ impl FactStatus {
         }
     }
 
-    pub fn parse(s: &str) -> FactStatus {
+    /// Parses stored text losslessly: unknown text is an error, never `Active`.
+    pub fn parse(s: &str) -> Option<FactStatus> {
         match s {
-            "superseded" => FactStatus::Superseded,
-            "deleted" => FactStatus::Deleted,
-            _ => FactStatus::Active,
+            "active" => Some(FactStatus::Active),
+            "superseded" => Some(FactStatus::Superseded),
+            "deleted" => Some(FactStatus::Deleted),
+            _ => None,
+        }
+    }
+}
+
+/// What a memory item is: a fact extracted about the user, or an episode (a
+/// turn the user spoke, kept as said, with the turn it answers). Both are
+/// searched side by side; an episode answers questions no extractor foresaw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum MemoryKind {
+    #[default]
+    Fact,
+    Episode,
+}
+
+impl MemoryKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemoryKind::Fact => "fact",
+            MemoryKind::Episode => "episode",
+        }
+    }
+
+    /// Parses stored text losslessly.
+    pub fn parse(s: &str) -> Option<MemoryKind> {
+        match s {
+            "fact" => Some(MemoryKind::Fact),
+            "episode" => Some(MemoryKind::Episode),
+            _ => None,
         }
     }
 }
@@ -40,13 +71,28 @@ pub enum Polarity {
     Negative,
 }
 
-/// A stored fact about a child (DESIGN.md §4.2).
+/// A stored memory item about a child (DESIGN.md §4.2): a fact, or an
+/// episode (`kind`), with the same identity, scoping and lifecycle.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Fact {
     pub fact_id: String,
     pub user_id: String,
     pub conversation_id: String,
+    #[serde(default)]
+    pub kind: MemoryKind,
     pub content: String,
+    /// For an episode: the turn it answers (the other speaker's words), kept
+    /// beside the user's own so the pair is searched together.
+    #[serde(default)]
+    pub context: Option<String>,
+    /// When what it says happened: a date the text names ("hôm qua",
+    /// "last weekend") resolved against the conversation's time, or the
+    /// conversation's time itself.
+    #[serde(default)]
+    pub occurred_at: Option<DateTime<Utc>>,
+    /// When it was said (the conversation's time); newest state ranks first by it.
+    #[serde(default)]
+    pub said_at: Option<DateTime<Utc>>,
     pub category: Category,
     pub confidence: f32,
     pub entities: Vec<String>,
@@ -65,10 +111,37 @@ pub struct Fact {
     pub last_accessed_at: Option<DateTime<Utc>>,
 }
 
+impl Fact {
+    /// The text embedded for vector search: an episode with the turn it answers.
+    pub fn embedding_text(&self) -> String {
+        match (&self.kind, &self.context) {
+            (MemoryKind::Episode, Some(ctx)) if !ctx.is_empty() => format!("{ctx}\n{}", self.content),
+            _ => self.content.clone(),
+        }
+    }
+
+    /// Terms of the ranked keyword index: content, the answered turn, tags and entities.
+    pub fn index_terms(&self) -> Vec<String> {
+        let mut text = self.content.clone();
+        if let Some(ctx) = &self.context {
+            text.push(' ');
+            text.push_str(ctx);
+        }
+        for t in self.tags.iter().chain(&self.entities) {
+            text.push(' ');
+            text.push_str(t);
+        }
+        pika_common::text::index_terms(&text)
+    }
+}
+
 /// A fact proposed by an extractor, before consolidation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Candidate {
     pub content: String,
+    /// A date the statement refers to, resolved by the extractor.
+    #[serde(default)]
+    pub occurred_at: Option<DateTime<Utc>>,
     pub category: Category,
     pub confidence: f32,
     pub entities: Vec<String>,
@@ -102,12 +175,14 @@ impl HistoryEvent {
         }
     }
 
-    pub fn parse(s: &str) -> HistoryEvent {
+    /// Parses stored text losslessly.
+    pub fn parse(s: &str) -> Option<HistoryEvent> {
         match s {
-            "ADD" => HistoryEvent::Add,
-            "UPDATE" => HistoryEvent::Update,
-            "DELETE" => HistoryEvent::Delete,
-            _ => HistoryEvent::None,
+            "ADD" => Some(HistoryEvent::Add),
+            "UPDATE" => Some(HistoryEvent::Update),
+            "DELETE" => Some(HistoryEvent::Delete),
+            "NONE" => Some(HistoryEvent::None),
+            _ => None,
         }
     }
 }
@@ -156,7 +231,12 @@ pub struct ExtractionPlan {
     pub superseded: Vec<(String, String)>,
     /// Existing facts seen again: refresh `updated_at`, raise confidence.
     pub refreshed: Vec<(String, f32)>,
+    /// Existing facts an extractor said no longer hold (`Decision::Delete`):
+    /// they leave search and keep their history; nothing new is stored.
+    pub retired: Vec<String>,
     pub history: Vec<HistoryEntry>,
+    /// Names the user was called by in this job (request or conversation).
+    pub user_names: Vec<String>,
     pub result: ExtractResult,
 }
 

@@ -51,6 +51,16 @@ pub struct FactPage {
     pub next_cursor: Option<String>,
 }
 
+/// Keyword matches of one query in one user's memory (see `keyword_candidates`).
+#[derive(Debug, Clone, Default)]
+pub struct KeywordMatches {
+    pub items: Vec<(Fact, Vec<String>)>,
+    /// Active items of the user (BM25's N).
+    pub total_items: u64,
+    /// Their mean length in index terms (BM25's avgdl).
+    pub mean_terms: f32,
+}
+
 /// Facts, jobs, history, keys and audit (the critical metadata store).
 #[async_trait]
 pub trait MetaStore: Send + Sync {
@@ -99,13 +109,18 @@ pub trait MetaStore: Send + Sync {
     async fn delete_user(&self, user_id: &str) -> Result<u64, StoreError>;
     /// Every fact (any status) and job of a user.
     async fn export_user(&self, user_id: &str) -> Result<(Vec<Fact>, Vec<Job>), StoreError>;
-    /// Active facts of a user whose keyword text matches any of `terms` (folded syllables).
+    /// The user's active memory items holding any of `terms` (index terms
+    /// from `pika_common::text::index_terms`), at most `limit`, each with its
+    /// own index terms, plus the user's item count and mean length: what
+    /// `service::bm25` needs to rank them.
     async fn keyword_candidates(
         &self,
         user_id: &str,
         terms: &[String],
         limit: usize,
-    ) -> Result<Vec<Fact>, StoreError>;
+    ) -> Result<KeywordMatches, StoreError>;
+    /// Names the user is known by (from extract requests and from what they said).
+    async fn user_names(&self, user_id: &str) -> Result<Vec<String>, StoreError>;
     /// Bumps `accessed_count` and `last_accessed_at` for facts returned by a search.
     async fn record_access(&self, fact_ids: &[String]) -> Result<(), StoreError>;
 

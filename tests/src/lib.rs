@@ -4,5 +4,6 @@
 //! (server URLs, model weights) and [`fault_proxy`] (cutting a connection to
 //! a real server without stopping it).
 
+pub mod eval;
 pub mod fault_proxy;
 pub mod support;

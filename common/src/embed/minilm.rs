@@ -12,14 +12,14 @@
 //! 128-token padding from the shipped `tokenizer.json` is switched off: it made
 //! every pass 5-6x slower (DESIGN.md §11).
 
+use super::queue::{Request, WorkQueue};
 use super::{EmbedError, Embedder};
 use async_trait::async_trait;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 use tokio::sync::oneshot;
 
@@ -44,76 +44,6 @@ impl MiniLmOptions {
             max_batch: 32,
             max_tokens: 256,
         }
-    }
-}
-
-struct Request {
-    texts: Vec<String>,
-    reply: oneshot::Sender<Result<Vec<Vec<f32>>, EmbedError>>,
-}
-
-/// Pending requests in two priorities, shared by the inference threads.
-#[derive(Default)]
-struct Pending {
-    queries: VecDeque<Request>,
-    bulk: VecDeque<Request>,
-    closed: bool,
-}
-
-#[derive(Default)]
-struct WorkQueue {
-    pending: Mutex<Pending>,
-    ready: Condvar,
-}
-
-impl WorkQueue {
-    fn push(&self, req: Request, bulk: bool) -> Result<(), EmbedError> {
-        let mut p = self.pending.lock().map_err(|_| EmbedError::Closed)?;
-        if p.closed {
-            return Err(EmbedError::Closed);
-        }
-        if bulk {
-            p.bulk.push_back(req);
-        } else {
-            p.queries.push_back(req);
-        }
-        drop(p);
-        self.ready.notify_one();
-        Ok(())
-    }
-
-    /// Blocks for the next batch: waiting queries first (only queries, so bulk
-    /// work never lengthens a query's pass), else bulk requests. `None` once closed.
-    fn next_batch(&self, max_batch: usize) -> Option<Vec<Request>> {
-        let mut p = self.pending.lock().ok()?;
-        while p.queries.is_empty() && p.bulk.is_empty() {
-            if p.closed {
-                return None;
-            }
-            p = self.ready.wait(p).ok()?;
-        }
-        let source = if p.queries.is_empty() {
-            &mut p.bulk
-        } else {
-            &mut p.queries
-        };
-        let mut batch = Vec::new();
-        let mut count = 0;
-        while let Some(front) = source.front() {
-            if !batch.is_empty() && count + front.texts.len() > max_batch {
-                break;
-            }
-            count += front.texts.len();
-            batch.extend(source.pop_front());
-        }
-        Some(batch)
-    }
-
-    fn close(&self) {
-        if let Ok(mut p) = self.pending.lock() {
-            p.closed = true;
-        }
-        self.ready.notify_all();
     }
 }
 
@@ -243,18 +173,18 @@ impl Model {
 
 fn inference_loop(model: &Model, queue: &WorkQueue) {
     while let Some(batch) = queue.next_batch(model.max_batch) {
-        let texts: Vec<String> = batch.iter().flat_map(|r| r.texts.iter().cloned()).collect();
+        let texts: Vec<String> = batch
+            .requests
+            .iter()
+            .flat_map(|r| r.texts.iter().cloned())
+            .collect();
         let mut outcome = if texts.is_empty() {
             Ok(Vec::new())
         } else {
             model.embed_batch(&texts)
         };
-        for req in batch {
-            let reply = match &mut outcome {
-                Ok(rows) => Ok(rows.drain(..req.texts.len()).collect()),
-                Err(e) => Err(EmbedError::Inference(e.to_string())),
-            };
-            let _ = req.reply.send(reply);
+        for req in batch.requests {
+            req.answer(&mut outcome);
         }
     }
 }

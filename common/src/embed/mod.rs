@@ -1,14 +1,18 @@
 //! Embedding providers.
 //!
-//! One trait, two implementations: the local all-MiniLM-L6-v2 on candle (the
-//! embedded default, no network) and any OpenAI-compatible `/v1/embeddings`
-//! endpoint. Both return L2-normalised vectors, so a dot product is the cosine.
+//! One trait, three implementations: two local models on candle, no network
+//! (all-MiniLM-L6-v2, English only, and multilingual-e5-small in 4 bits,
+//! which also reads Vietnamese), and any OpenAI-compatible `/v1/embeddings`
+//! endpoint. All return L2-normalised vectors, so a dot product is the cosine.
 //! The sidecar and the dataplane share these so a query embedded by one is
 //! usable by the other when `model_id` and dimension match.
 
+mod e5;
 mod minilm;
 mod openai;
+mod queue;
 
+pub use e5::{E5Embedder, E5Options, E5Prefix, E5Weights};
 pub use minilm::{MiniLmEmbedder, MiniLmOptions};
 pub use openai::{OpenAiEmbedder, OpenAiEmbedderOptions};
 
@@ -39,16 +43,30 @@ impl EmbedError {
 }
 
 /// Turns texts into unit vectors.
+///
+/// Queries and stored texts are two kinds of input: [`Embedder::embed`] and
+/// [`Embedder::embed_one`] embed *queries* (what a search looks for), and
+/// [`Embedder::embed_passages`] embeds *stored texts* (facts, episodes: what a
+/// search finds). Symmetric models (MiniLM, OpenAI) treat both alike;
+/// asymmetric ones (e5 reads `query: ` and `passage: ` prefixes) do not, so a
+/// caller must say which it has.
 #[async_trait]
 pub trait Embedder: Send + Sync {
-    /// Embeds all `texts` in one call; output order matches input order.
-    /// Latency-sensitive callers (a search waiting on a query) use this.
+    /// Embeds queries; output order matches input order. Latency-sensitive
+    /// callers (a search waiting on its query vector) use this.
     async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError>;
 
-    /// Like [`Embedder::embed`], for background work (extraction); providers
-    /// with a shared local model run these after waiting queries.
+    /// Like [`Embedder::embed`], for background work (extraction,
+    /// reindexing); providers with a shared local model run these after
+    /// waiting queries. Providers that distinguish the two kinds embed these
+    /// as stored texts, like [`Embedder::embed_passages`].
     async fn embed_bulk(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
         self.embed(texts).await
+    }
+
+    /// Embeds stored texts (facts, episodes), at bulk priority.
+    async fn embed_passages(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
+        self.embed_bulk(texts).await
     }
 
     /// Stable identifier of the model (stored beside vectors; mismatches mean `reindex`).
@@ -57,7 +75,7 @@ pub trait Embedder: Send + Sync {
     /// Vector dimension.
     fn dimension(&self) -> usize;
 
-    /// Embeds one text.
+    /// Embeds one query.
     async fn embed_one(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
         let mut v = self.embed(vec![text.to_string()]).await?;
         v.pop()

@@ -221,6 +221,7 @@ fn check_reply(reply: ExtractReply, conversation: &[Message]) -> Result<Vec<Cand
         let language = if looks_vietnamese(&content) { "vi" } else { "en" };
         out.push(Candidate {
             content,
+            occurred_at: None,
             category,
             confidence: f.confidence,
             entities: f.entities,

@@ -330,6 +330,7 @@ fn analyze(clause: &Clause, turn: u32) -> Option<Candidate> {
     };
     Some(Candidate {
         content,
+        occurred_at: None,
         category,
         confidence: if predicate.is_some() { 0.85 } else { 0.6 },
         entities,

@@ -1,5 +1,6 @@
 //! Application services: what the API and the worker do, with no HTTP types.
 
+pub mod bm25;
 pub mod bookkeeping;
 pub mod error;
 pub mod ingest;

@@ -1,12 +1,14 @@
 //! Relevance and ranking, as pure functions (SDD 5.2.2, DESIGN.md §4.2, §11).
 //!
 //! similarity = cos + (1 − cos) · keyword_weight · keyword
-//!   The vector cosine, lifted by keyword evidence. MiniLM cannot relate
-//!   Vietnamese words ("thú cưng" vs "mèo": 0.28), so a fact whose content or
-//!   bilingual tags match the query's terms climbs toward 1 while ordering
-//!   among equal keyword matches still follows the cosine.
-//! score = w_sim · similarity + w_rec · recency + w_rel · relationship
-//!   recency = 0.5^(age / half_life) on `updated_at` (a refreshed fact is recent);
+//!   The (rescaled) vector cosine, lifted by keyword coverage: the absolute
+//!   relevance `score_threshold` applies to. A fact whose content or
+//!   bilingual tags match the query's terms climbs toward 1.
+//! score = w_sim · fused + w_rec · recency + w_rel · relationship
+//!   fused = the weighted reciprocal-rank fusion of the dense and BM25
+//!   rankings, normalised to 0..1 (`service::search`);
+//!   recency = 0.5^(age / half_life), age by when the item was said, counted
+//!   back from the newest candidate (newest state first);
 //!   relationship = 1 when the fact mentions a topic the query names, else
 //!   0.5 · min(n, 4) / 4 where n is the number of other candidate facts sharing
 //!   an entity with it (facts connected to other relevant facts matter more;
@@ -80,6 +82,22 @@ impl QueryTerms {
             topics,
             expanded,
         }
+    }
+
+    /// Tags and entities of the topics the query names (its expansion), as text.
+    pub fn expansion_tags(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for c in &self.topics {
+            for tag in tags_of(c)
+                .into_iter()
+                .chain(std::iter::once(c.entity.to_string()))
+            {
+                if !out.contains(&tag) {
+                    out.push(tag);
+                }
+            }
+        }
+        out
     }
 
     /// Folded forms, for the store's keyword candidate search.
@@ -177,6 +195,10 @@ mod tests {
             confidence: 0.9,
             entities: entities.iter().map(|s| s.to_string()).collect(),
             tags: tags.iter().map(|s| s.to_string()).collect(),
+            kind: crate::domain::MemoryKind::Fact,
+            context: None,
+            occurred_at: None,
+            said_at: None,
             source_turns: vec![1],
             language: "vi".into(),
             status: FactStatus::Active,

@@ -2,6 +2,7 @@
 //! embedding model changes (the vector index refuses to open with a model it
 //! was not built with).
 
+use crate::domain::Fact;
 use crate::ports::{MetaStore, VectorIndex};
 use crate::service::ServiceError;
 use pika_common::embed::Embedder;
@@ -22,7 +23,7 @@ pub async fn reindex(
         let Some(last) = page.last() else { break };
         after = Some(last.fact_id.clone());
         let embedded = embedder
-            .embed_bulk(page.iter().map(|f| f.content.clone()).collect())
+            .embed_passages(page.iter().map(Fact::embedding_text).collect())
             .await?;
         let mut per_user: HashMap<&str, Vec<(String, Vec<f32>)>> = HashMap::new();
         for (f, v) in page.iter().zip(embedded) {

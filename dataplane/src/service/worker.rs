@@ -1,4 +1,5 @@
-//! The extraction worker: claim → extract → embed (one batch) → consolidate →
+//! The extraction worker: claim → extract facts and episodes, resolve dates
+//! and names → embed (one batch) → consolidate facts →
 //! write vectors and graph (idempotent upserts) → commit metadata and complete
 //! the job in one transaction → clean up replaced facts → bump the user's
 //! cache generation.
@@ -12,19 +13,27 @@
 use crate::app::AppState;
 use crate::domain::{
     Candidate, Claim, Decision, ExtractionPlan, Fact, FactStatus, HistoryEntry, HistoryEvent, Job,
+    MemoryKind, Polarity,
 };
+use crate::extract::episodes::{self, EpisodeDraft, EpisodeLimits};
+use crate::extract::{names, time};
 use crate::ports::Delivery;
 use crate::service::ServiceError;
 use chrono::{DateTime, Utc};
 use pika_common::vector::dot;
+use pika_common::wire::Category;
 use rand::Rng;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
-/// Nearest existing facts looked at per candidate.
-const NEIGHBORS: usize = 8;
+/// Nearest existing items looked at per candidate (episodes among them are
+/// skipped, so this over-fetches).
+const NEIGHBORS: usize = 24;
+
+/// Episode ids are derived like fact ids, from indices past any fact's.
+const EPISODE_ID_BASE: usize = 1_000_000;
 
 /// What happened to one delivered job.
 #[derive(Debug, PartialEq, Eq)]
@@ -194,22 +203,77 @@ impl Worker {
         Duration::from_millis(exp + jitter)
     }
 
-    /// Extracts and consolidates; writes nothing.
+    /// Extracts facts and episodes and consolidates the facts; writes only the
+    /// side stores (vectors, graph), which stay invisible until the commit.
     async fn process(&self, job: &Job, started: Instant) -> Result<ExtractionPlan, ServiceError> {
         let deps = &self.state.deps;
         let cfg = &self.state.config.worker;
-        let candidates = deps.extractor.extract(&job.request.conversation).await?;
+        let req = &job.request;
+        let conversation = &req.conversation;
+        // Relative dates resolve against when the conversation happened, in its own offset.
+        let reference = req.occurred_at.unwrap_or_else(|| job.created_at.fixed_offset());
+        let said_at = reference.with_timezone(&Utc);
+        let date_of = |texts: &[&str]| -> Option<DateTime<Utc>> {
+            texts
+                .iter()
+                .find_map(|t| time::resolve(t, reference))
+                .map(|d| d.at_noon(*reference.offset()))
+        };
+        let mut candidates = deps.extractor.extract(conversation).await?;
+        for c in &mut candidates {
+            let mut texts: Vec<&str> = vec![c.content.as_str()];
+            texts.extend(
+                c.source_turns
+                    .iter()
+                    .filter_map(|t| conversation.get(*t as usize))
+                    .map(|m| m.content.as_str()),
+            );
+            c.occurred_at = c.occurred_at.or_else(|| date_of(&texts));
+        }
+        let drafts = episodes::episodes(
+            conversation,
+            EpisodeLimits {
+                max_messages: cfg.episode_max_messages,
+                max_chars: cfg.episode_max_chars,
+            },
+        );
         let mut plan = ExtractionPlan::default();
-        if candidates.is_empty() {
+        if let Some(n) = &req.user_name {
+            plan.user_names.push(n.clone());
+        }
+        for n in names::names_in(conversation) {
+            if !plan.user_names.iter().any(|o| o.eq_ignore_ascii_case(&n)) {
+                plan.user_names.push(n);
+            }
+        }
+        let now = Utc::now();
+        let episode_facts: Vec<Fact> = drafts
+            .into_iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let occurred = date_of(&[d.content.as_str(), d.context.as_deref().unwrap_or_default()]);
+                new_episode(
+                    fact_id_for(&job.job_id, job.created_at, EPISODE_ID_BASE + i),
+                    d,
+                    job,
+                    occurred,
+                    said_at,
+                    now,
+                )
+            })
+            .collect();
+        if candidates.is_empty() && episode_facts.is_empty() {
             plan.result.processing_time_ms = started.elapsed().as_millis() as u64;
             return Ok(plan);
         }
-        let vectors = deps
-            .embedder
-            .embed_bulk(candidates.iter().map(|c| c.content.clone()).collect())
-            .await?;
+        // Facts and episodes are embedded in one batch.
+        let mut texts: Vec<String> = candidates.iter().map(|c| c.content.clone()).collect();
+        texts.extend(episode_facts.iter().map(Fact::embedding_text));
+        let mut vectors = deps.embedder.embed_passages(texts).await?;
+        let episode_vectors = vectors.split_off(candidates.len());
 
-        // Neighbours of every candidate, hydrated in one batch.
+        // Neighbours of every candidate fact, hydrated in one batch. Episodes
+        // are never consolidated: they are what was said, each kept.
         let mut hits: Vec<Vec<(String, f32)>> = Vec::with_capacity(candidates.len());
         for v in &vectors {
             hits.push(deps.vectors.search(&job.user_id, v, NEIGHBORS).await?);
@@ -222,10 +286,10 @@ impl Worker {
             .active_facts(&ids)
             .await?
             .into_iter()
+            .filter(|f| f.kind == MemoryKind::Fact)
             .map(|f| (f.fact_id.clone(), f))
             .collect();
 
-        let now = Utc::now();
         let mut new_vectors: Vec<(usize, Vec<f32>)> = Vec::new();
         let mut touched: Vec<String> = Vec::new();
         for (i, (cand, vector)) in candidates.iter().zip(&vectors).enumerate() {
@@ -269,11 +333,11 @@ impl Worker {
                     ));
                     new_vectors.push((plan.new_facts.len(), vector.clone()));
                     plan.new_facts
-                        .push(new_fact(new_id.clone(), cand, job, None, now));
+                        .push(new_fact(new_id.clone(), cand, job, None, said_at, now));
                     plan.result.added += 1;
                     plan.result.fact_ids.push(new_id);
                 }
-                Decision::Update(old_id) | Decision::Delete(old_id) => {
+                Decision::Update(old_id) => {
                     let old_content = existing.get(&old_id).map(|f| f.content.clone());
                     plan.history.push(history(
                         &old_id,
@@ -295,17 +359,46 @@ impl Worker {
                     ));
                     plan.superseded.push((old_id.clone(), new_id.clone()));
                     new_vectors.push((plan.new_facts.len(), vector.clone()));
-                    plan.new_facts
-                        .push(new_fact(new_id.clone(), cand, job, Some(old_id.clone()), now));
+                    plan.new_facts.push(new_fact(
+                        new_id.clone(),
+                        cand,
+                        job,
+                        Some(old_id.clone()),
+                        said_at,
+                        now,
+                    ));
                     plan.result.updated += 1;
                     touched.push(old_id);
                     plan.result.fact_ids.push(new_id);
                 }
+                Decision::Delete(old_id) => {
+                    // The old fact no longer holds: it leaves search, its history
+                    // records why, and nothing new is stored (DESIGN.md §4.2).
+                    let old_content = existing.get(&old_id).map(|f| f.content.clone());
+                    plan.history.push(history(
+                        &old_id,
+                        HistoryEvent::Delete,
+                        old_content.as_deref(),
+                        Some(&cand.content),
+                        None,
+                        job,
+                        now,
+                    ));
+                    plan.retired.push(old_id.clone());
+                    plan.result.deleted += 1;
+                    touched.push(old_id);
+                }
             }
+        }
+        let fact_count = plan.new_facts.len();
+        for (episode, vector) in episode_facts.into_iter().zip(episode_vectors) {
+            new_vectors.push((fact_count, vector));
+            plan.result.episodes += 1;
+            plan.new_facts.push(episode);
         }
         plan.result.facts_count = plan.result.fact_ids.len();
         plan.result.processing_time_ms = started.elapsed().as_millis() as u64;
-        // Vectors travel with the plan in new-fact order.
+        // Vectors travel with the plan in new-item order.
         self.write_side_stores(job, &plan, new_vectors.into_iter().map(|(_, v)| v).collect())
             .await?;
         Ok(plan)
@@ -329,12 +422,16 @@ impl Worker {
             .zip(vectors)
             .collect();
         deps.vectors.upsert(&job.user_id, &items).await?;
+        // The graph relates facts through entities; episodes stay out of it.
         let nodes: Vec<(String, Vec<String>)> = plan
             .new_facts
             .iter()
+            .filter(|f| f.kind == MemoryKind::Fact)
             .map(|f| (f.fact_id.clone(), f.entities.clone()))
             .collect();
-        deps.graph.upsert_facts(&job.user_id, &nodes).await?;
+        if !nodes.is_empty() {
+            deps.graph.upsert_facts(&job.user_id, &nodes).await?;
+        }
         Ok(())
     }
 
@@ -348,7 +445,8 @@ impl Worker {
         // status, so a client that saw the job complete never reads older.
         self.bump_generation(&job.user_id).await;
         deps.meta.complete_job(claim, &plan).await?;
-        let old: Vec<String> = plan.superseded.iter().map(|(o, _)| o.clone()).collect();
+        let mut old: Vec<String> = plan.superseded.iter().map(|(o, _)| o.clone()).collect();
+        old.extend(plan.retired.iter().cloned());
         if !old.is_empty() {
             // Best effort: replaced facts are already invisible (metadata says superseded).
             if let Err(e) = deps.vectors.delete(&job.user_id, &old).await {
@@ -397,12 +495,17 @@ fn new_fact(
     c: &Candidate,
     job: &Job,
     supersedes: Option<String>,
+    said_at: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Fact {
     Fact {
         fact_id,
         user_id: job.user_id.clone(),
         conversation_id: job.conversation_id.clone(),
+        kind: MemoryKind::Fact,
+        context: None,
+        occurred_at: Some(c.occurred_at.unwrap_or(said_at)),
+        said_at: Some(said_at),
         content: c.content.clone(),
         category: c.category,
         confidence: c.confidence,
@@ -414,6 +517,40 @@ fn new_fact(
         polarity: c.polarity,
         predicate: c.predicate.clone(),
         supersedes,
+        created_at: now,
+        updated_at: now,
+        accessed_count: 0,
+        last_accessed_at: None,
+    }
+}
+
+fn new_episode(
+    fact_id: String,
+    d: EpisodeDraft,
+    job: &Job,
+    occurred_at: Option<DateTime<Utc>>,
+    said_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Fact {
+    Fact {
+        fact_id,
+        user_id: job.user_id.clone(),
+        conversation_id: job.conversation_id.clone(),
+        kind: MemoryKind::Episode,
+        content: d.content,
+        context: d.context,
+        occurred_at: Some(occurred_at.unwrap_or(said_at)),
+        said_at: Some(said_at),
+        category: Category::Other,
+        confidence: 1.0,
+        entities: d.entities,
+        tags: d.tags,
+        source_turns: d.source_turns,
+        language: d.language,
+        status: FactStatus::Active,
+        polarity: Polarity::Positive,
+        predicate: None,
+        supersedes: None,
         created_at: now,
         updated_at: now,
         accessed_count: 0,

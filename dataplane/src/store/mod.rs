@@ -34,19 +34,3 @@ pub(crate) fn to_ms(t: DateTime<Utc>) -> i64 {
 pub(crate) fn from_ms(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
 }
-
-/// Folded keyword text of a fact: syllables of content and tags, diacritics removed.
-pub(crate) fn keyword_text(content: &str, tags: &[String]) -> String {
-    let mut words: Vec<String> = pika_common::text::syllables(content)
-        .iter()
-        .chain(
-            tags.iter()
-                .flat_map(|t| pika_common::text::syllables(t))
-                .collect::<Vec<_>>()
-                .iter(),
-        )
-        .map(|s| pika_common::text::fold(s))
-        .collect();
-    words.dedup();
-    words.join(" ")
-}

@@ -2,14 +2,15 @@
 //!
 //! Same contract as the SQLite adapter (the shared adapter suite runs against
 //! both). Batches use array parameters (`= ANY($1)`), so every service query is
-//! one round trip. Keyword candidates use a GIN index over the folded terms.
+//! one round trip. Keyword candidates use a GIN index over the index terms
+//! (`terms`, with repeats: BM25's term frequencies; see `service::bm25`).
 
-use super::{keyword_text, to_ms};
+use super::to_ms;
 use crate::domain::{
     ApiKeyRecord, AuditEntry, Claim, ExtractionPlan, Fact, FactStatus, HistoryEntry, HistoryEvent, Job,
-    Permission, Polarity,
+    MemoryKind, Permission, Polarity,
 };
-use crate::ports::{FactPage, MetaStore, NewJob, StoreError};
+use crate::ports::{FactPage, KeywordMatches, MetaStore, NewJob, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use pika_common::wire::{Category, JobState};
@@ -39,7 +40,7 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
 
 const FACT_COLUMNS: &str = "fact_id, user_id, conversation_id, content, category, confidence, entities, tags, \
      source_turns, language, status, polarity, predicate, supersedes, created_at, updated_at, \
-     accessed_count, last_accessed_at";
+     accessed_count, last_accessed_at, kind, context, occurred_at, said_at";
 
 const JOB_COLUMNS: &str = "job_id, user_id, conversation_id, idempotency_key, request, state, attempts, \
      result, error, created_at, updated_at";
@@ -105,7 +106,14 @@ fn fact_from_row(r: &PgRow) -> Result<Fact, StoreError> {
         tags: r.try_get::<Json<Vec<String>>, _>("tags").map_err(db_err)?.0,
         source_turns: r.try_get::<Json<Vec<u32>>, _>("source_turns").map_err(db_err)?.0,
         language: r.try_get("language").map_err(db_err)?,
-        status: FactStatus::parse(&status),
+        status: FactStatus::parse(&status).ok_or_else(|| corrupt(format!("fact status {status:?}")))?,
+        kind: {
+            let kind: String = r.try_get("kind").map_err(db_err)?;
+            MemoryKind::parse(&kind).ok_or_else(|| corrupt(format!("memory kind {kind:?}")))?
+        },
+        context: r.try_get("context").map_err(db_err)?,
+        occurred_at: r.try_get("occurred_at").map_err(db_err)?,
+        said_at: r.try_get("said_at").map_err(db_err)?,
         polarity: if polarity == "negative" {
             Polarity::Negative
         } else {
@@ -158,21 +166,13 @@ fn history_from_row(r: &PgRow) -> Result<HistoryEntry, StoreError> {
     let event: String = r.try_get("event").map_err(db_err)?;
     Ok(HistoryEntry {
         fact_id: r.try_get("fact_id").map_err(db_err)?,
-        event: HistoryEvent::parse(&event),
+        event: HistoryEvent::parse(&event).ok_or_else(|| corrupt(format!("history event {event:?}")))?,
         old_content: r.try_get("old_content").map_err(db_err)?,
         new_content: r.try_get("new_content").map_err(db_err)?,
         related_fact_id: r.try_get("related_fact_id").map_err(db_err)?,
         job_id: r.try_get("job_id").map_err(db_err)?,
         created_at: r.try_get("created_at").map_err(db_err)?,
     })
-}
-
-fn terms_of(content: &str, tags: &[String]) -> Vec<String> {
-    keyword_text(content, tags)
-        .split(' ')
-        .filter(|t| !t.is_empty())
-        .map(str::to_string)
-        .collect()
 }
 
 /// Postgres keeps microseconds; round to milliseconds so values read back equal what was written.
@@ -334,7 +334,8 @@ impl MetaStore for PostgresMetaStore {
         for f in &plan.new_facts {
             sqlx::query(&format!(
                 "INSERT INTO facts ({FACT_COLUMNS}, terms)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
+                         $19, $20, $21, $22, $23)
                  ON CONFLICT (fact_id) DO NOTHING"
             ))
             .bind(&f.fact_id)
@@ -359,12 +360,27 @@ impl MetaStore for PostgresMetaStore {
             .bind(ms(f.updated_at))
             .bind(f.accessed_count as i32)
             .bind(f.last_accessed_at.map(ms))
-            .bind(terms_of(&f.content, &f.tags))
+            .bind(f.kind.as_str())
+            .bind(&f.context)
+            .bind(f.occurred_at.map(ms))
+            .bind(f.said_at.map(ms))
+            .bind(f.index_terms())
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
         }
-        let old: Vec<String> = plan.superseded.iter().map(|(o, _)| o.clone()).collect();
+        let mut old: Vec<String> = plan.superseded.iter().map(|(o, _)| o.clone()).collect();
+        old.extend(plan.retired.iter().cloned());
+        if !plan.user_names.is_empty() {
+            sqlx::query(
+                "INSERT INTO user_names (user_id, name) SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING",
+            )
+            .bind(&user_id)
+            .bind(&plan.user_names)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        }
         if !old.is_empty() {
             sqlx::query(
                 "UPDATE facts SET status = 'superseded', updated_at = $1 WHERE fact_id = ANY($2) AND status = 'active'",
@@ -530,7 +546,7 @@ impl MetaStore for PostgresMetaStore {
             .await
             .map_err(db_err)?
             .rows_affected();
-        for table in ["fact_history", "jobs"] {
+        for table in ["fact_history", "jobs", "user_names"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1"))
                 .bind(user_id)
                 .execute(&mut *tx)
@@ -570,12 +586,18 @@ impl MetaStore for PostgresMetaStore {
         user_id: &str,
         terms: &[String],
         limit: usize,
-    ) -> Result<Vec<Fact>, StoreError> {
+    ) -> Result<KeywordMatches, StoreError> {
         if terms.is_empty() {
-            return Ok(Vec::new());
+            return Ok(KeywordMatches::default());
         }
-        sqlx::query(&format!(
-            "SELECT {FACT_COLUMNS} FROM facts WHERE user_id = $1 AND status = 'active' AND terms && $2
+        // Candidates and the user's BM25 statistics in one round trip.
+        let rows = sqlx::query(&format!(
+            "WITH stats AS (
+                 SELECT COUNT(*) AS total, AVG(cardinality(terms))::float8 AS mean
+                 FROM facts WHERE user_id = $1 AND status = 'active')
+             SELECT {FACT_COLUMNS}, terms AS index_terms, stats.total, stats.mean
+             FROM facts, stats
+             WHERE user_id = $1 AND status = 'active' AND terms && $2
              ORDER BY cardinality(ARRAY(SELECT unnest(terms) INTERSECT SELECT unnest($2::text[]))) DESC, fact_id DESC
              LIMIT $3"
         ))
@@ -584,10 +606,28 @@ impl MetaStore for PostgresMetaStore {
         .bind(limit as i64)
         .fetch_all(&self.pool)
         .await
-        .map_err(db_err)?
-        .iter()
-        .map(fact_from_row)
-        .collect()
+        .map_err(db_err)?;
+        let mut out = KeywordMatches::default();
+        for r in &rows {
+            out.total_items = r.try_get::<i64, _>("total").map_err(db_err)?.max(0) as u64;
+            out.mean_terms = r
+                .try_get::<Option<f64>, _>("mean")
+                .map_err(db_err)?
+                .unwrap_or(0.0) as f32;
+            out.items.push((
+                fact_from_row(r)?,
+                r.try_get::<Vec<String>, _>("index_terms").map_err(db_err)?,
+            ));
+        }
+        Ok(out)
+    }
+
+    async fn user_names(&self, user_id: &str) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar("SELECT name FROM user_names WHERE user_id = $1 ORDER BY name")
+            .bind(user_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)
     }
 
     async fn record_access(&self, fact_ids: &[String]) -> Result<(), StoreError> {

@@ -4,12 +4,12 @@
 //! of an extraction is one transaction together with the job's completion, so
 //! a crash leaves either all of it or none of it.
 
-use super::{from_ms, keyword_text, to_ms};
+use super::{from_ms, to_ms};
 use crate::domain::{
     ApiKeyRecord, AuditEntry, Claim, ExtractionPlan, Fact, FactStatus, HistoryEntry, HistoryEvent, Job,
-    Permission, Polarity,
+    MemoryKind, Permission, Polarity,
 };
-use crate::ports::{FactPage, MetaStore, NewJob, StoreError};
+use crate::ports::{FactPage, KeywordMatches, MetaStore, NewJob, StoreError};
 use async_trait::async_trait;
 use chrono::Utc;
 use pika_common::wire::{Category, JobState};
@@ -40,7 +40,7 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
 
 const FACT_COLUMNS: &str = "fact_id, user_id, conversation_id, content, category, confidence, entities, tags, \
      source_turns, language, status, polarity, predicate, supersedes, created_at, updated_at, \
-     accessed_count, last_accessed_at";
+     accessed_count, last_accessed_at, kind, context, occurred_at, said_at, term_count";
 
 const JOB_COLUMNS: &str = "job_id, user_id, conversation_id, idempotency_key, request, state, attempts, \
      result, error, created_at, updated_at";
@@ -104,7 +104,23 @@ fn fact_from_row(r: &SqliteRow) -> Result<Fact, StoreError> {
         source_turns: serde_json::from_str(r.try_get::<&str, _>("source_turns").map_err(db_err)?)
             .map_err(corrupt)?,
         language: r.try_get("language").map_err(db_err)?,
-        status: FactStatus::parse(r.try_get::<&str, _>("status").map_err(db_err)?),
+        status: {
+            let s = r.try_get::<&str, _>("status").map_err(db_err)?;
+            FactStatus::parse(s).ok_or_else(|| corrupt(format!("fact status {s:?}")))?
+        },
+        kind: {
+            let s = r.try_get::<&str, _>("kind").map_err(db_err)?;
+            MemoryKind::parse(s).ok_or_else(|| corrupt(format!("memory kind {s:?}")))?
+        },
+        context: r.try_get("context").map_err(db_err)?,
+        occurred_at: r
+            .try_get::<Option<i64>, _>("occurred_at")
+            .map_err(db_err)?
+            .map(from_ms),
+        said_at: r
+            .try_get::<Option<i64>, _>("said_at")
+            .map_err(db_err)?
+            .map(from_ms),
         polarity: if r.try_get::<&str, _>("polarity").map_err(db_err)? == "negative" {
             Polarity::Negative
         } else {
@@ -165,7 +181,10 @@ fn key_from_row(r: &SqliteRow) -> Result<ApiKeyRecord, StoreError> {
 fn history_from_row(r: &SqliteRow) -> Result<HistoryEntry, StoreError> {
     Ok(HistoryEntry {
         fact_id: r.try_get("fact_id").map_err(db_err)?,
-        event: HistoryEvent::parse(r.try_get::<&str, _>("event").map_err(db_err)?),
+        event: {
+            let s = r.try_get::<&str, _>("event").map_err(db_err)?;
+            HistoryEvent::parse(s).ok_or_else(|| corrupt(format!("history event {s:?}")))?
+        },
         old_content: r.try_get("old_content").map_err(db_err)?,
         new_content: r.try_get("new_content").map_err(db_err)?,
         related_fact_id: r.try_get("related_fact_id").map_err(db_err)?,
@@ -340,8 +359,9 @@ impl MetaStore for SqliteMetaStore {
             return Err(StoreError::ClaimLost);
         };
         for f in &plan.new_facts {
+            let terms = f.index_terms();
             sqlx::query(&format!(
-                "INSERT INTO facts ({FACT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                "INSERT INTO facts ({FACT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                  ON CONFLICT (fact_id) DO NOTHING"
             ))
             .bind(&f.fact_id)
@@ -362,6 +382,11 @@ impl MetaStore for SqliteMetaStore {
             .bind(to_ms(f.updated_at))
             .bind(f.accessed_count as i64)
             .bind(f.last_accessed_at.map(to_ms))
+            .bind(f.kind.as_str())
+            .bind(&f.context)
+            .bind(f.occurred_at.map(to_ms))
+            .bind(f.said_at.map(to_ms))
+            .bind(terms.len() as i64)
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
@@ -374,7 +399,7 @@ impl MetaStore for SqliteMetaStore {
                 .bind(&f.fact_id)
                 .bind(&f.user_id)
                 .bind(keyword_owner(&f.user_id))
-                .bind(keyword_text(&f.content, &f.tags))
+                .bind(terms.join(" "))
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err)?;
@@ -392,6 +417,27 @@ impl MetaStore for SqliteMetaStore {
                 .await
                 .map_err(db_err)?;
             let _ = new;
+        }
+        for old in &plan.retired {
+            sqlx::query("UPDATE facts SET status = 'superseded', updated_at = ? WHERE fact_id = ? AND status = 'active'")
+                .bind(to_ms(now))
+                .bind(old)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            sqlx::query("DELETE FROM fact_terms WHERE fact_id = ?")
+                .bind(old)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
+        for name in &plan.user_names {
+            sqlx::query("INSERT INTO user_names (user_id, name) VALUES (?, ?) ON CONFLICT DO NOTHING")
+                .bind(&user_id)
+                .bind(name)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
         }
         for (fact_id, confidence) in &plan.refreshed {
             sqlx::query("UPDATE facts SET updated_at = ?, confidence = MAX(confidence, ?) WHERE fact_id = ? AND status = 'active'")
@@ -554,7 +600,13 @@ impl MetaStore for SqliteMetaStore {
             .await
             .map_err(db_err)?
             .rows_affected();
-        for table in ["fact_terms", "fact_history", "jobs", "cache_generations"] {
+        for table in [
+            "fact_terms",
+            "fact_history",
+            "jobs",
+            "cache_generations",
+            "user_names",
+        ] {
             sqlx::query(&format!("DELETE FROM {table} WHERE user_id = ?"))
                 .bind(user_id)
                 .execute(&mut *tx)
@@ -594,20 +646,28 @@ impl MetaStore for SqliteMetaStore {
         user_id: &str,
         terms: &[String],
         limit: usize,
-    ) -> Result<Vec<Fact>, StoreError> {
-        // FTS5 query syntax: quote every term so user text is never parsed as operators.
-        let any_term = terms
+    ) -> Result<KeywordMatches, StoreError> {
+        // FTS5 finds the candidates by their folded terms (every accented
+        // `~mèo` is stored beside its folded `meo`, so folded terms suffice);
+        // BM25 itself is computed by the caller from each item's stored terms.
+        // Every term is quoted so user text is never parsed as FTS operators.
+        let mut any: Vec<String> = terms
             .iter()
-            .filter(|t| !t.is_empty())
+            .filter(|t| !t.is_empty() && !t.starts_with('~'))
             .map(|t| format!("\"{}\"", t.replace('"', "")))
-            .collect::<Vec<_>>()
-            .join(" OR ");
-        if any_term.is_empty() {
-            return Ok(Vec::new());
+            .collect();
+        any.sort();
+        any.dedup();
+        if any.is_empty() {
+            return Ok(KeywordMatches::default());
         }
-        let expr = format!("owner : \"{}\" AND terms : ({any_term})", keyword_owner(user_id));
+        let expr = format!(
+            "owner : \"{}\" AND terms : ({})",
+            keyword_owner(user_id),
+            any.join(" OR ")
+        );
         let sql = format!(
-            "SELECT {} FROM fact_terms t JOIN facts f ON f.fact_id = t.fact_id
+            "SELECT {}, t.terms AS index_terms FROM fact_terms t JOIN facts f ON f.fact_id = t.fact_id
              WHERE fact_terms MATCH ? AND t.user_id = ? AND f.status = 'active' ORDER BY rank LIMIT ?",
             FACT_COLUMNS
                 .split(", ")
@@ -615,7 +675,7 @@ impl MetaStore for SqliteMetaStore {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        sqlx::query(&sql)
+        let items = sqlx::query(&sql)
             .bind(expr)
             .bind(user_id)
             .bind(limit as i64)
@@ -623,8 +683,38 @@ impl MetaStore for SqliteMetaStore {
             .await
             .map_err(db_err)?
             .iter()
-            .map(fact_from_row)
-            .collect()
+            .map(|r| {
+                let terms: String = r.try_get("index_terms").map_err(db_err)?;
+                Ok((
+                    fact_from_row(r)?,
+                    terms
+                        .split(' ')
+                        .filter(|t| !t.is_empty())
+                        .map(str::to_string)
+                        .collect(),
+                ))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let (total, mean): (i64, Option<f64>) = sqlx::query_as(
+            "SELECT COUNT(*), AVG(term_count) FROM facts WHERE user_id = ? AND status = 'active'",
+        )
+        .bind(user_id)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(KeywordMatches {
+            items,
+            total_items: total.max(0) as u64,
+            mean_terms: mean.unwrap_or(0.0) as f32,
+        })
+    }
+
+    async fn user_names(&self, user_id: &str) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar("SELECT name FROM user_names WHERE user_id = ? ORDER BY name")
+            .bind(user_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)
     }
 
     async fn record_access(&self, fact_ids: &[String]) -> Result<(), StoreError> {

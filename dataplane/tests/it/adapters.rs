@@ -5,8 +5,8 @@ use crate::backends::{server_url, unique};
 use chrono::Utc;
 use pika_common::wire::{Category, ExtractRequest, ExtractResult, JobState, Message, Role};
 use pika_dataplane::domain::{
-    ApiKeyRecord, AuditEntry, ExtractionPlan, Fact, FactStatus, HistoryEntry, HistoryEvent, Permission,
-    Polarity,
+    ApiKeyRecord, AuditEntry, ExtractionPlan, Fact, FactStatus, HistoryEntry, HistoryEvent, MemoryKind,
+    Permission, Polarity,
 };
 use pika_dataplane::ports::{
     CacheSignals, Delivery, FactGraph, JobQueue, MetaStore, NewJob, StoreError, VectorIndex,
@@ -33,6 +33,8 @@ fn request(user: &str, conv: &str) -> ExtractRequest {
             },
         ],
         metadata: None,
+        occurred_at: None,
+        user_name: None,
     }
 }
 
@@ -42,7 +44,11 @@ fn fact(id: &str, user: &str, content: &str, tags: &[&str]) -> Fact {
         fact_id: id.into(),
         user_id: user.into(),
         conversation_id: "c1".into(),
+        kind: MemoryKind::Fact,
         content: content.into(),
+        context: None,
+        occurred_at: None,
+        said_at: None,
         category: Category::Relationship,
         confidence: 0.8,
         entities: vec!["cat".into()],
@@ -155,8 +161,7 @@ async fn meta_suite(meta: &dyn MetaStore) {
             fact_ids: vec![cat.fact_id.clone()],
             processing_time_ms: 3,
             added: 1,
-            updated: 0,
-            unchanged: 0,
+            ..Default::default()
         },
         ..Default::default()
     };
@@ -207,13 +212,21 @@ async fn meta_suite(meta: &dyn MetaStore) {
         .await
         .expect("keyword");
     assert_eq!(
-        hits.iter().map(|f| f.fact_id.as_str()).collect::<Vec<_>>(),
+        hits.items
+            .iter()
+            .map(|(f, _)| f.fact_id.as_str())
+            .collect::<Vec<_>>(),
         vec![cat.fact_id.as_str()]
     );
+    // What BM25 needs: each match's index terms (with repeats) and the user's statistics.
+    assert_eq!(hits.items[0].1, cat.index_terms());
+    assert_eq!(hits.total_items, 1, "u1's active items");
+    assert!(hits.mean_terms > 0.0);
     assert!(
         meta.keyword_candidates("u1", &["dog".into()], 10)
             .await
             .expect("keyword")
+            .items
             .is_empty()
     );
     assert_eq!(
@@ -302,6 +315,7 @@ async fn meta_suite(meta: &dyn MetaStore) {
         meta.keyword_candidates("u1", &["cat".into()], 10)
             .await
             .expect("keyword")
+            .items
             .is_empty()
     );
     let (facts, jobs) = meta.export_user("u1").await.expect("export");
@@ -349,6 +363,122 @@ async fn meta_suite(meta: &dyn MetaStore) {
     };
     meta.append_audit(&[entry.clone(), entry]).await.expect("audit");
     meta.append_audit(&[]).await.expect("empty audit");
+
+    episodes_names_and_retired_facts(meta).await;
+}
+
+/// Episodes keep their kind, context and dates; names are kept per user;
+/// a retired fact (`Decision::Delete`) leaves keyword search, its history stays.
+async fn episodes_names_and_retired_facts(meta: &dyn MetaStore) {
+    let (job, _) = meta
+        .create_job(NewJob {
+            job_id: "j-ep".into(),
+            idempotency_key: "k-ep".into(),
+            request: request("u-ep", "c-ep"),
+        })
+        .await
+        .expect("create");
+    let (claim, _) = meta
+        .claim_job(&job.job_id, false)
+        .await
+        .expect("claim")
+        .expect("claimable");
+    let said = Utc::now() - chrono::Duration::days(3);
+    let mut episode = fact(
+        "0190a000-0000-7000-8000-0000000000e1",
+        "u-ep",
+        "Có, tên nó là Mướp á",
+        &[],
+    );
+    episode.kind = MemoryKind::Episode;
+    episode.context = Some("Bin có nuôi con vật nào không?".into());
+    episode.source_turns = vec![0, 1];
+    episode.said_at = Some(said);
+    episode.occurred_at = Some(said - chrono::Duration::days(1));
+    let dog = fact(
+        "0190a000-0000-7000-8000-0000000000e2",
+        "u-ep",
+        "The child has a dog.",
+        &["dog"],
+    );
+    meta.complete_job(
+        &claim,
+        &ExtractionPlan {
+            new_facts: vec![episode.clone(), dog.clone()],
+            user_names: vec!["Bin".into(), "Bin".into()],
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("complete");
+    let stored = meta
+        .get_fact(&episode.fact_id)
+        .await
+        .expect("get")
+        .expect("episode");
+    assert_eq!(stored.kind, MemoryKind::Episode);
+    assert_eq!(stored.context, episode.context);
+    assert_eq!(stored.source_turns, vec![0, 1]);
+    assert_eq!(
+        stored.said_at.map(|t| t.timestamp_millis()),
+        Some(said.timestamp_millis())
+    );
+    assert_eq!(
+        stored.occurred_at.map(|t| t.timestamp_millis()),
+        episode.occurred_at.map(|t| t.timestamp_millis())
+    );
+    assert_eq!(
+        meta.user_names("u-ep").await.expect("names"),
+        vec!["Bin".to_string()]
+    );
+    assert!(meta.user_names("u1").await.expect("names").is_empty());
+    // The answered question's words find the episode (its context is indexed).
+    let hits = meta
+        .keyword_candidates("u-ep", &pika_common::text::index_terms("con vật"), 10)
+        .await
+        .expect("keyword");
+    assert_eq!(hits.items.len(), 1);
+    assert_eq!(hits.items[0].0.fact_id, episode.fact_id);
+    assert_eq!(hits.total_items, 2);
+
+    let (job2, _) = meta
+        .create_job(NewJob {
+            job_id: "j-ep2".into(),
+            idempotency_key: "k-ep2".into(),
+            request: request("u-ep", "c-ep2"),
+        })
+        .await
+        .expect("create");
+    let (claim2, _) = meta
+        .claim_job(&job2.job_id, false)
+        .await
+        .expect("claim")
+        .expect("claimable");
+    meta.complete_job(
+        &claim2,
+        &ExtractionPlan {
+            retired: vec![dog.fact_id.clone()],
+            history: vec![history(&dog.fact_id, HistoryEvent::Delete, &dog.content)],
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("complete");
+    let gone = meta.get_fact(&dog.fact_id).await.expect("get").expect("kept");
+    assert_eq!(gone.status, FactStatus::Superseded);
+    assert!(
+        meta.keyword_candidates("u-ep", &["dog".into()], 10)
+            .await
+            .expect("keyword")
+            .items
+            .is_empty()
+    );
+    assert_eq!(
+        meta.fact_history(&dog.fact_id).await.expect("history")[0].event,
+        HistoryEvent::Delete
+    );
+    assert_eq!(meta.delete_user("u-ep").await.expect("forget"), 2);
+    assert!(meta.user_names("u-ep").await.expect("names").is_empty());
 }
 
 #[tokio::test]
