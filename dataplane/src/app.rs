@@ -17,7 +17,9 @@ use crate::store::{
     FalkorGraph, IndexSpec, LocalSignals, MilvusIndex, MilvusOptions, Neo4jGraph, Neo4jOptions,
     PostgresMetaStore, RedisSignals, SqliteGraph, SqliteMetaStore, SqliteVectorIndex,
 };
-use pika_common::embed::{Embedder, MiniLmEmbedder, MiniLmOptions, OpenAiEmbedder, OpenAiEmbedderOptions};
+use pika_common::embed::{
+    E5Embedder, E5Options, Embedder, MiniLmEmbedder, MiniLmOptions, OpenAiEmbedder, OpenAiEmbedderOptions,
+};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,11 +78,17 @@ pub struct AppState {
 pub fn build_embedder(config: &Config) -> Result<Arc<dyn Embedder>, StartError> {
     let e = &config.embedding;
     match e.provider.as_str() {
-        "local" => {
+        "local" | "minilm" => {
             let mut opts = MiniLmOptions::new(&e.model_dir);
             opts.threads = e.threads.max(1);
             opts.max_batch = e.max_batch.max(1);
             Ok(Arc::new(MiniLmEmbedder::load(opts)?))
+        }
+        "e5" => {
+            let mut opts = E5Options::new(&e.e5_model_path);
+            opts.threads = e.threads.max(1);
+            opts.max_batch = e.max_batch.max(1);
+            Ok(Arc::new(E5Embedder::load(opts)?))
         }
         "openai" => Ok(Arc::new(OpenAiEmbedder::new(OpenAiEmbedderOptions {
             base_url: e.base_url.clone(),

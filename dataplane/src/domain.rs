@@ -120,6 +120,19 @@ impl Fact {
         }
     }
 
+    /// For an episode, a hash of its words and the turn it answers: the same
+    /// exchange sent again is recognised and not stored twice.
+    pub fn dedup_key(&self) -> Option<String> {
+        use sha2::{Digest, Sha256};
+        (self.kind == MemoryKind::Episode).then(|| {
+            let mut h = Sha256::new();
+            h.update(self.content.as_bytes());
+            h.update([0u8]);
+            h.update(self.context.as_deref().unwrap_or_default().as_bytes());
+            hex::encode(h.finalize())
+        })
+    }
+
     /// Terms of the ranked keyword index: content, the answered turn, tags and entities.
     pub fn index_terms(&self) -> Vec<String> {
         let mut text = self.content.clone();

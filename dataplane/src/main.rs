@@ -147,7 +147,7 @@ async fn main() -> Result<()> {
                 n
             };
             println!(
-                "reindexed {n} facts with {} ({} dims)",
+                "reindexed {n} memory items (facts and episodes) with {} ({} dims)",
                 embedder.model_id(),
                 embedder.dimension()
             );

@@ -5,7 +5,7 @@
 //! adapters are added beside them and chosen from configuration by URL scheme.
 
 use crate::domain::{
-    ApiKeyRecord, AuditEntry, Candidate, Claim, Decision, ExtractionPlan, Fact, HistoryEntry, Job,
+    ApiKeyRecord, AuditEntry, Candidate, Claim, Decision, ExtractionPlan, Fact, HistoryEntry, Job, MemoryKind,
 };
 use async_trait::async_trait;
 use pika_common::wire::{ExtractRequest, Message};
@@ -102,6 +102,7 @@ pub trait MetaStore: Send + Sync {
         user_id: &str,
         cursor: Option<&str>,
         limit: usize,
+        kind: Option<MemoryKind>,
     ) -> Result<FactPage, StoreError>;
     /// Marks a fact deleted and records it; `false` when it did not exist or was already gone.
     async fn delete_fact(&self, fact_id: &str) -> Result<bool, StoreError>;
@@ -119,6 +120,11 @@ pub trait MetaStore: Send + Sync {
         terms: &[String],
         limit: usize,
     ) -> Result<KeywordMatches, StoreError>;
+    /// The user's active items (facts and episodes) from one conversation.
+    async fn conversation_items(&self, user_id: &str, conversation_id: &str)
+    -> Result<Vec<Fact>, StoreError>;
+    /// Which of `keys` (`Fact::dedup_key`) the user's active episodes already have.
+    async fn known_episodes(&self, user_id: &str, keys: &[String]) -> Result<Vec<String>, StoreError>;
     /// Names the user is known by (from extract requests and from what they said).
     async fn user_names(&self, user_id: &str) -> Result<Vec<String>, StoreError>;
     /// Bumps `accessed_count` and `last_accessed_at` for facts returned by a search.

@@ -8,7 +8,11 @@ ALTER TABLE facts
     ADD COLUMN kind TEXT NOT NULL DEFAULT 'fact',
     ADD COLUMN context TEXT,
     ADD COLUMN occurred_at TIMESTAMPTZ,
-    ADD COLUMN said_at TIMESTAMPTZ;
+    ADD COLUMN said_at TIMESTAMPTZ,
+    -- An episode's words (and the turn it answers), hashed: the same words sent
+    -- again (a repeated conversation) are not stored twice.
+    ADD COLUMN dedup_key TEXT;
+CREATE INDEX facts_user_dedup ON facts (user_id, dedup_key);
 
 -- Names a user is known by, from extract requests and from what they said.
 CREATE TABLE user_names (

@@ -9,6 +9,10 @@ ALTER TABLE facts ADD COLUMN context TEXT;
 ALTER TABLE facts ADD COLUMN occurred_at INTEGER;
 ALTER TABLE facts ADD COLUMN said_at INTEGER;
 ALTER TABLE facts ADD COLUMN term_count INTEGER NOT NULL DEFAULT 0;
+-- An episode's words (and the turn it answers), hashed: the same words sent
+-- again (a repeated conversation) are not stored twice.
+ALTER TABLE facts ADD COLUMN dedup_key TEXT;
+CREATE INDEX facts_user_dedup ON facts (user_id, dedup_key);
 
 -- Names a user is known by, from extract requests and from what they said.
 CREATE TABLE user_names (

@@ -220,6 +220,8 @@ pub async fn search_facts(
 pub struct PageParams {
     cursor: Option<String>,
     limit: Option<usize>,
+    /// `fact` (default), `episode` or `all`.
+    kind: Option<String>,
 }
 
 pub async fn list_facts(
@@ -236,10 +238,21 @@ pub async fn list_facts(
             "limit must be from 1 to 200",
         ));
     }
+    let kind = match page.kind.as_deref() {
+        None | Some("fact") => Some(crate::domain::MemoryKind::Fact),
+        Some("episode") => Some(crate::domain::MemoryKind::Episode),
+        Some("all") => None,
+        Some(_) => {
+            return Err(ApiError::new(
+                ErrorCode::ValidationError,
+                "kind must be fact, episode or all",
+            ));
+        }
+    };
     let p = state
         .deps
         .meta
-        .list_facts(&user_id, page.cursor.as_deref(), limit)
+        .list_facts(&user_id, page.cursor.as_deref(), limit, kind)
         .await
         .map_err(ServiceError::from)?;
     audit(&state, &caller, "list_facts", Some(&user_id), None).await;
@@ -293,42 +306,24 @@ pub async fn delete_fact(
     Path(fact_id): Path<String>,
 ) -> ApiResult {
     let deps = &state.deps;
-    let fact = deps
-        .meta
-        .get_fact(&fact_id)
-        .await
-        .map_err(ServiceError::from)?
-        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("fact {fact_id} not found")))?;
-    if !deps
-        .meta
-        .delete_fact(&fact_id)
-        .await
-        .map_err(ServiceError::from)?
-    {
-        return Err(ApiError::new(
-            ErrorCode::NotFound,
-            format!("fact {fact_id} not found"),
-        ));
-    }
-    let ids = [fact_id.clone()];
-    deps.vectors
-        .delete(&fact.user_id, &ids)
-        .await
-        .map_err(ServiceError::from)?;
-    deps.graph
-        .delete_facts(&fact.user_id, &ids)
-        .await
-        .map_err(ServiceError::from)?;
-    let _ = deps.signals.bump(&fact.user_id).await;
+    let forget = crate::service::forget::Forget {
+        meta: deps.meta.as_ref(),
+        vectors: deps.vectors.as_ref(),
+        graph: deps.graph.as_ref(),
+        signals: deps.signals.as_ref(),
+    };
+    let deleted = forget.delete_fact(&fact_id).await?;
     audit_now(
         &state,
         &caller,
         "delete_fact",
-        Some(&fact.user_id),
+        Some(&deleted.fact.user_id),
         Some(&fact_id),
     )
     .await?;
-    Ok(ok(json!({"fact_id": fact_id, "deleted": true})))
+    Ok(ok(
+        json!({"fact_id": fact_id, "deleted": true, "removed": deleted.removed}),
+    ))
 }
 
 pub async fn delete_user(

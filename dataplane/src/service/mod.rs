@@ -3,6 +3,7 @@
 pub mod bm25;
 pub mod bookkeeping;
 pub mod error;
+pub mod forget;
 pub mod ingest;
 pub mod keys;
 pub mod ranking;

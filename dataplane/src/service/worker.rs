@@ -247,7 +247,7 @@ impl Worker {
             }
         }
         let now = Utc::now();
-        let episode_facts: Vec<Fact> = drafts
+        let mut episode_facts: Vec<Fact> = drafts
             .into_iter()
             .enumerate()
             .map(|(i, d)| {
@@ -262,6 +262,18 @@ impl Worker {
                 )
             })
             .collect();
+        // The same exchange sent again (a repeated conversation) is kept once.
+        let keys: Vec<String> = episode_facts.iter().filter_map(Fact::dedup_key).collect();
+        let known = deps.meta.known_episodes(&job.user_id, &keys).await?;
+        let mut seen: Vec<String> = known;
+        episode_facts.retain(|e| match e.dedup_key() {
+            Some(k) if seen.contains(&k) => false,
+            Some(k) => {
+                seen.push(k);
+                true
+            }
+            None => true,
+        });
         if candidates.is_empty() && episode_facts.is_empty() {
             plan.result.processing_time_ms = started.elapsed().as_millis() as u64;
             return Ok(plan);

@@ -333,9 +333,9 @@ impl MetaStore for PostgresMetaStore {
         };
         for f in &plan.new_facts {
             sqlx::query(&format!(
-                "INSERT INTO facts ({FACT_COLUMNS}, terms)
+                "INSERT INTO facts ({FACT_COLUMNS}, terms, dedup_key)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-                         $19, $20, $21, $22, $23)
+                         $19, $20, $21, $22, $23, $24)
                  ON CONFLICT (fact_id) DO NOTHING"
             ))
             .bind(&f.fact_id)
@@ -365,6 +365,7 @@ impl MetaStore for PostgresMetaStore {
             .bind(f.occurred_at.map(ms))
             .bind(f.said_at.map(ms))
             .bind(f.index_terms())
+            .bind(f.dedup_key())
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
@@ -488,14 +489,16 @@ impl MetaStore for PostgresMetaStore {
         user_id: &str,
         cursor: Option<&str>,
         limit: usize,
+        kind: Option<MemoryKind>,
     ) -> Result<FactPage, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {FACT_COLUMNS} FROM facts WHERE user_id = $1 AND status = 'active' AND fact_id > $2
-             ORDER BY fact_id LIMIT $3"
+             AND ($4::text IS NULL OR kind = $4) ORDER BY fact_id LIMIT $3"
         ))
         .bind(user_id)
         .bind(cursor.unwrap_or(""))
         .bind(limit as i64 + 1)
+        .bind(kind.map(MemoryKind::as_str))
         .fetch_all(&self.pool)
         .await
         .map_err(db_err)?;
@@ -620,6 +623,38 @@ impl MetaStore for PostgresMetaStore {
             ));
         }
         Ok(out)
+    }
+
+    async fn conversation_items(
+        &self,
+        user_id: &str,
+        conversation_id: &str,
+    ) -> Result<Vec<Fact>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {FACT_COLUMNS} FROM facts WHERE user_id = $1 AND conversation_id = $2 AND status = 'active' ORDER BY fact_id"
+        ))
+        .bind(user_id)
+        .bind(conversation_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(fact_from_row)
+        .collect()
+    }
+
+    async fn known_episodes(&self, user_id: &str, keys: &[String]) -> Result<Vec<String>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        sqlx::query_scalar(
+            "SELECT DISTINCT dedup_key FROM facts WHERE user_id = $1 AND status = 'active' AND dedup_key = ANY($2)",
+        )
+        .bind(user_id)
+        .bind(keys)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)
     }
 
     async fn user_names(&self, user_id: &str) -> Result<Vec<String>, StoreError> {

@@ -40,7 +40,7 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
 
 const FACT_COLUMNS: &str = "fact_id, user_id, conversation_id, content, category, confidence, entities, tags, \
      source_turns, language, status, polarity, predicate, supersedes, created_at, updated_at, \
-     accessed_count, last_accessed_at, kind, context, occurred_at, said_at, term_count";
+     accessed_count, last_accessed_at, kind, context, occurred_at, said_at, term_count, dedup_key";
 
 const JOB_COLUMNS: &str = "job_id, user_id, conversation_id, idempotency_key, request, state, attempts, \
      result, error, created_at, updated_at";
@@ -361,7 +361,7 @@ impl MetaStore for SqliteMetaStore {
         for f in &plan.new_facts {
             let terms = f.index_terms();
             sqlx::query(&format!(
-                "INSERT INTO facts ({FACT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                "INSERT INTO facts ({FACT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                  ON CONFLICT (fact_id) DO NOTHING"
             ))
             .bind(&f.fact_id)
@@ -387,6 +387,7 @@ impl MetaStore for SqliteMetaStore {
             .bind(f.occurred_at.map(to_ms))
             .bind(f.said_at.map(to_ms))
             .bind(terms.len() as i64)
+            .bind(f.dedup_key())
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
@@ -534,13 +535,16 @@ impl MetaStore for SqliteMetaStore {
         user_id: &str,
         cursor: Option<&str>,
         limit: usize,
+        kind: Option<MemoryKind>,
     ) -> Result<FactPage, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {FACT_COLUMNS} FROM facts WHERE user_id = ? AND status = 'active' AND fact_id > ?
-             ORDER BY fact_id LIMIT ?"
+             AND (? IS NULL OR kind = ?) ORDER BY fact_id LIMIT ?"
         ))
         .bind(user_id)
         .bind(cursor.unwrap_or(""))
+        .bind(kind.map(MemoryKind::as_str))
+        .bind(kind.map(MemoryKind::as_str))
         .bind(limit as i64 + 1)
         .fetch_all(&self.pool)
         .await
@@ -707,6 +711,39 @@ impl MetaStore for SqliteMetaStore {
             total_items: total.max(0) as u64,
             mean_terms: mean.unwrap_or(0.0) as f32,
         })
+    }
+
+    async fn conversation_items(
+        &self,
+        user_id: &str,
+        conversation_id: &str,
+    ) -> Result<Vec<Fact>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {FACT_COLUMNS} FROM facts WHERE user_id = ? AND conversation_id = ? AND status = 'active' ORDER BY fact_id"
+        ))
+        .bind(user_id)
+        .bind(conversation_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(fact_from_row)
+        .collect()
+    }
+
+    async fn known_episodes(&self, user_id: &str, keys: &[String]) -> Result<Vec<String>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT DISTINCT dedup_key FROM facts WHERE user_id = ? AND status = 'active' AND dedup_key IN ({})",
+            sql_in_params(keys.len())
+        );
+        let mut q = sqlx::query_scalar(&sql).bind(user_id);
+        for k in keys {
+            q = q.bind(k);
+        }
+        q.fetch_all(&self.pool).await.map_err(db_err)
     }
 
     async fn user_names(&self, user_id: &str) -> Result<Vec<String>, StoreError> {

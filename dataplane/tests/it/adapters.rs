@@ -286,7 +286,7 @@ async fn meta_suite(meta: &dyn MetaStore) {
         .collect();
     assert_eq!(events, vec![HistoryEvent::Add, HistoryEvent::Update]);
     assert_eq!(meta.user_history("u1").await.expect("history").len(), 3);
-    let page = meta.list_facts("u1", None, 10).await.expect("list");
+    let page = meta.list_facts("u1", None, 10, None).await.expect("list");
     assert_eq!(
         page.facts.iter().map(|f| f.fact_id.as_str()).collect::<Vec<_>>(),
         vec![no_cat.fact_id.as_str()]
@@ -477,6 +477,19 @@ async fn episodes_names_and_retired_facts(meta: &dyn MetaStore) {
         meta.fact_history(&dog.fact_id).await.expect("history")[0].event,
         HistoryEvent::Delete
     );
+    let only_facts = meta
+        .list_facts("u-ep", None, 10, Some(MemoryKind::Fact))
+        .await
+        .expect("list");
+    assert!(
+        only_facts.facts.is_empty(),
+        "the dog fact is retired; the episode is not a fact"
+    );
+    let episodes = meta
+        .list_facts("u-ep", None, 10, Some(MemoryKind::Episode))
+        .await
+        .expect("list");
+    assert_eq!(episodes.facts.len(), 1);
     assert_eq!(meta.delete_user("u-ep").await.expect("forget"), 2);
     assert!(meta.user_names("u-ep").await.expect("names").is_empty());
 }

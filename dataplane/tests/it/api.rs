@@ -188,7 +188,15 @@ async fn idempotent_accept_wait_and_fact_lifecycle() {
 
     let (status, export) = s.get("/v1/users/kid-w/export").await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(export["data"]["facts"].as_array().map(Vec::len), Some(1));
+    // The export is complete: the fact and the episode (the child's turn) it came from.
+    let kinds: Vec<&str> = export["data"]["facts"]
+        .as_array()
+        .expect("facts")
+        .iter()
+        .filter_map(|f| f["kind"].as_str())
+        .collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "fact").count(), 1, "{export}");
+    assert_eq!(kinds.iter().filter(|k| **k == "episode").count(), 1, "{export}");
     assert_eq!(
         export["data"]["conversations"][0]["request"]["conversation"][1]["content"],
         "I love drawing cats every day."

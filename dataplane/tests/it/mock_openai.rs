@@ -19,6 +19,9 @@ pub enum ChatReply {
     Garbage(String),
     /// An HTTP error status.
     Status(u16),
+    /// `content` chosen by the requested JSON schema's name (`response_format.json_schema.name`),
+    /// e.g. one reply for extraction and another for the decision step.
+    BySchema(Vec<(String, String)>),
 }
 
 #[derive(Clone)]
@@ -87,7 +90,21 @@ async fn chat_completions(State(mock): State<Mock>, Json(req): Json<Value>) -> R
         (s.chat.clone(), s.delay)
     };
     tokio::time::sleep(delay).await;
+    let reply = match reply {
+        ChatReply::BySchema(options) => {
+            let name = req["response_format"]["json_schema"]["name"]
+                .as_str()
+                .unwrap_or_default();
+            options
+                .into_iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, c)| ChatReply::Content(c))
+                .unwrap_or(ChatReply::Status(400))
+        }
+        other => other,
+    };
     match reply {
+        ChatReply::BySchema(_) => StatusCode::BAD_REQUEST.into_response(),
         ChatReply::Content(content) => Json(json!({
             "id": "chatcmpl-test",
             "object": "chat.completion",
