@@ -183,12 +183,11 @@ async fn api_and_worker_processes_on_real_backends() {
     let (_worker2, _) = spawn(&["worker"], &env, "worker health on ");
     let job = s.wait_job(&job_id, std::time::Duration::from_secs(30)).await;
     assert_eq!(job["state"], "completed", "{job}");
-    assert_eq!(
-        s.search("kid-late", "dinosaurs")
-            .await
-            .first()
-            .map(String::as_str),
-        Some("The child loves drawing dinosaurs.")
+    // The fact or the child's own words (its episode): one slot, the better one.
+    let found = s.search("kid-late", "dinosaurs").await;
+    assert!(
+        found.first().is_some_and(|c| c.contains("drawing dinosaurs")),
+        "{found:?}"
     );
 
     schema.drop_schema().await;
@@ -455,9 +454,9 @@ async fn extract_and_search_keep_working_while_redis_is_down() {
         job["state"],
         results.len()
     );
-    assert_eq!(
-        results.first().map(String::as_str),
-        Some("The child loves drawing dinosaurs.")
+    assert!(
+        results.first().is_some_and(|c| c.contains("drawing dinosaurs")),
+        "{results:?}"
     );
     s.stop().await;
 }
