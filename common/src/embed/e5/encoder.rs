@@ -1,56 +1,125 @@
-//! The XLM-R (BERT-style) encoder of multilingual-e5-small, on candle.
+//! The XLM-R (BERT-style) encoder of multilingual-e5-small.
 //!
 //! Embeddings (word + position + token type 0, then layer norm), then per
-//! layer: self-attention with a post-attention residual layer norm, and an
-//! exact-erf GELU feed-forward block with its own residual layer norm; the
-//! output is the mean of the token states. Positions count from 0 at `<s>`:
-//! the file's position table already starts at XLM-R's first real position
-//! (`padding_idx + 1`), which is how the reference engine indexes it.
+//! layer: self-attention with a residual layer norm, and an exact-erf GELU
+//! feed-forward block with its own residual layer norm; the output is the mean
+//! of the token states. Positions count from 0 at `<s>`: the file's position
+//! table already starts at XLM-R's first real position (`padding_idx + 1`),
+//! which is how the reference engine indexes it.
 //!
-//! A batch is padded to its longest member; an additive mask keeps padding out
-//! of attention and out of the mean.
+//! The weight matrices run through our Q4 kernel (`q4.rs`) or, dequantised,
+//! candle's f32 GEMM; attention's two batched products and softmax run on
+//! candle; the element-wise steps (layer norm, GELU, residuals) are plain
+//! loops over buffers reused from layer to layer. A batch's tokens are packed
+//! end to end for all of these; attention alone pads the batch to its longest
+//! member, with an additive mask keeping padding out.
 
-use super::file::{Dims, ModelFile, Q4_BLOCK, Q4_BLOCK_BYTES};
 use super::E5Weights;
-use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
-use candle_core::{Device, Module, Tensor};
-use std::borrow::Cow;
+use super::file::{Dims, ModelFile, Q4_BLOCK, Q4_BLOCK_BYTES};
+use super::q4::{Q4Matrix, QuantizedActs};
+use candle_core::{Device, Tensor};
 
 type CResult<T> = candle_core::Result<T>;
 
 /// A weight matrix applied as `x · Wᵀ + b`.
 enum Weight {
-    /// Kept in 4 bits; candle quantises the activations to 8 bits per block
-    /// and runs an integer dot product (as the reference engine does).
-    Q4(QMatMul),
+    /// Kept in 4 bits; activations quantised to 8 bits per block.
+    Q4(Q4Matrix),
     /// Dequantised once at load, stored transposed (`in × out`) for the f32 GEMM.
     F32(Tensor),
 }
 
 struct Linear {
     w: Weight,
-    b: Tensor,
+    b: Vec<f32>,
+    rows: usize,
+    cols: usize,
+}
+
+/// Buffers one forward pass reuses from layer to layer.
+#[derive(Default)]
+struct Scratch {
+    acts: QuantizedActs,
+    tiles: Vec<f32>,
 }
 
 impl Linear {
-    fn forward(&self, x: &Tensor) -> CResult<Tensor> {
-        let y = match &self.w {
-            Weight::Q4(m) => m.forward(x)?,
-            Weight::F32(wt) => x.matmul(wt)?,
-        };
-        y.broadcast_add(&self.b)
+    /// `out = x · Wᵀ + b` for `x` of `tokens × cols`.
+    fn forward(&self, x: &[f32], s: &mut Scratch, out: &mut Vec<f32>, device: &Device) -> CResult<()> {
+        match &self.w {
+            Weight::Q4(m) => {
+                s.acts.quantize(x, self.cols);
+                m.matmul(&s.acts, &self.b, &mut s.tiles, out);
+            }
+            Weight::F32(wt) => {
+                let t = x.len() / self.cols;
+                let xt = Tensor::from_slice(x, (t, self.cols), device)?;
+                let y = xt.matmul(wt)?.flatten_all()?.to_vec1::<f32>()?;
+                out.clear();
+                out.extend(y);
+                for row in out.chunks_exact_mut(self.rows) {
+                    row.iter_mut().zip(&self.b).for_each(|(o, b)| *o += b);
+                }
+            }
+        }
+        Ok(())
     }
 }
 
 struct Norm {
-    w: Tensor,
-    b: Tensor,
+    w: Vec<f32>,
+    b: Vec<f32>,
 }
 
 impl Norm {
-    fn forward(&self, x: &Tensor, eps: f32) -> CResult<Tensor> {
-        candle_nn::ops::layer_norm(x, &self.w, &self.b, eps)
+    /// `x = layer_norm(x + add)` row by row (`add` may be empty).
+    fn apply(&self, x: &mut [f32], add: &[f32], eps: f32) {
+        let h = self.w.len();
+        for (t, row) in x.chunks_exact_mut(h).enumerate() {
+            if !add.is_empty() {
+                row.iter_mut()
+                    .zip(&add[t * h..(t + 1) * h])
+                    .for_each(|(r, a)| *r += a);
+            }
+            let mean = row.iter().sum::<f32>() / h as f32;
+            let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / h as f32;
+            let inv = 1.0 / (var + eps).sqrt();
+            for ((r, w), b) in row.iter_mut().zip(&self.w).zip(&self.b) {
+                *r = (*r - mean) * inv * w + b;
+            }
+        }
     }
+}
+
+/// GELU with the exact erf form, as the model was trained: `x·(1 + erf(x/√2))/2`.
+fn gelu(x: &mut [f32]) {
+    for v in x {
+        *v = 0.5 * *v * (1.0 + erf(*v * std::f32::consts::FRAC_1_SQRT_2));
+    }
+}
+
+/// erf as a rational function of x on [-4, 4] (the constant ±1 beyond, to f32
+/// precision), with the coefficients of Eigen's `generic_fast_erf_float`:
+/// within 1e-6 of libm's erff (see the test), and unlike libm's it is plain
+/// arithmetic the compiler vectorises (no `mul_add`: without FMA in the
+/// build target that is a libm call); libm's erff took 12% of a query's time.
+#[inline(always)]
+fn erf(x: f32) -> f32 {
+    let x = x.clamp(-4.0, 4.0);
+    let x2 = x * x;
+    let mut p = -2.726_142_3e-10_f32;
+    p = p * x2 + 2.770_681_4e-8;
+    p = p * x2 - 2.101_024e-6;
+    p = p * x2 - 5.692_506_4e-5;
+    p = p * x2 - 7.349_906_3e-4;
+    p = p * x2 - 2.954_6e-3;
+    p = p * x2 - 1.609_603_3e-2;
+    let mut q = -1.456_607_2e-5_f32;
+    q = q * x2 - 2.133_740_6e-4;
+    q = q * x2 - 1.682_827e-3;
+    q = q * x2 - 7.373_329e-3;
+    q = q * x2 - 1.426_474e-2;
+    x * p / q
 }
 
 struct Layer {
@@ -63,26 +132,13 @@ struct Layer {
     ff_norm: Norm,
 }
 
-/// The word-embedding table stays in its Q4_0 blocks (250k × 384 would be
-/// 384 MB as f32); rows are dequantised per token.
-struct WordTable {
-    blocks: Vec<u8>,
-    row_bytes: usize,
-    rows: usize,
-}
-
-impl WordTable {
-    /// Adds row `id` to `out` (length `hidden`).
-    fn add_row(&self, id: usize, out: &mut [f32]) {
-        let id = id.min(self.rows - 1);
-        add_q4_row(&self.blocks[id * self.row_bytes..(id + 1) * self.row_bytes], out);
-    }
-}
-
 /// Adds one row of Q4_0 blocks to `out`: block byte j holds weight j in its
 /// low nibble and weight j + 16 in its high one, both offset by 8.
 fn add_q4_row(row: &[u8], out: &mut [f32]) {
-    for (block, o) in row.chunks_exact(Q4_BLOCK_BYTES).zip(out.chunks_exact_mut(Q4_BLOCK)) {
+    for (block, o) in row
+        .chunks_exact(Q4_BLOCK_BYTES)
+        .zip(out.chunks_exact_mut(Q4_BLOCK))
+    {
         let d = half::f16::from_le_bytes([block[0], block[1]]).to_f32();
         let (lo, hi) = o.split_at_mut(Q4_BLOCK / 2);
         for ((q, l), h) in block[2..].iter().zip(lo).zip(hi) {
@@ -90,16 +146,6 @@ fn add_q4_row(row: &[u8], out: &mut [f32]) {
             *h += (f32::from(q >> 4) - 8.0) * d;
         }
     }
-}
-
-pub(super) struct Encoder {
-    dims: Dims,
-    word: WordTable,
-    /// Position rows with the token-type-0 row already added.
-    positions: Vec<f32>,
-    emb_norm: Norm,
-    layers: Vec<Layer>,
-    device: Device,
 }
 
 fn dequantize(blocks: &[u8], rows: usize, cols: usize) -> Vec<f32> {
@@ -111,8 +157,20 @@ fn dequantize(blocks: &[u8], rows: usize, cols: usize) -> Vec<f32> {
     out
 }
 
+pub(super) struct Encoder {
+    dims: Dims,
+    /// The word-embedding table stays in its Q4_0 blocks (250k × 384 would be
+    /// 384 MB as f32); rows are dequantised per token.
+    word: Vec<u8>,
+    /// Position rows with the token-type-0 row already added.
+    positions: Vec<f32>,
+    emb_norm: Norm,
+    layers: Vec<Layer>,
+    device: Device,
+}
+
 impl Encoder {
-    /// Builds the encoder from a checked file; `quantized` keeps matrices in 4 bits.
+    /// Builds the encoder from a checked file.
     pub fn load(file: ModelFile, weights: E5Weights) -> Result<Self, String> {
         let quantized = match weights {
             E5Weights::Auto => E5Weights::q4_is_fast(),
@@ -122,29 +180,28 @@ impl Encoder {
         let device = Device::Cpu;
         let d = file.dims;
         let (h, f) = (d.hidden, d.ffn);
-        let err = |e: candle_core::Error| e.to_string();
-        let vec1 = |v: Vec<f32>| Tensor::from_vec(v, h, &device).map_err(err);
         let linear = |names: &[&str], rows: usize, cols: usize| -> Result<Linear, String> {
             let mut blocks = Vec::with_capacity(names.len() * rows * cols / Q4_BLOCK * Q4_BLOCK_BYTES);
-            let mut bias = Vec::with_capacity(names.len() * rows);
+            let mut b = Vec::with_capacity(names.len() * rows);
             for n in names {
                 blocks.extend_from_slice(file.q4(&format!("{n}.w"), rows, cols)?);
-                bias.extend(file.f32s(&format!("{n}.b"), rows)?);
+                b.extend(file.f32s(&format!("{n}.b"), rows)?);
             }
-            let out = names.len() * rows;
+            let rows = names.len() * rows;
             let w = if quantized {
-                Weight::Q4(q4_matmul(blocks, out, cols)?)
+                Weight::Q4(Q4Matrix::from_blocks(&blocks, rows, cols))
             } else {
-                let w = Tensor::from_vec(dequantize(&blocks, out, cols), (out, cols), &device).map_err(err)?;
-                Weight::F32(w.t().and_then(|t| t.contiguous()).map_err(err)?)
+                let w = Tensor::from_vec(dequantize(&blocks, rows, cols), (rows, cols), &device)
+                    .and_then(|w| w.t()?.contiguous())
+                    .map_err(|e| e.to_string())?;
+                Weight::F32(w)
             };
-            let b = Tensor::from_vec(bias, out, &device).map_err(err)?;
-            Ok(Linear { w, b })
+            Ok(Linear { w, b, rows, cols })
         };
         let norm = |name: &str| -> Result<Norm, String> {
             Ok(Norm {
-                w: vec1(file.f32s(&format!("{name}.w"), h)?)?,
-                b: vec1(file.f32s(&format!("{name}.b"), h)?)?,
+                w: file.f32s(&format!("{name}.w"), h)?,
+                b: file.f32s(&format!("{name}.b"), h)?,
             })
         };
         let mut layers = Vec::with_capacity(d.layers);
@@ -165,11 +222,7 @@ impl Encoder {
         for row in positions.chunks_exact_mut(h) {
             row.iter_mut().zip(&types[..h]).for_each(|(p, t)| *p += t);
         }
-        let word = WordTable {
-            blocks: file.into_q4("emb.word", d.vocab_rows, h)?,
-            row_bytes: h / Q4_BLOCK * Q4_BLOCK_BYTES,
-            rows: d.vocab_rows,
-        };
+        let word = file.into_q4("emb.word", d.vocab_rows, h)?;
         Ok(Encoder {
             dims: d,
             word,
@@ -190,82 +243,108 @@ impl Encoder {
             .is_some_and(|l| matches!(l.qkv.w, Weight::Q4(_)))
     }
 
-    /// Mean-pooled (not yet normalised) states of each sequence; every
-    /// sequence already holds `<s>` … `</s>` and fits the position table.
-    pub fn forward(&self, seqs: &[&[u32]]) -> CResult<Vec<Vec<f32>>> {
+    /// Scaled dot-product attention of each sequence over its own tokens.
+    /// `qkv` holds the packed rows of all sequences (`Σ len × 3h`); `ctx`
+    /// receives the packed outputs (`Σ len × h`).
+    fn attention(&self, qkv: &[f32], batch: &Batch, ctx: &mut Vec<f32>) -> CResult<()> {
         let h = self.dims.hidden;
         let heads = self.dims.heads;
         let hd = h / heads;
-        let b = seqs.len();
-        let len = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
-        if b == 0 || len == 0 {
-            return Ok(vec![vec![0.0; h]; b]);
-        }
-        if len > self.dims.max_positions {
-            candle_core::bail!("sequence of {len} tokens exceeds {} positions", self.dims.max_positions);
-        }
-
-        let mut x = vec![0f32; b * len * h];
-        for (s, seq) in seqs.iter().enumerate() {
-            for (t, &id) in seq.iter().enumerate() {
-                let row = &mut x[(s * len + t) * h..(s * len + t + 1) * h];
-                row.copy_from_slice(&self.positions[t * h..(t + 1) * h]);
-                self.word.add_row(id as usize, row);
-            }
-        }
-        let x = Tensor::from_vec(x, (b * len, h), &self.device)?;
-        let mut x = self.emb_norm.forward(&x, self.dims.eps)?;
-
-        // Additive attention mask over keys: 0 for tokens, -inf for padding.
-        let mask = if seqs.iter().all(|s| s.len() == len) {
-            None
+        let (b, len) = (batch.starts.len(), batch.longest);
+        // Attention alone needs the batch padded: scatter the packed rows
+        // into `b × len` slots (padding rows stay zero; the mask hides them).
+        let padded: Vec<f32> = if batch.mask.is_none() {
+            qkv.to_vec()
         } else {
-            let m: Vec<f32> = seqs
-                .iter()
-                .flat_map(|s| (0..len).map(move |t| if t < s.len() { 0.0 } else { f32::NEG_INFINITY }))
-                .collect();
-            Some(Tensor::from_vec(m, (b, 1, 1, len), &self.device)?)
-        };
-        let scale = 1.0 / (hd as f64).sqrt();
-
-        for layer in &self.layers {
-            // (b·len, 3h) → (b, 3·heads, len, hd): q, k, v are head ranges of dim 1.
-            let qkv = layer
-                .qkv
-                .forward(&x)?
-                .reshape((b, len, 3 * heads, hd))?
-                .transpose(1, 2)?;
-            let q = (qkv.narrow(1, 0, heads)?.contiguous()? * scale)?;
-            let k = qkv.narrow(1, heads, heads)?.contiguous()?;
-            let v = qkv.narrow(1, 2 * heads, heads)?.contiguous()?;
-            let mut scores = q.matmul(&k.t()?)?;
-            if let Some(m) = &mask {
-                scores = scores.broadcast_add(m)?;
+            let mut p = vec![0f32; b * len * 3 * h];
+            for (s, (&start, &n)) in batch.starts.iter().zip(&batch.lens).enumerate() {
+                p[s * len * 3 * h..(s * len + n) * 3 * h]
+                    .copy_from_slice(&qkv[start * 3 * h..(start + n) * 3 * h]);
             }
-            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-            let ctx = probs
-                .matmul(&v)?
-                .transpose(1, 2)?
-                .contiguous()?
-                .reshape((b * len, h))?;
-            let attn = layer.out.forward(&ctx)?;
-            x = layer.attn_norm.forward(&(x + attn)?, self.dims.eps)?;
-            let ff = layer.ff_in.forward(&x)?.gelu_erf()?;
-            let ff = layer.ff_out.forward(&ff)?;
-            x = layer.ff_norm.forward(&(x + ff)?, self.dims.eps)?;
+            p
+        };
+        // (b, len, 3·heads, hd) → (b, 3·heads, len, hd): q, k, v are head ranges of dim 1.
+        let qkv = Tensor::from_vec(padded, (b, len, 3 * heads, hd), &self.device)?.transpose(1, 2)?;
+        let q = (qkv.narrow(1, 0, heads)?.contiguous()? * (1.0 / (hd as f64).sqrt()))?;
+        let k = qkv.narrow(1, heads, heads)?.contiguous()?;
+        let v = qkv.narrow(1, 2 * heads, heads)?.contiguous()?;
+        let mut scores = q.matmul(&k.t()?)?;
+        if let Some(m) = &batch.mask {
+            scores = scores.broadcast_add(m)?;
+        }
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let out = probs
+            .matmul(&v)?
+            .transpose(1, 2)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        ctx.clear();
+        if batch.mask.is_none() {
+            ctx.extend(out);
+        } else {
+            for (s, &n) in batch.lens.iter().enumerate() {
+                ctx.extend_from_slice(&out[s * len * h..(s * len + n) * h]);
+            }
+        }
+        Ok(())
+    }
+
+    /// Mean-pooled (not yet normalised) states of each sequence; every
+    /// sequence already holds `<s>` … `</s>` and fits the position table.
+    ///
+    /// The token-wise steps (every matrix product, layer norm, GELU: nearly
+    /// all the work) run on the sequences' tokens packed end to end, so
+    /// padding costs nothing there; only attention pads.
+    pub fn forward(&self, seqs: &[&[u32]]) -> CResult<Vec<Vec<f32>>> {
+        let h = self.dims.hidden;
+        let eps = self.dims.eps;
+        let longest = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
+        if seqs.is_empty() || longest == 0 {
+            return Ok(vec![vec![0.0; h]; seqs.len()]);
+        }
+        if longest > self.dims.max_positions {
+            candle_core::bail!(
+                "sequence of {longest} tokens exceeds {} positions",
+                self.dims.max_positions
+            );
+        }
+        let batch = Batch::new(seqs, longest, &self.device)?;
+        let row_bytes = h / Q4_BLOCK * Q4_BLOCK_BYTES;
+        let vocab_rows = self.word.len() / row_bytes;
+
+        let total: usize = batch.lens.iter().sum();
+        let mut x = vec![0f32; total * h];
+        let rows = seqs.iter().flat_map(|seq| seq.iter().enumerate());
+        for (row, (t, &id)) in x.chunks_exact_mut(h).zip(rows) {
+            row.copy_from_slice(&self.positions[t * h..(t + 1) * h]);
+            let id = (id as usize).min(vocab_rows - 1);
+            add_q4_row(&self.word[id * row_bytes..(id + 1) * row_bytes], row);
+        }
+        self.emb_norm.apply(&mut x, &[], eps);
+
+        let mut s = Scratch::default();
+        let (mut qkv, mut ctx, mut y, mut ff) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for layer in &self.layers {
+            layer.qkv.forward(&x, &mut s, &mut qkv, &self.device)?;
+            self.attention(&qkv, &batch, &mut ctx)?;
+            layer.out.forward(&ctx, &mut s, &mut y, &self.device)?;
+            layer.attn_norm.apply(&mut x, &y, eps);
+            layer.ff_in.forward(&x, &mut s, &mut ff, &self.device)?;
+            gelu(&mut ff);
+            layer.ff_out.forward(&ff, &mut s, &mut y, &self.device)?;
+            layer.ff_norm.apply(&mut x, &y, eps);
         }
 
-        let states = x.flatten_all()?.to_vec1::<f32>()?;
-        Ok(seqs
+        Ok(batch
+            .starts
             .iter()
-            .enumerate()
-            .map(|(s, seq)| {
+            .zip(&batch.lens)
+            .map(|(&start, &n)| {
                 let mut mean = vec![0f32; h];
-                for t in 0..seq.len() {
-                    let row = &states[(s * len + t) * h..(s * len + t + 1) * h];
+                for row in x[start * h..(start + n) * h].chunks_exact(h) {
                     mean.iter_mut().zip(row).for_each(|(m, v)| *m += v);
                 }
-                let inv = 1.0 / seq.len().max(1) as f32;
+                let inv = 1.0 / n.max(1) as f32;
                 mean.iter_mut().for_each(|m| *m *= inv);
                 mean
             })
@@ -273,14 +352,56 @@ impl Encoder {
     }
 }
 
-/// A candle 4-bit matrix over raw Q4_0 blocks (`rows × cols`, row-major).
-fn q4_matmul(blocks: Vec<u8>, rows: usize, cols: usize) -> Result<QMatMul, String> {
-    // candle reads the bytes as its 18-byte Q4_0 blocks (f16 scale first), the
-    // file's own layout; it asserts 2-byte alignment, which a heap buffer has.
-    if blocks.as_ptr() as usize % std::mem::align_of::<u16>() != 0 {
-        return Err("weight buffer is not 2-byte aligned".into());
+/// Where each sequence's tokens lie in the packed rows, and the attention mask.
+struct Batch {
+    starts: Vec<usize>,
+    lens: Vec<usize>,
+    longest: usize,
+    /// Additive mask over keys (`b × 1 × 1 × longest`): 0 for tokens, -inf for
+    /// padding. `None` when no sequence is padded.
+    mask: Option<Tensor>,
+}
+
+impl Batch {
+    fn new(seqs: &[&[u32]], longest: usize, device: &Device) -> CResult<Self> {
+        let lens: Vec<usize> = seqs.iter().map(|s| s.len()).collect();
+        let starts = lens
+            .iter()
+            .scan(0, |next, &n| {
+                let start = *next;
+                *next += n;
+                Some(start)
+            })
+            .collect();
+        let mask = if lens.iter().all(|&n| n == longest) {
+            None
+        } else {
+            let m: Vec<f32> = lens
+                .iter()
+                .flat_map(|&n| (0..longest).map(move |t| if t < n { 0.0 } else { f32::NEG_INFINITY }))
+                .collect();
+            Some(Tensor::from_vec(m, (seqs.len(), 1, 1, longest), device)?)
+        };
+        Ok(Batch {
+            starts,
+            lens,
+            longest,
+            mask,
+        })
     }
-    let storage = QStorage::from_data(Cow::Owned(blocks), &Device::Cpu, GgmlDType::Q4_0).map_err(|e| e.to_string())?;
-    let t = QTensor::new(storage, (rows, cols)).map_err(|e| e.to_string())?;
-    QMatMul::from_qtensor(t).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::erf;
+
+    #[test]
+    fn erf_matches_libm() {
+        let mut worst = 0f32;
+        for i in -60_000..=60_000 {
+            let x = i as f32 / 10_000.0;
+            worst = worst.max((erf(x) - candle_core::cpu::erf::erf_f32(x)).abs());
+        }
+        assert!(worst < 1e-6, "largest difference {worst}");
+    }
 }

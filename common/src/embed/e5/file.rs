@@ -80,7 +80,12 @@ impl<'a> Cursor<'a> {
             .pos
             .checked_add(n)
             .filter(|&e| e <= self.data.len())
-            .ok_or_else(|| format!("truncated file: {what} runs past the end ({} bytes)", self.data.len()))?;
+            .ok_or_else(|| {
+                format!(
+                    "truncated file: {what} runs past the end ({} bytes)",
+                    self.data.len()
+                )
+            })?;
         let s = &self.data[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -139,7 +144,9 @@ impl ModelFile {
         }
         let version = c.u32("version")?;
         if version != VERSION {
-            return Err(format!("unsupported E5S1 version {version} (this reader knows {VERSION})"));
+            return Err(format!(
+                "unsupported E5S1 version {version} (this reader knows {VERSION})"
+            ));
         }
         let dims = Dims {
             hidden: c.count("hidden size", 1 << 16)?,
@@ -244,15 +251,17 @@ impl ModelFile {
 
 fn check_dims(d: &Dims, block: usize) -> Result<(), String> {
     if block != Q4_BLOCK {
-        return Err(format!("quantisation block is {block}, expected {Q4_BLOCK} (Q4_0)"));
+        return Err(format!(
+            "quantisation block is {block}, expected {Q4_BLOCK} (Q4_0)"
+        ));
     }
     let sane = d.hidden > 0
         && d.layers > 0
         && d.heads > 0
-        && d.hidden % d.heads == 0
-        && d.hidden % Q4_BLOCK == 0
+        && d.hidden.is_multiple_of(d.heads)
+        && d.hidden.is_multiple_of(Q4_BLOCK)
         && d.ffn > 0
-        && d.ffn % Q4_BLOCK == 0
+        && d.ffn.is_multiple_of(Q4_BLOCK)
         && d.vocab_rows > 0
         && d.max_positions >= 3
         && d.type_rows > 0
@@ -272,7 +281,9 @@ fn read_vocab(c: &mut Cursor<'_>, dims: &Dims) -> Result<Vocab, String> {
     let _pad = c.count("<pad> id", n)?;
     let unk = c.count("<unk> id", n)?;
     if n == 0 || [bos, eos, unk].iter().any(|&id| id >= n) {
-        return Err(format!("special token ids ({bos}, {eos}, {unk}) outside the {n} pieces"));
+        return Err(format!(
+            "special token ids ({bos}, {eos}, {unk}) outside the {n} pieces"
+        ));
     }
     let blob_len = to_usize(c.u64("piece bytes length")?, "piece bytes length")?;
     let offsets: Vec<usize> = c
@@ -313,7 +324,8 @@ fn read_normalization(c: &mut Cursor<'_>) -> Result<HashMap<char, Box<[char]>>, 
         data: c.take(len, "normalisation map")?,
         pos: 0,
     };
-    let to_char = |v: u32| char::from_u32(v).ok_or_else(|| format!("normalisation map holds U+{v:X}, not a character"));
+    let to_char =
+        |v: u32| char::from_u32(v).ok_or_else(|| format!("normalisation map holds U+{v:X}, not a character"));
     let mut map = HashMap::with_capacity(n);
     for _ in 0..n {
         let from = to_char(m.u32("normalisation codepoint")?)?;
@@ -344,11 +356,13 @@ fn read_directory(c: &mut Cursor<'_>, file_len: usize) -> Result<HashMap<String,
         let len = to_usize(c.u64("tensor length")?, "tensor length")?;
         let expected = match dtype {
             DType::F32 => elems.checked_mul(4),
-            DType::Q4_0 if elems % Q4_BLOCK == 0 => Some(elems / Q4_BLOCK * Q4_BLOCK_BYTES),
+            DType::Q4_0 if elems.is_multiple_of(Q4_BLOCK) => Some(elems / Q4_BLOCK * Q4_BLOCK_BYTES),
             DType::Q4_0 => None,
         };
         if expected != Some(len) {
-            return Err(format!("tensor {name}: {len} bytes do not hold {elems} {dtype:?} values"));
+            return Err(format!(
+                "tensor {name}: {len} bytes do not hold {elems} {dtype:?} values"
+            ));
         }
         let end = offset
             .checked_add(len)

@@ -25,7 +25,11 @@ struct Fnv(u64);
 
 impl Hasher for Fnv {
     fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
         for &b in bytes {
             h ^= u64::from(b);
             h = h.wrapping_mul(0x0100_0000_01b3);
@@ -161,8 +165,12 @@ mod tests {
 
     /// A toy vocabulary: enough pieces to check the pipeline by hand.
     fn toy() -> Tokenizer {
-        let pieces = ["<s>", "<pad>", "</s>", "<unk>", "▁", "▁con", "▁mèo", "mèo", "▁co", "n", "▁a", "b", "ab"];
-        let scores = [0.0, 0.0, 0.0, 0.0, -2.0, -3.0, -4.0, -5.0, -3.5, -3.0, -4.0, -6.0, -5.0];
+        let pieces = [
+            "<s>", "<pad>", "</s>", "<unk>", "▁", "▁con", "▁mèo", "mèo", "▁co", "n", "▁a", "b", "ab",
+        ];
+        let scores = [
+            0.0, 0.0, 0.0, 0.0, -2.0, -3.0, -4.0, -5.0, -3.5, -3.0, -4.0, -6.0, -5.0,
+        ];
         let vocab = Vocab {
             pieces: pieces.iter().map(|s| s.to_string()).collect(),
             scores: scores.to_vec(),
