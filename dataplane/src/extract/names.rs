@@ -94,6 +94,7 @@ pub fn without_names(query: &str, names: &[String]) -> String {
     if names.is_empty() {
         return query.to_string();
     }
+    let lower_names: Vec<String> = names.iter().map(|n| n.to_lowercase()).collect();
     let folded_names: Vec<String> = names.iter().map(|n| fold(n)).collect();
     let kept: Vec<&str> = query
         .split_whitespace()
@@ -103,7 +104,13 @@ pub fn without_names(query: &str, names: &[String]) -> String {
                 .trim_end_matches("'s")
                 .trim_end_matches("’s")
                 .to_string();
-            !folded_names.contains(&fold(&core))
+            // Exact (any case) matches; a word typed without tone marks also
+            // matches by its folded form ("Duc" for "Đức"), but a word with
+            // its own marks never does ("ăn", to eat, is not the name "An").
+            let lower = core.to_lowercase();
+            let matches =
+                lower_names.contains(&lower) || (core.is_ascii() && folded_names.contains(&fold(&core)));
+            !matches
         })
         .collect();
     let out = kept.join(" ");
@@ -150,5 +157,7 @@ mod tests {
         );
         assert_eq!(without_names("Caroline", &names), "Caroline");
         assert_eq!(without_names("Bin thích ăn gì?", &["Bin".into()]), "thích ăn gì?");
+        assert_eq!(without_names("An thích ăn gì?", &["An".into()]), "thích ăn gì?");
+        assert_eq!(without_names("Duc hoc lop may?", &["Đức".into()]), "hoc lop may?");
     }
 }

@@ -302,6 +302,7 @@ impl Worker {
             .map(|f| (f.fact_id.clone(), f))
             .collect();
 
+        let rule = DuplicateRule::for_model(cfg, deps.embedder.model_id());
         let mut new_vectors: Vec<(usize, Vec<f32>)> = Vec::new();
         let mut touched: Vec<String> = Vec::new();
         for (i, (cand, vector)) in candidates.iter().zip(&vectors).enumerate() {
@@ -311,17 +312,14 @@ impl Worker {
                 .filter_map(|(id, s)| existing.get(id).map(|f| (f.clone(), *s)))
                 .collect();
             // The same fact twice in one conversation.
-            if let Some((j, _)) = new_vectors
-                .iter()
-                .find(|(_, v)| dot(v, vector) >= cfg.duplicate_threshold)
-            {
+            if let Some((j, _)) = new_vectors.iter().find(|(_, v)| dot(v, vector) >= rule.same) {
                 let id = plan.new_facts[*j].fact_id.clone();
                 if !plan.result.fact_ids.contains(&id) {
                     plan.result.fact_ids.push(id);
                 }
                 continue;
             }
-            let decision = match duplicate_of(cand, &neighbors, cfg.duplicate_threshold) {
+            let decision = match duplicate_of(cand, &neighbors, rule) {
                 Some(id) => Decision::Keep(id),
                 None => deps.extractor.decide(cand, &neighbors).await?,
             };
@@ -480,12 +478,51 @@ impl Worker {
 }
 
 /// An existing fact that says the same thing (same polarity, near-identical vector or text).
-fn duplicate_of(cand: &Candidate, neighbors: &[(Fact, f32)], threshold: f32) -> Option<String> {
+/// Cosine rules for "the same fact", per embedder (see `WorkerConfig`).
+#[derive(Debug, Clone, Copy)]
+pub struct DuplicateRule {
+    pub same: f32,
+    /// Cross-language duplicates with the same entities and predicate; `None`
+    /// for embedders that cannot relate languages.
+    pub cross_lingual: Option<f32>,
+}
+
+impl DuplicateRule {
+    pub fn for_model(cfg: &crate::config::WorkerConfig, model_id: &str) -> DuplicateRule {
+        if model_id.contains("e5") {
+            DuplicateRule {
+                same: cfg.duplicate_threshold_e5,
+                cross_lingual: Some(cfg.cross_lingual_threshold_e5),
+            }
+        } else {
+            DuplicateRule {
+                same: cfg.duplicate_threshold,
+                cross_lingual: None,
+            }
+        }
+    }
+}
+
+/// An existing fact that says the same thing (same polarity; near-identical
+/// vector or text, or the same entities and predicate said in another language).
+fn duplicate_of(cand: &Candidate, neighbors: &[(Fact, f32)], rule: DuplicateRule) -> Option<String> {
     let norm = |s: &str| pika_common::text::syllables(s).join(" ");
+    let same_claim = |f: &Fact| {
+        let mut a = f.entities.clone();
+        let mut b = cand.entities.clone();
+        a.sort();
+        b.sort();
+        !a.is_empty() && a == b && f.predicate == cand.predicate
+    };
     neighbors
         .iter()
         .find(|(f, s)| {
-            f.polarity == cand.polarity && (*s >= threshold || norm(&f.content) == norm(&cand.content))
+            f.polarity == cand.polarity
+                && (*s >= rule.same
+                    || norm(&f.content) == norm(&cand.content)
+                    || rule
+                        .cross_lingual
+                        .is_some_and(|t| *s >= t && f.language != cand.language && same_claim(f)))
         })
         .map(|(f, _)| f.fact_id.clone())
 }

@@ -48,6 +48,9 @@ struct Args {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Print (to stderr) each question not answered within N results, with what came back.
+    #[arg(long, default_value_t = 0)]
+    show_misses: usize,
 }
 
 #[tokio::main]
@@ -99,6 +102,7 @@ async fn main() -> Result<()> {
         concurrency: args.concurrency,
         ingest_timeout: Duration::from_secs(args.ingest_timeout_s),
         limit: 10,
+        show_misses: args.show_misses,
     };
     let report = eval::run(&samples, &opts).await;
     if let Some(r) = running {

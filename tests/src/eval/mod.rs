@@ -48,6 +48,8 @@ pub struct EvalOptions {
     pub ingest_timeout: Duration,
     /// Results asked per question.
     pub limit: usize,
+    /// Print questions not answered within this many results (0: none), for diagnosis.
+    pub show_misses: usize,
 }
 
 /// One extract call: which sample, user and conversation, and the turn map.
@@ -103,6 +105,14 @@ pub async fn run(samples: &[Sample], opts: &EvalOptions) -> Result<Report> {
                 })
                 .collect();
             pika.record(q, &ranked);
+            if opts.show_misses > 0
+                && !ranked
+                    .iter()
+                    .take(opts.show_misses)
+                    .any(|s| q.evidence.iter().any(|e| s.contains(e)))
+            {
+                print_miss(sample, q, &hits_text(&http, opts, &user_id, &q.question).await?);
+            }
         }
     }
     latencies.sort_by(f64::total_cmp);
@@ -377,6 +387,53 @@ async fn search(
         .collect())
 }
 
+/// The top results' kind and text, for `show_misses`.
+async fn hits_text(
+    http: &reqwest::Client,
+    opts: &EvalOptions,
+    user_id: &str,
+    query: &str,
+) -> Result<Vec<String>> {
+    let body: Value = http
+        .post(format!("{}/v1/search_facts", opts.target.base_url))
+        .bearer_auth(&opts.target.key)
+        .json(&json!({"user_id": user_id, "query": query, "limit": opts.show_misses, "score_threshold": 0.0}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    Ok(body["data"]["results"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            format!(
+                "[{} {:.3}] {} | {}",
+                r["kind"].as_str().unwrap_or("?"),
+                r["score"].as_f64().unwrap_or(0.0),
+                r["context"].as_str().unwrap_or(""),
+                r["content"].as_str().unwrap_or("")
+            )
+        })
+        .collect())
+}
+
+fn print_miss(sample: &Sample, q: &Question, top: &[String]) {
+    let text: HashMap<&str, &str> = sample
+        .sessions
+        .iter()
+        .flat_map(|s| &s.turns)
+        .map(|t| (t.dia_id.as_str(), t.text.as_str()))
+        .collect();
+    eprintln!("MISS {} [{} {:?}] {}", sample.id, q.category, q.tags, q.question);
+    for e in &q.evidence {
+        eprintln!("   evidence {e}: {}", text.get(e.as_str()).unwrap_or(&""));
+    }
+    for t in top {
+        eprintln!("   got {t}");
+    }
+}
+
 fn percentile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -393,7 +450,7 @@ impl SystemScores {
         let mut groups = vec!["all".to_string(), format!("category {}", q.category)];
         groups.extend(q.tags.iter().map(|t| format!("tag {t}")));
         for g in groups {
-            self.groups.entry(g).or_insert_with(Counts::default).add(first);
+            self.groups.entry(g).or_default().add(first);
         }
     }
 }
