@@ -392,10 +392,10 @@ impl Default for SearchConfig {
     fn default() -> Self {
         SearchConfig {
             // Measured on the child set (docs/QUALITY.md): the SDD's 0.7/0.2/0.1
-            // cost 0.13 of recall@3 against these; recency stays as a small
-            // newest-state tie-breaker, the entity signal is off by default.
-            weight_similarity: 0.95,
-            weight_recency: 0.05,
+            // cost 0.10 of recall@3 against these; recency stays as a small
+            // newest-state signal, the entity signal is off by default.
+            weight_similarity: 0.9,
+            weight_recency: 0.1,
             weight_relationship: 0.0,
             recency_half_life_days: 30.0,
             keyword_weight: 0.85,
