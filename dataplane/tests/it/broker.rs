@@ -111,17 +111,19 @@ async fn broker_restart_during_a_burst_of_500_extracts_loses_and_duplicates_noth
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     let settle = started.elapsed();
-    let (facts, distinct, rows): (i64, i64, i64) = sqlx::query_as(
-        "SELECT count(*) FILTER (WHERE status = 'active'), \
-         count(DISTINCT (user_id, content)) FILTER (WHERE status = 'active'), count(*) FROM facts",
+    let (facts, distinct, rows, episode_rows): (i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE status = 'active' AND kind = 'fact'), \
+         count(DISTINCT (user_id, content)) FILTER (WHERE status = 'active' AND kind = 'fact'), \
+         count(*) FILTER (WHERE kind = 'fact'), count(*) FILTER (WHERE kind = 'episode') FROM facts",
     )
     .fetch_one(&pool)
     .await
     .expect("count facts");
     // What the jobs say they stored: a job run twice would leave more rows than this.
-    let (reported, one_fact_each): (i64, i64) = sqlx::query_as(
+    let (reported, one_fact_each, episodes_reported): (i64, i64, i64) = sqlx::query_as(
         "SELECT COALESCE(sum((result->>'added')::bigint + (result->>'updated')::bigint), 0)::bigint, \
-         count(*) FILTER (WHERE (result->>'facts_count')::bigint = 1) FROM jobs",
+         count(*) FILTER (WHERE (result->>'facts_count')::bigint = 1), \
+         COALESCE(sum((result->>'episodes')::bigint), 0)::bigint FROM jobs",
     )
     .fetch_one(&pool)
     .await
@@ -143,6 +145,10 @@ async fn broker_restart_during_a_burst_of_500_extracts_loses_and_duplicates_noth
     assert_eq!(
         rows, reported,
         "fact rows = facts the jobs wrote (no job wrote twice)"
+    );
+    assert_eq!(
+        episode_rows, episodes_reported,
+        "episode rows = episodes the jobs wrote (no job wrote twice)"
     );
     assert_eq!(facts, distinct, "no duplicate facts");
 
