@@ -133,6 +133,14 @@ impl Fact {
         })
     }
 
+    /// The user's own turns (an episode's first turn may be the one it answers).
+    pub fn own_turns(&self) -> Vec<u32> {
+        match (self.kind, &self.context) {
+            (MemoryKind::Episode, Some(_)) => self.source_turns.iter().skip(1).copied().collect(),
+            _ => self.source_turns.clone(),
+        }
+    }
+
     /// Terms of the ranked keyword index: content, the answered turn, tags and entities.
     pub fn index_terms(&self) -> Vec<String> {
         let mut text = self.content.clone();

@@ -40,7 +40,7 @@ impl Forget<'_> {
             return Err(ServiceError::NotFound(format!("fact {fact_id}")));
         }
         let mut removed = vec![fact_id.to_string()];
-        let turns = own_turns(&fact);
+        let turns = fact.own_turns();
         for other in self
             .meta
             .conversation_items(&fact.user_id, &fact.conversation_id)
@@ -48,7 +48,7 @@ impl Forget<'_> {
         {
             if other.fact_id != fact.fact_id
                 && other.kind == MemoryKind::Episode
-                && own_turns(&other).iter().any(|t| turns.contains(t))
+                && other.own_turns().iter().any(|t| turns.contains(t))
                 && self.meta.delete_fact(&other.fact_id).await?
             {
                 removed.push(other.fact_id);
@@ -60,13 +60,5 @@ impl Forget<'_> {
             tracing::warn!(error = %e, "cannot bump cache generation after a delete");
         }
         Ok(Deleted { fact, removed })
-    }
-}
-
-/// The user's own turns of an item (an episode's first turn may be the one it answers).
-fn own_turns(f: &Fact) -> Vec<u32> {
-    match (f.kind, &f.context) {
-        (MemoryKind::Episode, Some(_)) => f.source_turns.iter().skip(1).copied().collect(),
-        _ => f.source_turns.clone(),
     }
 }

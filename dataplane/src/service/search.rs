@@ -371,10 +371,7 @@ fn collapse_same_turn(scored: &mut Vec<Scored>) {
         let f = &s.fact;
         // An episode's first turn may be the answered one (the other
         // speaker's); its own turns are the rest. Facts list their own.
-        let own: Vec<u32> = match (f.kind, &f.context) {
-            (MemoryKind::Episode, Some(_)) => f.source_turns.iter().skip(1).copied().collect(),
-            _ => f.source_turns.clone(),
-        };
+        let own = f.own_turns();
         let dup = own
             .iter()
             .any(|t| seen.contains(&(f.conversation_id.clone(), *t)));
