@@ -12,8 +12,11 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/pika-target}"
 export RAYON_NUM_THREADS="${RAYON_NUM_THREADS:-1}"
 bash scripts/fetch-model.sh
 cargo build --release --locked -p pika-dataplane -p pika-sidecar -p pika-tests --bins
-bin="$CARGO_TARGET_DIR/release"
+# PIKA_BENCH_BIN: a folder of already built binaries (an older build, to
+# compare in one run); the build above is then only for the benchmark tools.
+bin="${PIKA_BENCH_BIN:-$CARGO_TARGET_DIR/release}"
 export PIKA__CACHE__REDIS_URL="${PIKA_TEST_REDIS_URL:-redis://127.0.0.1:6379}"
+export PIKA_SIDECAR__REDIS__URL="$PIKA__CACHE__REDIS_URL"
 export RUST_LOG=warn
 data="$(mktemp -d)"
 dp=18291 a=18290 b=18292
@@ -29,7 +32,11 @@ for _ in $(seq 1 300); do grep -q 'listening on' "$data/dp.log" 2>/dev/null && b
 key="$(grep -o 'pika_live_sk_[A-Za-z0-9]*' "$data/dp.log")"
 for port in $a $b; do
   # Rate limit off: the load generator uses one key for everything.
-  "$bin/pika-sidecar" --data-dir "$data" --listen "127.0.0.1:$port" --upstream "http://127.0.0.1:$dp" \
+  # PIKA_BENCH_SIDECAR_ARGS: extra flags (@DATA@ is the dataplane's data folder;
+  # builds before issue 11 read keys from it with --data-dir @DATA@).
+  extra=(${PIKA_BENCH_SIDECAR_ARGS:-})
+  extra=("${extra[@]//@DATA@/$data}")
+  "$bin/pika-sidecar" "${extra[@]}" --listen "127.0.0.1:$port" --upstream "http://127.0.0.1:$dp" \
     --rate-limit-per-second 0 >"$data/sidecar-$port.log" 2>&1 &
   pids+=($!)
 done

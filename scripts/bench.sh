@@ -12,8 +12,10 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/pika-target}"
 export RAYON_NUM_THREADS="${RAYON_NUM_THREADS:-1}"
 bash scripts/fetch-model.sh
 cargo build --release --locked -p pika-dataplane -p pika-tests --bins
-cargo build --release --locked -p pika-common --example embed_bench
-bin="$CARGO_TARGET_DIR/release"
+cargo build --release --locked -p pika-embed --example embed_bench
+# PIKA_BENCH_BIN: a folder of already built binaries (an older build, to
+# compare in one run); the build above is then only for the benchmark tools.
+bin="${PIKA_BENCH_BIN:-$CARGO_TARGET_DIR/release}"
 
 e5_model=models/multilingual-e5-small-q4/e5-small-q4.bin
 echo "== query embedding alone (local MiniLM and multilingual-e5-small q4, candle, CPU)"

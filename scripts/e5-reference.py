@@ -216,7 +216,7 @@ def vectors(engine, out_path):
     print("wrote %d vectors to %s" % (len(items), out_path), file=sys.stderr)
 
 
-# The same queries as common/examples/embed_bench.rs.
+# The same queries as embed/examples/embed_bench.rs.
 QUERIES = [
     "thú cưng của bé là gì",
     "What pets does the child have?",

@@ -14,6 +14,24 @@ pub enum LogFormat {
     Text,
 }
 
+/// `[log]` of every process's configuration.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// `RUST_LOG`-style filter used when `RUST_LOG` is unset.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            filter: "info".into(),
+        }
+    }
+}
+
 /// Installs the global subscriber. Safe to call more than once (later calls are ignored),
 /// which matters for tests that start several servers in one process.
 pub fn init(format: LogFormat, default_filter: &str) {

@@ -34,6 +34,13 @@ pub struct FieldError {
 pub struct ValidationErrors(pub Vec<FieldError>);
 
 impl ValidationErrors {
+    /// One violation (a path segment or query parameter checked by a handler).
+    pub fn one(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        let mut e = ValidationErrors::default();
+        e.push(field, reason);
+        e
+    }
+
     fn push(&mut self, field: impl Into<String>, reason: impl Into<String>) {
         self.0.push(FieldError {
             field: field.into(),

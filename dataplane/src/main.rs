@@ -4,11 +4,11 @@
 use anyhow::{Context, Result, bail};
 use chrono::{Duration, Utc};
 use clap::{Parser, Subcommand};
-use pika_dataplane::app;
 use pika_dataplane::config::Config;
 use pika_dataplane::ports::MetaStore;
 use pika_dataplane::service::{keys, reindex};
 use pika_dataplane::store::{MilvusIndex, SqliteVectorIndex};
+use pika_dataplane::{app, resolve};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -121,21 +121,21 @@ async fn main() -> Result<()> {
             running.wait().await;
         }
         Command::Migrate => {
-            app::open_meta(&config).await?;
+            resolve::open_meta(&config).await?;
             println!("migrations applied");
         }
         Command::Reindex => {
-            let meta = app::open_meta(&config).await?;
-            let embedder = app::build_embedder(&config)?;
-            let n = if config.vector.url.is_empty() {
-                let embedded = app::open_embedded_db(&config).await?;
+            let meta = resolve::open_meta(&config).await?;
+            let embedder = resolve::build_embedder(&config)?;
+            let n = if resolve::vector_backend(&config)? == resolve::VectorBackend::Embedded {
+                let embedded = resolve::open_embedded_db(&config).await?;
                 let vectors =
                     SqliteVectorIndex::reset(embedded.pool(), embedder.model_id(), embedder.dimension())
                         .await?;
                 reindex::reindex(meta.as_ref(), &vectors, embedder.as_ref()).await?
             } else {
                 let vectors = MilvusIndex::new(
-                    app::milvus_options(&config)?,
+                    resolve::milvus_options(&config)?,
                     embedder.model_id(),
                     embedder.dimension(),
                 );
@@ -153,7 +153,7 @@ async fn main() -> Result<()> {
             );
         }
         Command::Keys { action } => {
-            let meta = app::open_meta(&config).await?;
+            let meta = resolve::open_meta(&config).await?;
             keys_command(&config, meta.as_ref(), action).await?;
         }
     }

@@ -1,17 +1,23 @@
 //! Prometheus metrics of the dataplane (DESIGN.md §9, SDD 10.1).
 
+use pika_common::http::{EmbedderQueueMetric, HttpMetrics};
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
+use std::sync::Arc;
 
 /// All metrics, registered in one registry served at `/metrics`.
 pub struct Metrics {
     registry: Registry,
-    pub http_requests: IntCounterVec,
-    pub http_duration: HistogramVec,
+    pub http: Arc<HttpMetrics>,
     pub jobs: IntCounterVec,
     pub job_duration: HistogramVec,
+    /// Jobs accepted and not finished, read from the jobs table at scrape time.
     pub queue_depth: IntGauge,
+    /// Requests waiting for the local embedding model, by priority.
+    pub embedder_waiting: EmbedderQueueMetric,
+    /// Audit and access-counter entries waiting to be written.
+    pub bookkeeping_queue: IntGauge,
     pub dependency_up: IntGaugeVec,
     pub dependency_duration: HistogramVec,
     /// Time per step of one search (embed, vector, keyword, hydrate, graph),
@@ -26,18 +32,7 @@ const LATENCY_BUCKETS: &[f64] = &[
 impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
-        let http_requests = IntCounterVec::new(
-            Opts::new(
-                "http_requests_total",
-                "HTTP requests by endpoint, method and status",
-            ),
-            &["endpoint", "method", "status"],
-        )?;
-        let http_duration = HistogramVec::new(
-            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency")
-                .buckets(LATENCY_BUCKETS.to_vec()),
-            &["endpoint", "method"],
-        )?;
+        let http = HttpMetrics::register(&registry, "HTTP request latency", LATENCY_BUCKETS)?;
         let jobs = IntCounterVec::new(
             Opts::new("jobs_total", "Extraction jobs by final state"),
             &["state"],
@@ -47,7 +42,15 @@ impl Metrics {
                 .buckets(vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
             &["state"],
         )?;
-        let queue_depth = IntGauge::new("queue_depth", "Jobs accepted and not yet finished")?;
+        let queue_depth = IntGauge::new(
+            "queue_depth",
+            "Jobs accepted and not yet finished (queued or processing)",
+        )?;
+        let embedder_waiting = EmbedderQueueMetric::register(&registry)?;
+        let bookkeeping_queue = IntGauge::new(
+            "bookkeeping_queue_depth",
+            "Audit and access-counter entries waiting to be written",
+        )?;
         let dependency_up = IntGaugeVec::new(
             Opts::new("dependency_up", "1 when a dependency answers"),
             &["service"],
@@ -65,21 +68,21 @@ impl Metrics {
             .buckets(LATENCY_BUCKETS.to_vec()),
             &["stage"],
         )?;
-        registry.register(Box::new(http_requests.clone()))?;
-        registry.register(Box::new(http_duration.clone()))?;
         registry.register(Box::new(jobs.clone()))?;
         registry.register(Box::new(job_duration.clone()))?;
         registry.register(Box::new(queue_depth.clone()))?;
+        registry.register(Box::new(bookkeeping_queue.clone()))?;
         registry.register(Box::new(dependency_up.clone()))?;
         registry.register(Box::new(dependency_duration.clone()))?;
         registry.register(Box::new(search_stage.clone()))?;
         Ok(Metrics {
             registry,
-            http_requests,
-            http_duration,
+            http,
             jobs,
             job_duration,
             queue_depth,
+            embedder_waiting,
+            bookkeeping_queue,
             dependency_up,
             dependency_duration,
             search_stage,

@@ -20,8 +20,14 @@ pub enum StoreError {
     Conflict(String),
     #[error("the job claim was lost (another worker or a restart took it over)")]
     ClaimLost,
-    #[error("backend unavailable: {0}")]
-    Unavailable(String),
+    /// A transient failure of a backend (connection, timeout, overload):
+    /// worth retrying, and a 503 to clients. The cause is kept as the source.
+    #[error("{backend} unavailable: {source}")]
+    Unavailable {
+        backend: &'static str,
+        #[source]
+        source: BoxError,
+    },
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error(
@@ -30,9 +36,20 @@ pub enum StoreError {
     ModelMismatch { stored: String, configured: String },
 }
 
+/// The cause of a backend failure, whatever the client library's error type.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 impl StoreError {
+    /// `backend` unavailable because of `source` (an error, or a message).
+    pub fn unavailable(backend: &'static str, source: impl Into<BoxError>) -> Self {
+        StoreError::Unavailable {
+            backend,
+            source: source.into(),
+        }
+    }
+
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_))
+        matches!(self, StoreError::Unavailable { .. })
     }
 }
 
@@ -61,12 +78,10 @@ pub struct KeywordMatches {
     pub mean_terms: f32,
 }
 
-/// Facts, jobs, history, keys and audit (the critical metadata store).
+/// Extraction jobs: accepted, claimed by one worker, completed with their
+/// whole plan in one transaction, failed or retried.
 #[async_trait]
-pub trait MetaStore: Send + Sync {
-    /// Round trip used by health checks.
-    async fn ping(&self) -> Result<(), StoreError>;
-
+pub trait JobStore: Send + Sync {
     /// Inserts the job, or returns the existing one with the same idempotency key
     /// (`false` in the second slot).
     async fn create_job(&self, job: NewJob) -> Result<(Job, bool), StoreError>;
@@ -80,6 +95,9 @@ pub trait MetaStore: Send + Sync {
         cutoff: chrono::DateTime<chrono::Utc>,
         limit: usize,
     ) -> Result<Vec<String>, StoreError>;
+    /// Jobs accepted and not finished (`queued` or `processing`): the
+    /// `queue_depth` metric, the same whichever process reads it.
+    async fn count_unfinished_jobs(&self) -> Result<u64, StoreError>;
     /// Moves every `processing` job back to `queued` (embedded start-up: no other worker exists).
     async fn requeue_processing(&self) -> Result<u64, StoreError>;
     /// Takes a queued job for processing; `None` when it is not claimable (done,
@@ -90,7 +108,12 @@ pub trait MetaStore: Send + Sync {
     async fn complete_job(&self, claim: &Claim, plan: &ExtractionPlan) -> Result<(), StoreError>;
     /// Fails the job for good, or puts it back in `queued` when `retry` is set.
     async fn fail_job(&self, claim: &Claim, error: &str, retry: bool) -> Result<(), StoreError>;
+}
 
+/// Facts and episodes of each user: reads, keyword candidates, history,
+/// erasure and export.
+#[async_trait]
+pub trait FactStore: Send + Sync {
     /// Active facts among `ids` (one query), in no particular order.
     async fn active_facts(&self, ids: &[String]) -> Result<Vec<Fact>, StoreError>;
     async fn get_fact(&self, fact_id: &str) -> Result<Option<Fact>, StoreError>;
@@ -129,16 +152,34 @@ pub trait MetaStore: Send + Sync {
     async fn user_names(&self, user_id: &str) -> Result<Vec<String>, StoreError>;
     /// Bumps `accessed_count` and `last_accessed_at` for facts returned by a search.
     async fn record_access(&self, fact_ids: &[String]) -> Result<(), StoreError>;
+    /// Every history entry of a user's facts, oldest first (one query).
+    async fn user_history(&self, user_id: &str) -> Result<Vec<HistoryEntry>, StoreError>;
+}
 
+/// API keys, stored as hashes.
+#[async_trait]
+pub trait KeyStore: Send + Sync {
     async fn insert_key(&self, record: &ApiKeyRecord, hash: &str) -> Result<(), StoreError>;
     async fn key_by_hash(&self, hash: &str) -> Result<Option<ApiKeyRecord>, StoreError>;
     async fn list_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError>;
     /// `false` when no such key exists.
     async fn revoke_key(&self, key_id: &str) -> Result<bool, StoreError>;
+}
+
+/// The append-only audit log.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
     /// Appends audit lines in one transaction.
     async fn append_audit(&self, entries: &[AuditEntry]) -> Result<(), StoreError>;
-    /// Every history entry of a user's facts, oldest first (one query).
-    async fn user_history(&self, user_id: &str) -> Result<Vec<HistoryEntry>, StoreError>;
+}
+
+/// The critical metadata store: every capability above in one database
+/// (SQLite embedded, PostgreSQL in production). Services hold the narrower
+/// traits they need (`Arc<dyn MetaStore>` coerces to each).
+#[async_trait]
+pub trait MetaStore: JobStore + FactStore + KeyStore + AuditStore {
+    /// Round trip used by health checks.
+    async fn ping(&self) -> Result<(), StoreError>;
 }
 
 /// Fact vectors, searched per user.

@@ -160,7 +160,7 @@ impl Breaker {
         result.map_err(|e| match e {
             failsafe::Error::Inner(e) => e,
             failsafe::Error::Rejected => {
-                StoreError::Unavailable(format!("{}: circuit open after repeated failures", self.name))
+                StoreError::unavailable(self.name, "circuit open after repeated failures")
             }
         })
     }
@@ -320,7 +320,7 @@ mod tests {
             let r: Result<(), _> = b
                 .run("op", async {
                     calls.fetch_add(1, Ordering::SeqCst);
-                    Err(StoreError::Unavailable("down".into()))
+                    Err(StoreError::unavailable("test", "down"))
                 })
                 .await;
             assert!(r.is_err());
@@ -332,7 +332,9 @@ mod tests {
                 Ok(())
             })
             .await;
-        assert!(matches!(r, Err(StoreError::Unavailable(m)) if m.contains("circuit open")));
+        assert!(
+            matches!(&r, Err(e @ StoreError::Unavailable { .. }) if e.to_string().contains("circuit open"))
+        );
         assert_eq!(
             calls.load(Ordering::SeqCst),
             3,
@@ -360,7 +362,7 @@ mod tests {
         let b = breaker(&metrics);
         for _ in 0..3 {
             let _: Result<(), _> = b
-                .run("op", async { Err(StoreError::Unavailable("down".into())) })
+                .run("op", async { Err(StoreError::unavailable("test", "down")) })
                 .await;
         }
         assert_eq!(b.state(), BreakerState::Open);

@@ -7,6 +7,10 @@
 //! Kubernetes API errors are retried with a per-object exponential backoff;
 //! a spec that cannot be rendered is reported (status `Failed`, a Warning
 //! Event) and waits for the next change.
+//!
+//! Over 400 lines on purpose: one reconcile loop (render, apply, status,
+//! events, finalizer) read in the order it runs; rendering and index tuning are
+//! apart.
 
 use crate::children::{Changes, Children};
 use crate::crd::{CachePolicy, MemoryService, MemoryServiceStatus, Policy};

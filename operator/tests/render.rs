@@ -253,29 +253,3 @@ fn an_invalid_policy_or_index_override_is_refused() {
         "{err}"
     );
 }
-
-#[test]
-fn the_rendered_dataplane_config_loads_in_the_dataplane() {
-    for file in [
-        "memoryservice-minimal.yaml",
-        "memoryservice-gpu.yaml",
-        "memoryservice-external.yaml",
-    ] {
-        let d = render::render(&example(file), &policy()).expect("renders");
-        let data = d.config_maps[0].data.as_ref().expect("data");
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("dataplane.toml");
-        std::fs::write(&path, &data["dataplane.toml"]).expect("write");
-        let config =
-            pika_dataplane::config::Config::load(Some(&path)).expect("dataplane accepts the rendered config");
-        assert_eq!(
-            config.worker.concurrency,
-            example(file).spec.worker.concurrency as usize
-        );
-        assert!(!config.worker.in_process, "{file}: workers run apart");
-        let index = d.index.as_ref().expect("index");
-        assert_eq!(config.vector.index_type, index.kind.milvus_name());
-        let policy: Policy = serde_json::from_str(&data["cache-policy.json"]).expect("sidecar policy parses");
-        assert!(policy.problems().is_empty());
-    }
-}

@@ -1,59 +1,66 @@
 //! Auth before cache: a cached answer is only ever served to a live key with
 //! the right permission (DESIGN.md §5, §7).
 //!
-//! The sidecar reads the same key store as the dataplane (its `storage`
-//! configuration) and hashes keys the same way. Lookups are cached for a
-//! short time (`--key-cache-ttl-ms`), so a revoked key stops working within
-//! that time; unknown keys are cached too, so a client retrying a bad key
-//! does not reach the database on every request.
+//! The sidecar never opens the key store. It asks the dataplane what a key
+//! may do (`GET /v1/keys/self`, presenting that key, over loopback) and keeps
+//! the answer in a [`GrantCache`] for `keys.cache_ttl_ms`, unknown keys
+//! included, so a client retrying a bad key does not reach the dataplane on
+//! every request.
+//!
+//! When the dataplane cannot answer (restarting, overloaded), a grant seen
+//! within `keys.stale_ms` is still honoured, so cached answers keep flowing
+//! to keys that were live a moment ago; a key never seen, or seen longer ago,
+//! gets 503. A revoked key therefore stops working within `cache_ttl_ms`
+//! (plus the dataplane's own cache) while the dataplane is up, and within
+//! `stale_ms` at worst.
 
-use crate::errors::{envelope, request_id};
+use crate::errors::Refusal;
+use crate::proxy::Upstream;
 use crate::state::State;
+use async_trait::async_trait;
 use axum::body::Body;
 use axum::extract::{Request, State as Extract};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use chrono::Utc;
-use pika_common::wire::ErrorCode;
-use pika_dataplane::domain::{ApiKeyRecord, Permission};
-use pika_dataplane::http::auth::presented_key;
-use pika_dataplane::ports::MetaStore;
-use pika_dataplane::service::keys::hash_key;
+use pika_common::grants::{GrantSource, GrantSourceError};
+use pika_common::keys::{KeyGrant, Permission, presented_key};
+use pika_common::wire::Envelope;
 use std::sync::Arc;
-use std::time::Duration;
 
-/// The authenticated caller (request extension), for the rate limiter.
+/// The authenticated caller (request extension), for the rate limiter and
+/// the audit of cache hits.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub key_id: String,
+    /// The key as presented (`None` with `insecure_dev`): cache-hit audits are
+    /// sent to the dataplane with it.
+    pub key: Option<Arc<str>>,
 }
 
-/// Key lookups by hash, cached briefly.
-pub struct KeyCache {
-    store: Arc<dyn MetaStore>,
-    cache: moka::future::Cache<String, Option<Arc<ApiKeyRecord>>>,
-}
+/// Grants from the dataplane's introspection endpoint.
+pub struct Introspection(pub Upstream);
 
-impl KeyCache {
-    pub fn new(store: Arc<dyn MetaStore>, ttl: Duration) -> Self {
-        KeyCache {
-            store,
-            cache: moka::future::Cache::builder()
-                .max_capacity(10_000)
-                .time_to_live(ttl)
-                .build(),
-        }
-    }
-
-    /// The record of a presented key; concurrent lookups of one key share a query.
-    pub async fn lookup(&self, key: &str) -> Result<Option<Arc<ApiKeyRecord>>, String> {
-        let hash = hash_key(key);
-        self.cache
-            .try_get_with(hash.clone(), async {
-                self.store.key_by_hash(&hash).await.map(|r| r.map(Arc::new))
-            })
+#[async_trait]
+impl GrantSource for Introspection {
+    async fn grant(&self, presented: &str, _hash: &str) -> Result<Option<KeyGrant>, GrantSourceError> {
+        let answer = self
+            .0
+            .call(
+                http::Method::GET,
+                "/v1/keys/self",
+                Some(presented),
+                bytes::Bytes::new(),
+            )
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| GrantSourceError(e.to_string()))?;
+        match answer.status.as_u16() {
+            200 => serde_json::from_slice::<Envelope<KeyGrant>>(&answer.body)
+                .map(|e| Some(e.data))
+                .map_err(|e| GrantSourceError(format!("unreadable grant: {e}"))),
+            401 => Ok(None),
+            other => Err(GrantSourceError(format!("introspection answered {other}"))),
+        }
     }
 }
 
@@ -67,36 +74,30 @@ pub async fn require_key(Extract(state): Extract<State>, mut req: Request, next:
     if state.insecure_dev {
         req.extensions_mut().insert(Caller {
             key_id: "anonymous".into(),
+            key: None,
         });
         return next.run(req).await;
     }
-    let trace = request_id(req.headers());
-    let Some(key) = presented_key(req.headers()).filter(|k| !k.is_empty()) else {
-        return envelope(ErrorCode::Unauthorized, "missing API key", trace);
+    let Some(key) = presented_key(req.headers()) else {
+        return Refusal::MissingKey.into_response();
     };
-    let record = match state.keys.lookup(key).await {
-        Ok(Some(r)) if r.is_live(Utc::now()) => r,
+    let grant = match state.grants.lookup(key).await {
+        Ok(Some(g)) if g.is_live(Utc::now()) => g,
         Ok(_) => {
-            return envelope(
-                ErrorCode::Unauthorized,
-                "invalid, expired or revoked API key",
-                trace,
-            );
+            return Refusal::DeadKey.into_response();
         }
         Err(e) => {
-            tracing::warn!(error = %e, "key store unavailable");
-            return envelope(ErrorCode::ServiceUnavailable, "key store unavailable", trace);
+            tracing::warn!(error = %e, "key grants unavailable");
+            return Refusal::KeysUnavailable.into_response();
         }
     };
-    if is_search(req.uri().path()) && !record.allows(Permission::Search, Utc::now()) {
-        return envelope(
-            ErrorCode::Forbidden,
-            "this key lacks the search permission",
-            trace,
-        );
+    if is_search(req.uri().path()) && !grant.allows(Permission::Search, Utc::now()) {
+        return Refusal::NoSearchPermission.into_response();
     }
+    let key: Arc<str> = Arc::from(key);
     req.extensions_mut().insert(Caller {
-        key_id: record.key_id.clone(),
+        key_id: grant.key_id,
+        key: Some(key),
     });
     next.run(req).await
 }

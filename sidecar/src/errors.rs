@@ -1,35 +1,73 @@
-//! Error answers of the sidecar itself, in the dataplane's envelope
-//! (`{"status":"error","error":{code,message,details,trace_id}}`), so clients
-//! see one format whichever process refused them.
+//! Every answer the sidecar gives of its own (not relayed from the
+//! dataplane), as one enum with one exhaustive mapping to the shared error
+//! envelope (`pika_common::http::ApiError`), so clients see one format and
+//! one wording whichever process refused them.
 
-use axum::body::Body;
-use axum::http::{HeaderMap, HeaderValue, Response, StatusCode, header};
-use pika_common::wire::{ErrorBody, ErrorCode, ErrorEnvelope};
+use crate::proxy::ProxyError;
+use axum::response::{IntoResponse, Response};
+use pika_common::http::ApiError;
+use pika_common::wire::ErrorCode;
 
-/// The request id the outer layer assigned (or the client sent).
-pub fn request_id(headers: &HeaderMap) -> String {
-    headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string()
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    #[error("missing API key")]
+    MissingKey,
+    #[error("invalid, expired or revoked API key")]
+    DeadKey,
+    #[error("key store unavailable")]
+    KeysUnavailable,
+    #[error("this key lacks the search permission")]
+    NoSearchPermission,
+    #[error("rate limit exceeded for this API key")]
+    RateLimited,
+    #[error("request body larger than 1 MiB")]
+    BodyTooLarge,
+    /// Only the dataplane's own endpoints for the sidecar.
+    #[error("no such endpoint")]
+    Internal,
+    #[error(transparent)]
+    Upstream(#[from] ProxyError),
+    #[error("job status answer unreadable")]
+    StatusUnreadable,
 }
 
-pub fn envelope(code: ErrorCode, message: impl Into<String>, trace_id: String) -> Response<Body> {
-    let body = ErrorEnvelope {
-        status: "error".into(),
-        error: ErrorBody {
-            code,
-            message: message.into(),
-            details: serde_json::Value::Null,
-            trace_id,
-        },
-    };
-    let bytes = serde_json::to_vec(&body).unwrap_or_default();
-    let mut resp = Response::new(Body::from(bytes));
-    *resp.status_mut() =
-        StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    resp
+impl From<&Refusal> for ApiError {
+    fn from(r: &Refusal) -> Self {
+        let message = r.to_string();
+        match r {
+            Refusal::MissingKey | Refusal::DeadKey => ApiError::new(ErrorCode::Unauthorized, message),
+            Refusal::NoSearchPermission => ApiError::new(ErrorCode::Forbidden, message),
+            Refusal::RateLimited => ApiError::new(ErrorCode::RateLimited, message).retry_after(1),
+            Refusal::BodyTooLarge => ApiError::new(ErrorCode::PayloadTooLarge, message),
+            Refusal::Internal => ApiError::new(ErrorCode::NotFound, message),
+            Refusal::KeysUnavailable | Refusal::Upstream(_) | Refusal::StatusUnreadable => {
+                ApiError::new(ErrorCode::ServiceUnavailable, message).retry_after(1)
+            }
+        }
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        ApiError::from(&self).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_refusal_has_its_status() {
+        let status = |r: Refusal| ApiError::from(&r).code.http_status();
+        assert_eq!(status(Refusal::MissingKey), 401);
+        assert_eq!(status(Refusal::DeadKey), 401);
+        assert_eq!(status(Refusal::NoSearchPermission), 403);
+        assert_eq!(status(Refusal::RateLimited), 429);
+        assert_eq!(status(Refusal::BodyTooLarge), 413);
+        assert_eq!(status(Refusal::Internal), 404);
+        assert_eq!(status(Refusal::KeysUnavailable), 503);
+        assert_eq!(status(ProxyError::Unreachable("x".into()).into()), 503);
+        assert_eq!(ApiError::from(&Refusal::RateLimited).retry_after, Some(1));
+    }
 }

@@ -68,5 +68,6 @@ pub async fn ready(Extract(state): Extract<State>) -> StatusCode {
 }
 
 pub async fn metrics(Extract(state): Extract<State>) -> String {
+    state.metrics.embedder_waiting.set(state.cache.embedder.waiting());
     state.metrics.render()
 }

@@ -10,18 +10,11 @@
 use crate::state::State;
 use crate::warmup;
 use futures::StreamExt;
-use pika_dataplane::store::INVALIDATE_CHANNEL;
+use pika_common::signals::{INVALIDATE_CHANNEL, Invalidation};
 use std::time::Duration;
 
 const PING_EVERY: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// `"{user} {generation}"` → (user, generation).
-fn parse(payload: &str) -> Option<(&str, u64)> {
-    let (user, generation) = payload.rsplit_once(' ')?;
-    let generation = generation.parse::<u64>().ok()?;
-    (!user.is_empty()).then_some((user, generation))
-}
 
 /// Runs until the process ends, reconnecting with back-off.
 pub async fn run(state: State, redis_url: String) {
@@ -51,9 +44,9 @@ pub async fn run(state: State, redis_url: String) {
                             msg = stream.next() => {
                                 let Some(msg) = msg else { break };
                                 let payload: String = msg.get_payload().unwrap_or_default();
-                                if let Some((user, generation)) = parse(&payload) {
-                                    state.cache.l0.invalidate_user_before(user, generation).await;
-                                    warmup::schedule(&state, user);
+                                if let Some(m) = Invalidation::parse(&payload) {
+                                    state.cache.l0.invalidate_user_before(&m.user_id, m.generation).await;
+                                    warmup::schedule(&state, &m.user_id);
                                 }
                             }
                             _ = ping.tick() => {
@@ -77,19 +70,5 @@ pub async fn run(state: State, redis_url: String) {
         state.set_subscribed(false);
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_secs(5));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_messages() {
-        assert_eq!(parse("child-1 42"), Some(("child-1", 42)));
-        assert_eq!(parse("a:b@c 7"), Some(("a:b@c", 7)));
-        assert_eq!(parse("nogeneration"), None);
-        assert_eq!(parse("u x"), None);
-        assert_eq!(parse(" 3"), None);
     }
 }

@@ -10,19 +10,18 @@
 
 use crate::auth::is_search;
 use crate::cache::{Outgoing, X_CACHE};
-use crate::errors::{envelope, request_id};
+use crate::errors::Refusal;
 use crate::state::State;
 use axum::body::{Body, to_bytes};
 use axum::extract::{Request, State as Extract};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
+use axum::response::IntoResponse;
 use axum::response::Response;
-use pika_common::wire::{ErrorCode, RawSearchRequest};
-use pika_dataplane::domain::AuditEntry;
+use pika_common::http::current_request_id;
+use pika_common::validate::MAX_BODY_BYTES;
+use pika_common::wire::{CacheHit, RawSearchRequest};
 use std::time::Duration;
-
-/// The dataplane's request body limit (SDD 6.2).
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Job status answers are small; larger ones are relayed without a look.
 const MAX_STATUS_BYTES: usize = 64 * 1024;
 /// A job that completed longer ago than this was seen by its client already.
@@ -33,8 +32,17 @@ fn job_status_path(path: &str) -> bool {
     rest.is_some_and(|r| !r.is_empty() && (!r.contains('/') || r.ends_with("/status")))
 }
 
+/// The dataplane's endpoints for the sidecar itself (cache-hit audits) are
+/// not for clients: an audit line must come from a cache hit.
+fn sidecar_only(path: &str) -> bool {
+    path.starts_with("/v1/audit/")
+}
+
 pub async fn search_cache(Extract(state): Extract<State>, req: Request, next: Next) -> Response<Body> {
     let path = req.uri().path().to_string();
+    if sidecar_only(&path) {
+        return Refusal::Internal.into_response();
+    }
     if req.method() == Method::POST && is_search(&path) {
         return cached_search(state, req).await;
     }
@@ -57,13 +65,8 @@ pub async fn search_cache(Extract(state): Extract<State>, req: Request, next: Ne
 
 async fn cached_search(state: State, req: Request) -> Response<Body> {
     let (parts, body) = req.into_parts();
-    let trace = request_id(&parts.headers);
     let Ok(body) = to_bytes(body, MAX_BODY_BYTES).await else {
-        return envelope(
-            ErrorCode::PayloadTooLarge,
-            "request body larger than 1 MiB",
-            trace,
-        );
+        return Refusal::BodyTooLarge.into_response();
     };
     let valid = serde_json::from_slice::<RawSearchRequest>(&body)
         .ok()
@@ -92,26 +95,23 @@ async fn cached_search(state: State, req: Request) -> Response<Body> {
         )
         .await;
     // The dataplane audits the searches it answers; answers from cache are
-    // data access too, and are audited here (batched, never dropped).
-    let from_cache = resp
-        .headers()
-        .get(X_CACHE)
-        .is_some_and(|v| v.as_bytes().ends_with(b"HIT"));
-    if from_cache {
-        let key_id = parts
+    // data access too, and are sent to its audit log (batched, see `audit`).
+    let layer = match resp.headers().get(X_CACHE).map(|v| v.as_bytes()) {
+        Some(b"L0-HIT") => Some("L0"),
+        Some(b"L1-HIT") => Some("L1"),
+        _ => None,
+    };
+    if let Some(layer) = layer {
+        let key = parts
             .extensions
             .get::<crate::auth::Caller>()
-            .map(|c| c.key_id.clone());
-        state
-            .bookkeeper
-            .audit(AuditEntry {
-                key_id,
-                action: "search".into(),
-                user_id: Some(search.user_id.clone()),
-                target: Some("cache".into()),
-                request_id: trace,
-            })
-            .await;
+            .and_then(|c| c.key.clone());
+        let hit = CacheHit {
+            user_id: search.user_id.clone(),
+            request_id: current_request_id(),
+            layer: layer.into(),
+        };
+        state.audit.record(key, hit).await;
     }
     resp
 }
@@ -127,11 +127,7 @@ async fn relay_job_status(state: &State, resp: Response<Body>) -> Response<Body>
     }
     let (parts, body) = resp.into_parts();
     let Ok(bytes) = to_bytes(body, MAX_STATUS_BYTES).await else {
-        return envelope(
-            ErrorCode::ServiceUnavailable,
-            "job status answer unreadable",
-            String::new(),
-        );
+        return Refusal::StatusUnreadable.into_response();
     };
     #[derive(serde::Deserialize)]
     struct Job {
@@ -154,7 +150,6 @@ async fn relay_job_status(state: &State, resp: Response<Body>) -> Response<Body>
             // L1 under the new generation, never the old answer.
             let mut generation = None;
             if let Some(signals) = &state.signals {
-                use pika_dataplane::ports::CacheSignals;
                 match signals.bump(&job.data.user_id).await {
                     Ok(g) => generation = Some(g),
                     Err(e) => tracing::debug!(error = %e, "cannot bump generation on relayed completion"),
@@ -182,5 +177,11 @@ mod tests {
         assert!(!job_status_path("/v1/jobs/"));
         assert!(!job_status_path("/v1/jobs/abc/other"));
         assert!(!job_status_path("/v1/search_facts"));
+    }
+
+    #[test]
+    fn audit_intake_is_not_for_clients() {
+        assert!(sidecar_only("/v1/audit/cache_hits"));
+        assert!(!sidecar_only("/v1/users/u/facts"));
     }
 }

@@ -6,11 +6,19 @@
 //! Layout: [`stack`] builds the layers in order; [`auth`], [`ratelimit`],
 //! [`layers`] (search cache and freshness hooks) and [`proxy`] are the layers;
 //! [`cache`] holds keys, L0, L1 and semantic matching; [`invalidation`] and
-//! [`warmup`] keep the cache fresh; [`health`] and [`metrics`] observe it.
+//! [`warmup`] keep the cache fresh; [`audit`] sends cache-hit audits to the
+//! dataplane; [`health`] and [`metrics`] observe it; [`config`] is its own
+//! configuration.
+//!
+//! It must not know the dataplane's internals: it depends on `pika-common`
+//! (the wire contract) and `pika-embed` only, opens no database, and learns
+//! what a key may do by asking the dataplane over HTTP.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod auth;
 pub mod cache;
+pub mod config;
 pub mod errors;
 pub mod health;
 pub mod invalidation;
@@ -18,17 +26,20 @@ pub mod layers;
 pub mod metrics;
 pub mod proxy;
 pub mod ratelimit;
+pub mod signals;
 pub mod stack;
 pub mod state;
 pub mod warmup;
 
+use audit::{AuditSender, AuditTask};
 use cache::SearchCache;
 use cache::l0::L0;
 use cache::l1::{L1, L1Error};
+use config::SidecarConfig;
 use pika_common::cache_policy::CachePolicySpec;
-use pika_dataplane::config::Config;
-use pika_dataplane::store::RedisSignals;
+use pika_common::grants::GrantCache;
 use proxy::{ProxyError, Upstream};
+use signals::{BumpError, GenerationBumper};
 use state::{Sidecar, State};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -40,49 +51,18 @@ use tokio::sync::watch;
 pub enum StartError {
     #[error("cache policy {path}: {reason}")]
     Policy { path: String, reason: String },
-    #[error(transparent)]
-    Dataplane(#[from] pika_dataplane::app::StartError),
+    #[error("embedder: {0} (the local model's weights come from scripts/fetch-model.sh)")]
+    Embed(#[from] pika_embed::EmbedError),
     #[error("upstream: {0}")]
     Upstream(#[from] ProxyError),
     #[error("L1: {0}")]
     L1(#[from] L1Error),
+    #[error("redis: {0}")]
+    Signals(#[from] BumpError),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: String, source: std::io::Error },
-}
-
-/// Settings of the sidecar itself; what it shares with the dataplane (key
-/// store, Redis, embedder, auth switch) comes from the dataplane's [`Config`].
-#[derive(Debug, Clone)]
-pub struct SidecarOptions {
-    pub listen: String,
-    /// `http://host:port` of the dataplane.
-    pub upstream: String,
-    pub upstream_timeout: Duration,
-    /// How long a key lookup is trusted (a revoked key works at most this long).
-    pub key_cache_ttl: Duration,
-    /// Requests per second per key (0: no limit) and the burst allowed.
-    pub rate_limit_per_second: u32,
-    pub rate_limit_burst: u32,
-    /// A key with the search permission, for warm-up queries.
-    pub warmup_key: Option<String>,
-    pub policy: CachePolicySpec,
-}
-
-impl Default for SidecarOptions {
-    fn default() -> Self {
-        SidecarOptions {
-            listen: "127.0.0.1:8080".into(),
-            upstream: "http://127.0.0.1:8081".into(),
-            upstream_timeout: Duration::from_secs(30),
-            key_cache_ttl: Duration::from_secs(5),
-            rate_limit_per_second: 100,
-            rate_limit_burst: 200,
-            warmup_key: None,
-            policy: CachePolicySpec::default(),
-        }
-    }
 }
 
 /// Reads a policy file: JSON (`.json`, as the operator renders it) or TOML.
@@ -114,6 +94,7 @@ pub struct Running {
     shutdown: watch::Sender<bool>,
     server: tokio::task::JoinHandle<()>,
     listener_task: Option<tokio::task::JoinHandle<()>>,
+    audit: AuditTask,
 }
 
 impl Running {
@@ -121,12 +102,14 @@ impl Running {
         self.shutdown.clone()
     }
 
-    /// Waits until the server has stopped (after a shutdown signal).
+    /// Waits until the server has stopped (after a shutdown signal), then
+    /// sends the last cache-hit audits.
     pub async fn wait(self) {
         let _ = self.server.await;
         if let Some(t) = self.listener_task {
             t.abort();
         }
+        self.audit.close(Duration::from_secs(10)).await;
     }
 
     pub async fn stop(self) {
@@ -136,8 +119,7 @@ impl Running {
 }
 
 /// Builds the state, starts the invalidation listener and serves.
-pub async fn start(options: SidecarOptions, config: &Config) -> Result<Running, StartError> {
-    let policy = options.policy.clone();
+pub async fn start(config: SidecarConfig, policy: CachePolicySpec) -> Result<Running, StartError> {
     let problems = policy.problems();
     if !problems.is_empty() {
         return Err(StartError::Policy {
@@ -146,10 +128,12 @@ pub async fn start(options: SidecarOptions, config: &Config) -> Result<Running, 
         });
     }
     let metrics = Arc::new(metrics::Metrics::new()?);
-    let embedder = pika_dataplane::app::build_embedder(config)?;
-    let meta = pika_dataplane::app::open_meta(config).await?;
-    let upstream = Upstream::new(&options.upstream, options.upstream_timeout)?;
-    let redis_url = config.cache.redis_url.expose().to_string();
+    let embedder = pika_embed::build(&config.embedding)?;
+    let upstream = Upstream::new(
+        &config.upstream,
+        Duration::from_millis(config.upstream_timeout_ms),
+    )?;
+    let redis_url = config.redis.url.expose().to_string();
     let l1 = if policy.l1.enabled && !redis_url.is_empty() {
         Some(Arc::new(L1::new(
             &redis_url,
@@ -163,10 +147,10 @@ pub async fn start(options: SidecarOptions, config: &Config) -> Result<Running, 
     let signals = if redis_url.is_empty() {
         None
     } else {
-        Some(Arc::new(
-            RedisSignals::new(&redis_url, Duration::from_millis(config.cache.timeout_ms))
-                .map_err(pika_dataplane::app::StartError::Store)?,
-        ))
+        Some(GenerationBumper::new(
+            &redis_url,
+            Duration::from_millis(config.redis.timeout_ms),
+        )?)
     };
     let cache = SearchCache {
         l0: L0::new(policy.l0.max_entries, Duration::from_secs(policy.l0.ttl_seconds)),
@@ -176,30 +160,42 @@ pub async fn start(options: SidecarOptions, config: &Config) -> Result<Running, 
         upstream: upstream.clone(),
         metrics: metrics.clone(),
     };
-    let (bookkeeper, _bookkeeping) = pika_dataplane::service::bookkeeping::Bookkeeper::start(meta.clone());
+    let grants = GrantCache::new(
+        Arc::new(auth::Introspection(upstream.clone())),
+        Duration::from_millis(config.keys.cache_ttl_ms),
+        Duration::from_millis(config.keys.stale_ms),
+        10_000,
+    );
+    let (audit_sender, audit) = AuditSender::start(
+        upstream.clone(),
+        metrics.clone(),
+        config.audit.queue_capacity,
+        Duration::from_millis(config.audit.flush_every_ms),
+    );
+    let warmup_key = Some(config.warmup_key.expose().to_string()).filter(|k| !k.is_empty());
     let state: State = Arc::new(Sidecar::new(
         cache,
-        auth::KeyCache::new(meta.clone(), options.key_cache_ttl),
-        ratelimit::limiter(options.rate_limit_per_second, options.rate_limit_burst),
+        grants,
+        ratelimit::limiter(config.rate_limit.per_second, config.rate_limit.burst),
         upstream,
         metrics,
         signals,
-        config.auth.insecure_dev,
-        options.warmup_key.clone(),
-        bookkeeper,
+        config.insecure_dev,
+        warmup_key,
+        audit_sender,
     ));
     state.set_subscribed(false);
     let listener_task =
         (!redis_url.is_empty()).then(|| tokio::spawn(invalidation::run(state.clone(), redis_url.clone())));
 
-    let listener = tokio::net::TcpListener::bind(&options.listen)
+    let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .map_err(|source| StartError::Listen {
-            addr: options.listen.clone(),
+            addr: config.listen.clone(),
             source,
         })?;
     let addr = listener.local_addr().map_err(|source| StartError::Listen {
-        addr: options.listen.clone(),
+        addr: config.listen.clone(),
         source,
     })?;
     let (shutdown, mut rx) = watch::channel(false);
@@ -218,6 +214,7 @@ pub async fn start(options: SidecarOptions, config: &Config) -> Result<Running, 
         shutdown,
         server,
         listener_task,
+        audit,
     })
 }
 

@@ -1,19 +1,27 @@
 //! Prometheus metrics of the sidecar (DESIGN.md §9): requests, cache results
 //! per layer, hit latency per layer, upstream latency, dependency state.
 
+use pika_common::http::{EmbedderQueueMetric, HttpMetrics};
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
+use std::sync::Arc;
 use std::time::Instant;
 
 pub struct Metrics {
     registry: Registry,
-    pub http_requests: IntCounterVec,
-    pub http_duration: HistogramVec,
+    pub http: Arc<HttpMetrics>,
     pub cache_requests: IntCounterVec,
     pub cache_hit_duration: HistogramVec,
     pub upstream_duration: HistogramVec,
     pub dependency_up: IntGaugeVec,
+    /// Requests waiting for the local embedding model, by priority.
+    pub embedder_waiting: EmbedderQueueMetric,
+    /// Cache-hit audits waiting to be sent to the dataplane.
+    pub audit_queue: IntGauge,
+    pub audit_sent: IntCounter,
+    pub audit_lost: IntCounter,
 }
 
 /// Finer than the dataplane's: cache hits are tens of microseconds.
@@ -24,21 +32,7 @@ const BUCKETS: &[f64] = &[
 impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
-        let http_requests = IntCounterVec::new(
-            Opts::new(
-                "http_requests_total",
-                "HTTP requests by endpoint, method and status",
-            ),
-            &["endpoint", "method", "status"],
-        )?;
-        let http_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "http_request_duration_seconds",
-                "HTTP request latency at the sidecar",
-            )
-            .buckets(BUCKETS.to_vec()),
-            &["endpoint", "method"],
-        )?;
+        let http = HttpMetrics::register(&registry, "HTTP request latency at the sidecar", BUCKETS)?;
         let cache_requests = IntCounterVec::new(
             Opts::new(
                 "cache_requests_total",
@@ -66,21 +60,32 @@ impl Metrics {
             Opts::new("dependency_up", "1 when a dependency answers"),
             &["service"],
         )?;
-        for m in [&http_requests, &cache_requests] {
-            registry.register(Box::new(m.clone()))?;
-        }
-        for m in [&http_duration, &cache_hit_duration, &upstream_duration] {
+        let embedder_waiting = EmbedderQueueMetric::register(&registry)?;
+        let audit_queue = IntGauge::new("audit_queue_depth", "Cache-hit audits waiting to be sent")?;
+        let audit_sent = IntCounter::new("audit_sent_total", "Cache-hit audits recorded by the dataplane")?;
+        let audit_lost = IntCounter::new(
+            "audit_lost_total",
+            "Cache-hit audits the dataplane did not take after retries",
+        )?;
+        registry.register(Box::new(cache_requests.clone()))?;
+        registry.register(Box::new(audit_queue.clone()))?;
+        registry.register(Box::new(audit_sent.clone()))?;
+        registry.register(Box::new(audit_lost.clone()))?;
+        for m in [&cache_hit_duration, &upstream_duration] {
             registry.register(Box::new(m.clone()))?;
         }
         registry.register(Box::new(dependency_up.clone()))?;
         Ok(Metrics {
             registry,
-            http_requests,
-            http_duration,
+            http,
             cache_requests,
             cache_hit_duration,
             upstream_duration,
             dependency_up,
+            embedder_waiting,
+            audit_queue,
+            audit_sent,
+            audit_lost,
         })
     }
 

@@ -4,18 +4,18 @@
 //! buffered here); hop-by-hop headers are dropped as HTTP requires. Search
 //! misses use [`Upstream::send_buffered`], since their answer is cached.
 
-use crate::errors::{envelope, request_id};
+use crate::errors::Refusal;
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderName, Request, Response, Uri, header};
+use axum::response::IntoResponse;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use pika_common::wire::ErrorCode;
 use std::time::Duration;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ProxyError {
     #[error("upstream address {0} is not an http://host:port URL")]
     BadUpstream(String),
@@ -130,7 +130,6 @@ impl Upstream {
     /// Forwards as is, streaming; an unreachable dataplane is a 503 envelope.
     pub async fn forward(&self, mut req: Request<Body>) -> Response<Body> {
         strip_sidecar_only(req.headers_mut());
-        let trace = request_id(req.headers());
         match self.send(req).await {
             Ok(resp) => {
                 let (mut parts, body) = resp.into_parts();
@@ -139,7 +138,7 @@ impl Upstream {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "dataplane unavailable");
-                envelope(ErrorCode::ServiceUnavailable, e.to_string(), trace)
+                Refusal::Upstream(e).into_response()
             }
         }
     }
@@ -180,6 +179,41 @@ impl Upstream {
             headers: parts.headers,
             body,
         })
+    }
+
+    /// A request of the sidecar's own to the dataplane (not a client's),
+    /// presenting `key` as the bearer.
+    pub async fn call(
+        &self,
+        method: http::Method,
+        path: &'static str,
+        key: Option<&str>,
+        body: Bytes,
+    ) -> Result<Buffered, ProxyError> {
+        let mut headers = HeaderMap::new();
+        if let Some(k) = key
+            && let Ok(v) = format!("Bearer {k}").parse()
+        {
+            headers.insert(header::AUTHORIZATION, v);
+        }
+        if !body.is_empty() {
+            headers.insert(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+        }
+        self.send_buffered(&method, &Uri::from_static(path), &headers, &[], body)
+            .await
+    }
+
+    /// POSTs a JSON body of the sidecar's own; returns the status.
+    pub async fn post_json(
+        &self,
+        path: &'static str,
+        key: Option<&str>,
+        body: Bytes,
+    ) -> Result<http::StatusCode, ProxyError> {
+        Ok(self.call(http::Method::POST, path, key, body).await?.status)
     }
 
     /// `GET /health/live` of the dataplane, for the sidecar's own health.

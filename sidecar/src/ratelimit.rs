@@ -3,15 +3,13 @@
 //! exactly once).
 
 use crate::auth::Caller;
-use crate::errors::{envelope, request_id};
+use crate::errors::Refusal;
 use crate::state::State;
 use axum::body::Body;
 use axum::extract::{Request, State as Extract};
-use axum::http::HeaderValue;
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use pika_common::wire::ErrorCode;
 use std::num::NonZeroU32;
 
 pub type KeyLimiter = DefaultKeyedRateLimiter<String>;
@@ -28,14 +26,7 @@ pub async fn limit(Extract(state): Extract<State>, req: Request, next: Next) -> 
     if let (Some(limiter), Some(caller)) = (&state.limiter, req.extensions().get::<Caller>())
         && limiter.check_key(&caller.key_id).is_err()
     {
-        let mut resp = envelope(
-            ErrorCode::RateLimited,
-            "rate limit exceeded for this API key",
-            request_id(req.headers()),
-        );
-        resp.headers_mut()
-            .insert("retry-after", HeaderValue::from_static("1"));
-        return resp;
+        return Refusal::RateLimited.into_response();
     }
     next.run(req).await
 }

@@ -3,14 +3,12 @@
 use crate::state::State;
 use crate::{auth, health, layers, ratelimit};
 use axum::Router;
-use axum::extract::{MatchedPath, Request, State as Extract};
-use axum::middleware::{Next, from_fn_with_state};
+use axum::extract::{Request, State as Extract};
+use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::Response;
 use axum::routing::get;
-use std::time::Instant;
+use pika_common::http::{record_http_metrics, request_id};
 use tower::ServiceBuilder;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
 
 /// The whole service: the sidecar's own endpoints, then everything else
 /// through auth, rate limit and the search cache to the dataplane.
@@ -40,57 +38,19 @@ pub fn build(state: State) -> Router {
         .merge(proxied)
         .layer(
             ServiceBuilder::new()
-                // Request id outermost: every log line, error envelope and the
-                // dataplane (which receives the header) share it.
-                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-                .layer(PropagateRequestIdLayer::x_request_id())
-                // Tracing: one span per request, carrying the request id.
-                .layer(TraceLayer::new_for_http())
+                // Request id outermost, with the request's tracing span: every
+                // log line, error envelope and the dataplane (which receives
+                // the header) share it.
+                .layer(from_fn(request_id))
                 // Metrics: count everything, rejections and cache hits included.
-                .layer(from_fn_with_state(state, record_metrics)),
+                .layer(from_fn_with_state(
+                    state.metrics.http.clone(),
+                    record_http_metrics,
+                )),
         )
 }
 
 /// Innermost: the dataplane.
 async fn forward(Extract(state): Extract<State>, req: Request) -> Response {
     state.upstream.forward(req).await
-}
-
-/// A bounded label: the matched route, or the first two path segments.
-fn endpoint(req: &Request) -> String {
-    if let Some(p) = req.extensions().get::<MatchedPath>() {
-        return p.as_str().to_string();
-    }
-    let path = req.uri().path();
-    if path.starts_with("/v1/jobs/") {
-        return "/v1/jobs/{job_id}".into();
-    }
-    if path.starts_with("/v1/users/") {
-        return "/v1/users/{user_id}".into();
-    }
-    if path.starts_with("/v1/facts/") {
-        return "/v1/facts/{fact_id}".into();
-    }
-    match path {
-        "/v1/search_facts" | "/search_facts" | "/v1/extract_facts" | "/extract_facts" => path.into(),
-        _ => "other".into(),
-    }
-}
-
-async fn record_metrics(Extract(state): Extract<State>, req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let endpoint = endpoint(&req);
-    let method = req.method().as_str().to_string();
-    let resp = next.run(req).await;
-    state
-        .metrics
-        .http_requests
-        .with_label_values(&[endpoint.as_str(), method.as_str(), resp.status().as_str()])
-        .inc();
-    state
-        .metrics
-        .http_duration
-        .with_label_values(&[endpoint.as_str(), method.as_str()])
-        .observe(started.elapsed().as_secs_f64());
-    resp
 }

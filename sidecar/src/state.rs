@@ -1,30 +1,31 @@
 //! What every layer of the sidecar shares.
 
-use crate::auth::KeyCache;
+use crate::audit::AuditSender;
 use crate::cache::SearchCache;
 use crate::metrics::Metrics;
 use crate::proxy::Upstream;
 use crate::ratelimit::KeyLimiter;
-use pika_dataplane::service::bookkeeping::Bookkeeper;
-use pika_dataplane::store::RedisSignals;
+use crate::signals::GenerationBumper;
+use pika_common::grants::GrantCache;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 pub struct Sidecar {
     pub cache: SearchCache,
-    pub keys: KeyCache,
+    /// Key grants from the dataplane, cached briefly (see `auth`).
+    pub grants: GrantCache,
     pub limiter: Option<KeyLimiter>,
     pub upstream: Upstream,
     pub metrics: Arc<Metrics>,
     /// Bumps a user's generation when this sidecar relays a completed job
     /// (None without Redis).
-    pub signals: Option<Arc<RedisSignals>>,
-    /// `auth.insecure_dev` of the shared configuration: no keys checked.
+    pub signals: Option<GenerationBumper>,
+    /// No keys checked (`insecure_dev`).
     pub insecure_dev: bool,
     /// A key with the search permission for warm-up queries.
     pub warmup_key: Option<String>,
-    /// Audit lines for answers served from cache (batched writes).
-    pub bookkeeper: Bookkeeper,
+    /// Audit lines for answers served from cache, sent to the dataplane.
+    pub audit: AuditSender,
     subscribed: AtomicBool,
     /// Jobs whose completion this sidecar already relayed (bumped once).
     relayed: moka::sync::Cache<String, ()>,
@@ -36,25 +37,25 @@ impl Sidecar {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         cache: SearchCache,
-        keys: KeyCache,
+        grants: GrantCache,
         limiter: Option<KeyLimiter>,
         upstream: Upstream,
         metrics: Arc<Metrics>,
-        signals: Option<Arc<RedisSignals>>,
+        signals: Option<GenerationBumper>,
         insecure_dev: bool,
         warmup_key: Option<String>,
-        bookkeeper: Bookkeeper,
+        audit: AuditSender,
     ) -> Self {
         Sidecar {
             cache,
-            keys,
+            grants,
             limiter,
             upstream,
             metrics,
             signals,
             insecure_dev,
             warmup_key,
-            bookkeeper,
+            audit,
             subscribed: AtomicBool::new(false),
             relayed: moka::sync::Cache::builder()
                 .max_capacity(100_000)

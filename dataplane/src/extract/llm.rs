@@ -132,6 +132,9 @@ impl LlmExtractor {
             .with_api_base(&opts.base_url)
             .with_api_key(&opts.api_key);
         // Retries are the job's business (bounded attempts with backoff).
+        // async-openai 0.30 retries 5xx and 429 internally for up to 15 minutes
+        // unless given a policy; its API takes only a `backoff` policy, and one
+        // with no time budget makes exactly one request per call.
         let backoff = backoff::ExponentialBackoff {
             max_elapsed_time: Some(Duration::ZERO),
             ..Default::default()
@@ -353,6 +356,77 @@ mod tests {
             "tags": [], "source_turns": [1], "polarity": "positive"}]})
             )
             .is_err()
+        );
+    }
+
+    /// A server that answers every request with 503 and counts the requests.
+    async fn overloaded_server() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = hits.clone();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    // One request per connection: headers, then a content-length body.
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        let Ok(n) = sock.read(&mut chunk).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                            continue;
+                        };
+                        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        if buf.len() >= end + 4 + len {
+                            break;
+                        }
+                    }
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    let reply = "HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\n\
+                                 content-type: text/plain\r\ncontent-length: 10\r\n\r\noverloaded";
+                    let _ = sock.write_all(reply.as_bytes()).await;
+                });
+            }
+        });
+        (format!("http://{addr}/v1"), hits)
+    }
+
+    #[tokio::test]
+    async fn a_server_error_is_one_request_and_left_to_the_job() {
+        let (base_url, hits) = overloaded_server().await;
+        let llm = LlmExtractor::new(LlmOptions {
+            base_url,
+            api_key: "sk-test".into(),
+            model: "test-chat".into(),
+            timeout: Duration::from_secs(5),
+        })
+        .expect("extractor");
+        // async-openai's own retry would keep going for minutes.
+        let result = tokio::time::timeout(Duration::from_secs(10), llm.extract(&convo()))
+            .await
+            .expect("fails fast, no internal retries");
+        match result {
+            Err(ExtractError::Unavailable(m)) => assert!(m.contains("overloaded"), "{m}"),
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+        assert_eq!(
+            hits.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "exactly one request"
         );
     }
 }

@@ -1,19 +1,25 @@
-//! API-key authentication and permission checks (DESIGN.md §7).
+//! API-key authentication and permission checks (DESIGN.md §7), and the two
+//! endpoints the sidecar calls with a caller's key: introspection (what may
+//! this key do?) and the audit of answers it served from cache.
 //!
-//! The key comes from `Authorization: Bearer <key>` or `X-API-Key`. It is
-//! hashed and looked up; expired and revoked keys are refused like unknown
-//! ones (401); a valid key without the route's permission gets 403.
+//! The key comes from `Authorization: Bearer <key>` or `X-API-Key`
+//! ([`presented_key`]). Its grant comes from a short-lived cache in front of
+//! the key store ([`GrantCache`]); expired and revoked keys are refused like
+//! unknown ones (401); a valid key without the route's permission gets 403.
 
 use super::error::ApiError;
 use crate::app::AppState;
 use crate::domain::Permission;
+use crate::ports::MetaStore;
 use crate::service::ServiceError;
-use crate::service::keys::hash_key;
+use async_trait::async_trait;
 use axum::extract::{Request, State};
-use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
+use pika_common::grants::{GrantSource, GrantSourceError};
+use pika_common::keys::{KeyGrant, presented_key};
+use std::sync::Arc;
 
 /// The authenticated caller (request extension), for the audit log.
 #[derive(Debug, Clone)]
@@ -21,19 +27,32 @@ pub struct Caller {
     pub key_id: Option<String>,
 }
 
-/// The API key a request presents (`Authorization: Bearer` or `X-API-Key`); the
-/// sidecar reads it the same way.
-pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
-    if let Some(v) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
-        let v = v.trim();
-        if let Some(k) = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")) {
-            return Some(k.trim());
+/// Grants read from the metadata store.
+pub struct StoredGrants(pub Arc<dyn MetaStore>);
+
+#[async_trait]
+impl GrantSource for StoredGrants {
+    async fn grant(&self, _presented: &str, hash: &str) -> Result<Option<KeyGrant>, GrantSourceError> {
+        match self.0.key_by_hash(hash).await {
+            Ok(record) => Ok(record.map(|r| r.grant())),
+            Err(e) => Err(GrantSourceError(e.to_string())),
         }
     }
-    headers
-        .get("x-api-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
+}
+
+/// The live grant of a presented key, or the answer refusing it.
+pub async fn live_grant(state: &AppState, key: Option<String>) -> Result<KeyGrant, ApiError> {
+    let Some(key) = key else {
+        return Err(ServiceError::Unauthorized.into());
+    };
+    match state.grants.lookup(&key).await {
+        Ok(Some(g)) if g.is_live(Utc::now()) => Ok(g),
+        Ok(_) => Err(ServiceError::Unauthorized.into()),
+        Err(e) => {
+            tracing::error!(error = %e, "key store unavailable");
+            Err(ServiceError::Store(crate::ports::StoreError::unavailable("key store", e.0)).into())
+        }
+    }
 }
 
 /// Middleware: requires a live key with `permission` (unless auth is disabled).
@@ -46,19 +65,16 @@ pub async fn require(
         req.extensions_mut().insert(Caller { key_id: None });
         return next.run(req).await;
     }
-    let Some(key) = presented_key(req.headers()).filter(|k| !k.is_empty()) else {
-        return ApiError::from(ServiceError::Unauthorized).into_response();
+    let key = presented_key(req.headers()).map(str::to_string);
+    let grant = match live_grant(&state, key).await {
+        Ok(g) => g,
+        Err(e) => return e.into_response(),
     };
-    let record = match state.deps.meta.key_by_hash(&hash_key(key)).await {
-        Ok(Some(r)) if r.is_live(Utc::now()) => r,
-        Ok(_) => return ApiError::from(ServiceError::Unauthorized).into_response(),
-        Err(e) => return ApiError::from(ServiceError::Store(e)).into_response(),
-    };
-    if !record.allows(permission, Utc::now()) {
+    if !grant.allows(permission, Utc::now()) {
         return ApiError::from(ServiceError::Forbidden(permission.as_str())).into_response();
     }
     req.extensions_mut().insert(Caller {
-        key_id: Some(record.key_id),
+        key_id: Some(grant.key_id),
     });
     next.run(req).await
 }

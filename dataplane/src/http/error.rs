@@ -1,49 +1,24 @@
 //! The one mapping from service errors to HTTP: status, code and envelope
-//! (DESIGN.md §4.1, SDD 14.6). Internal details are logged, not returned.
+//! (DESIGN.md §4.1, SDD 14.6). Every variant is matched by name, so a new
+//! error cannot reach a client unmapped. Internal details are logged, not
+//! returned. The envelope itself ([`ApiError`]) is shared with the sidecar.
 
 use crate::ports::{ExtractError, StoreError};
 use crate::service::ServiceError;
-use axum::Json;
-use axum::http::{HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use pika_common::embed::EmbedError;
-use pika_common::wire::{ErrorBody, ErrorCode, ErrorEnvelope};
-use serde_json::{Value, json};
+use pika_common::wire::ErrorCode;
+use pika_embed::EmbedError;
+use serde_json::json;
 
-tokio::task_local! {
-    /// The current request's id, set by the request-id middleware, read here
-    /// so every error envelope carries it as `trace_id`.
-    pub static REQUEST_ID: String;
+pub use pika_common::http::ApiError;
+
+/// 503 with `Retry-After: 1`: the caller may retry soon.
+fn unavailable(message: &str) -> ApiError {
+    ApiError::new(ErrorCode::ServiceUnavailable, message).retry_after(1)
 }
 
-/// The current request id, or empty outside a request.
-pub fn current_request_id() -> String {
-    REQUEST_ID.try_with(Clone::clone).unwrap_or_default()
-}
-
-/// An error ready to be sent.
-#[derive(Debug)]
-pub struct ApiError {
-    pub code: ErrorCode,
-    pub message: String,
-    pub details: Value,
-    pub retry_after: Option<u64>,
-}
-
-impl ApiError {
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ApiError {
-            code,
-            message: message.into(),
-            details: json!({}),
-            retry_after: None,
-        }
-    }
-
-    pub fn with_details(mut self, details: Value) -> Self {
-        self.details = details;
-        self
-    }
+fn internal(error: &dyn std::fmt::Display) -> ApiError {
+    tracing::error!(error = %error, "internal error");
+    ApiError::new(ErrorCode::InternalError, "internal error")
 }
 
 impl From<ServiceError> for ApiError {
@@ -59,60 +34,73 @@ impl From<ServiceError> for ApiError {
                 ErrorCode::Forbidden,
                 format!("this API key lacks the {p} permission"),
             ),
-            ServiceError::ExtractionFailed(m) => ApiError::new(ErrorCode::ExtractionFailed, m),
-            ServiceError::Store(StoreError::NotFound { what }) => {
-                ApiError::new(ErrorCode::NotFound, format!("{what} not found"))
+            ServiceError::JobFailed { job_id, message } => {
+                ApiError::new(ErrorCode::ExtractionFailed, message).with_details(json!({ "job_id": job_id }))
             }
-            ServiceError::Store(StoreError::Conflict(m)) => ApiError::new(ErrorCode::Conflict, m),
-            ServiceError::Store(e @ StoreError::Unavailable(_)) => {
-                tracing::error!(error = %e, "metadata store unavailable");
-                let mut err = ApiError::new(
-                    ErrorCode::ServiceUnavailable,
-                    "a storage dependency is unavailable",
-                );
-                err.retry_after = Some(1);
-                err
-            }
-            ServiceError::Embed(e @ (EmbedError::Unavailable(_) | EmbedError::Closed)) => {
-                tracing::error!(error = %e, "embedder unavailable");
-                let mut err = ApiError::new(
-                    ErrorCode::ServiceUnavailable,
-                    "the embedding service is unavailable",
-                );
-                err.retry_after = Some(1);
-                err
-            }
-            ServiceError::Extract(ExtractError::Unavailable(m)) => {
-                tracing::error!(error = %m, "extractor unavailable");
-                ApiError::new(ErrorCode::ServiceUnavailable, "the language model is unavailable")
-            }
-            other => {
-                tracing::error!(error = %other, "internal error");
-                ApiError::new(ErrorCode::InternalError, "internal error")
-            }
+            ServiceError::Store(e) => from_store(e),
+            ServiceError::Embed(e) => from_embed(e),
+            ServiceError::Extract(e) => from_extract(e),
         }
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status =
-            StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = ErrorEnvelope {
-            status: "error".into(),
-            error: ErrorBody {
-                code: self.code,
-                message: self.message,
-                details: self.details,
-                trace_id: current_request_id(),
-            },
-        };
-        let mut resp = (status, Json(body)).into_response();
-        if let Some(secs) = self.retry_after
-            && let Ok(v) = HeaderValue::from_str(&secs.to_string())
-        {
-            resp.headers_mut().insert("retry-after", v);
+fn from_store(e: StoreError) -> ApiError {
+    match e {
+        StoreError::NotFound { what } => ApiError::new(ErrorCode::NotFound, format!("{what} not found")),
+        StoreError::Conflict(m) => ApiError::new(ErrorCode::Conflict, m),
+        StoreError::Unavailable { .. } => {
+            tracing::error!(error = %e, "storage dependency unavailable");
+            unavailable("a storage dependency is unavailable")
         }
-        resp
+        StoreError::ClaimLost | StoreError::Corrupt(_) | StoreError::ModelMismatch { .. } => internal(&e),
+    }
+}
+
+fn from_embed(e: EmbedError) -> ApiError {
+    match e {
+        EmbedError::Unavailable(_) | EmbedError::Closed => {
+            tracing::error!(error = %e, "embedder unavailable");
+            unavailable("the embedding service is unavailable")
+        }
+        EmbedError::ModelFiles { .. }
+        | EmbedError::Tokenizer(_)
+        | EmbedError::Inference(_)
+        | EmbedError::BadReply(_)
+        | EmbedError::UnknownProvider(_) => internal(&e),
+    }
+}
+
+fn from_extract(e: ExtractError) -> ApiError {
+    match e {
+        ExtractError::Unavailable(_) => {
+            tracing::error!(error = %e, "extractor unavailable");
+            unavailable("the language model is unavailable")
+        }
+        ExtractError::BadReply(_) => internal(&e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_kind_of_error_gets_its_status() {
+        let status = |e: ServiceError| ApiError::from(e).code.http_status();
+        assert_eq!(status(ServiceError::Unauthorized), 401);
+        assert_eq!(status(ServiceError::Forbidden("admin")), 403);
+        assert_eq!(status(ServiceError::NotFound("fact".into())), 404);
+        assert_eq!(status(StoreError::Conflict("x".into()).into()), 409);
+        assert_eq!(status(StoreError::unavailable("postgres", "down").into()), 503);
+        assert_eq!(status(StoreError::Corrupt("row".into()).into()), 500);
+        assert_eq!(status(EmbedError::Closed.into()), 503);
+        assert_eq!(status(EmbedError::Inference("nan".into()).into()), 500);
+        assert_eq!(status(ExtractError::Unavailable("llm".into()).into()), 503);
+        let e = ApiError::from(ServiceError::from(StoreError::unavailable(
+            "postgres",
+            "secret host",
+        )));
+        assert!(!e.message.contains("secret host"), "internals are not returned");
+        assert_eq!(e.retry_after, Some(1));
     }
 }

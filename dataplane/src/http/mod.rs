@@ -4,13 +4,14 @@ pub mod auth;
 pub mod error;
 mod handlers;
 mod json;
-mod middleware;
+mod views;
 
 use crate::app::AppState;
 use crate::domain::Permission;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
+use pika_common::http::{record_http_metrics, request_id};
 use pika_common::validate::MAX_BODY_BYTES;
 
 /// The whole router. Layers run outermost first: request id (so every log line
@@ -19,63 +20,61 @@ use pika_common::validate::MAX_BODY_BYTES;
 pub fn router(state: AppState) -> Router {
     let with = |p: Permission| axum::middleware::from_fn_with_state((state.clone(), p), auth::require);
 
+    use handlers::{facts, memory, ops, sidecar};
     let extract = Router::new()
-        .route("/v1/extract_facts", post(handlers::extract_facts))
-        .route("/extract_facts", post(handlers::extract_facts))
-        .route("/v1/jobs/{job_id}", get(handlers::get_job))
-        .route("/v1/jobs/{job_id}/status", get(handlers::get_job))
+        .route("/v1/extract_facts", post(memory::extract_facts))
+        .route("/extract_facts", post(memory::extract_facts))
+        .route("/v1/jobs/{job_id}", get(memory::get_job))
+        .route("/v1/jobs/{job_id}/status", get(memory::get_job))
         .route_layer(with(Permission::Extract));
     let search = Router::new()
-        .route("/v1/search_facts", post(handlers::search_facts))
-        .route("/search_facts", post(handlers::search_facts))
-        .route("/v1/users/{user_id}/facts", get(handlers::list_facts))
-        .route("/v1/facts/{fact_id}", get(handlers::get_fact))
-        .route("/v1/facts/{fact_id}/history", get(handlers::fact_history))
+        .route("/v1/search_facts", post(memory::search_facts))
+        .route("/search_facts", post(memory::search_facts))
+        .route("/v1/users/{user_id}/facts", get(facts::list_facts))
+        .route("/v1/facts/{fact_id}", get(facts::get_fact))
+        .route("/v1/facts/{fact_id}/history", get(facts::fact_history))
+        .route("/v1/audit/cache_hits", post(sidecar::cache_hits))
         .route_layer(with(Permission::Search));
     let admin = Router::new()
-        .route(
-            "/v1/facts/{fact_id}",
-            axum::routing::delete(handlers::delete_fact),
-        )
-        .route(
-            "/v1/users/{user_id}",
-            axum::routing::delete(handlers::delete_user),
-        )
-        .route("/v1/users/{user_id}/export", get(handlers::export_user))
+        .route("/v1/facts/{fact_id}", axum::routing::delete(facts::delete_fact))
+        .route("/v1/users/{user_id}", axum::routing::delete(facts::delete_user))
+        .route("/v1/users/{user_id}/export", get(facts::export_user))
         .route_layer(with(Permission::Admin));
     let open = Router::new()
-        .route("/health", get(handlers::health))
-        .route("/health/live", get(handlers::live))
-        .route("/health/ready", get(handlers::ready))
-        .route("/metrics", get(handlers::metrics));
+        .route("/health", get(ops::health))
+        .route("/health/live", get(ops::live))
+        .route("/health/ready", get(ops::ready))
+        .route("/metrics", get(ops::metrics))
+        // Checks the key it is asked about, whatever that key may do.
+        .route("/v1/keys/self", get(sidecar::key_self));
 
     Router::new()
         .merge(extract)
         .merge(search)
         .merge(admin)
         .merge(open)
-        .fallback(handlers::not_found)
+        .fallback(ops::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            middleware::metrics,
+            state.metrics.http.clone(),
+            record_http_metrics,
         ))
-        .layer(axum::middleware::from_fn(middleware::request_id))
+        .layer(axum::middleware::from_fn(request_id))
         .with_state(state)
 }
 
 /// Health and metrics only: what a worker process serves.
 pub fn ops_router(state: AppState) -> Router {
     Router::new()
-        .route("/health", get(handlers::health))
-        .route("/health/live", get(handlers::live))
-        .route("/health/ready", get(handlers::ready))
-        .route("/metrics", get(handlers::metrics))
-        .fallback(handlers::not_found)
+        .route("/health", get(handlers::ops::health))
+        .route("/health/live", get(handlers::ops::live))
+        .route("/health/ready", get(handlers::ops::ready))
+        .route("/metrics", get(handlers::ops::metrics))
+        .fallback(handlers::ops::not_found)
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            middleware::metrics,
+            state.metrics.http.clone(),
+            record_http_metrics,
         ))
-        .layer(axum::middleware::from_fn(middleware::request_id))
+        .layer(axum::middleware::from_fn(request_id))
         .with_state(state)
 }

@@ -42,6 +42,11 @@ impl Bookkeeper {
         }
     }
 
+    /// Entries waiting to be written (`bookkeeping_queue_depth`).
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
     /// Queues access-counter bumps; dropped under overload (they are statistics).
     pub fn accessed(&self, fact_ids: Vec<String>) {
         let _ = self.tx.try_send(Event::Access(fact_ids));

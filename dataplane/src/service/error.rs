@@ -1,8 +1,8 @@
 //! The service layer's error; the HTTP layer maps it to the envelope in one place.
 
 use crate::ports::{ExtractError, StoreError};
-use pika_common::embed::EmbedError;
 use pika_common::validate::ValidationErrors;
+use pika_embed::EmbedError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -14,8 +14,9 @@ pub enum ServiceError {
     Unauthorized,
     #[error("this API key lacks the {0} permission")]
     Forbidden(&'static str),
-    #[error("extraction failed: {0}")]
-    ExtractionFailed(String),
+    /// A job the caller waited for ended `failed`.
+    #[error("extraction job {job_id} failed: {message}")]
+    JobFailed { job_id: String, message: String },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]

@@ -1,19 +1,15 @@
 //! API keys (DESIGN.md §7): `pika_<env>_sk_<random>`, stored as SHA-256 hashes.
 //!
-//! A SHA-256 of a 190-bit random secret is safe to store (no dictionary to
-//! attack, unlike passwords) and cheap enough to check on every request.
+//! Hashing and presenting a key are the contract in `pika_common::keys`;
+//! creating and storing keys is the dataplane's alone.
 
 use crate::domain::{ApiKeyRecord, Permission};
 use crate::ports::{MetaStore, StoreError};
 use chrono::{DateTime, Utc};
 use rand::Rng;
 use rand::distr::Alphanumeric;
-use sha2::{Digest, Sha256};
 
-/// SHA-256 of the whole key, lowercase hex.
-pub fn hash_key(key: &str) -> String {
-    hex::encode(Sha256::digest(key.as_bytes()))
-}
+pub use pika_common::keys::hash_key;
 
 /// A freshly created key: the secret is shown once and never stored.
 pub struct NewKey {
@@ -67,13 +63,6 @@ pub fn parse_permissions(s: &str) -> Result<Vec<Permission>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hash_is_stable_hex() {
-        assert_eq!(hash_key("a").len(), 64);
-        assert_eq!(hash_key("a"), hash_key("a"));
-        assert_ne!(hash_key("a"), hash_key("b"));
-    }
 
     #[test]
     fn permissions_parse() {

@@ -5,7 +5,7 @@
 use crate::domain::Fact;
 use crate::ports::{MetaStore, VectorIndex};
 use crate::service::ServiceError;
-use pika_common::embed::Embedder;
+use pika_embed::Embedder;
 use std::collections::HashMap;
 
 const BATCH: usize = 64;

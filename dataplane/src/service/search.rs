@@ -19,15 +19,24 @@
 //! `similarity` stays an absolute relevance in 0..1 (the cosine rescaled from
 //! the model's floor, lifted by keyword coverage) so `score_threshold` keeps
 //! meaning "relevant enough" whatever the ranking does; `score` orders.
+//!
+//! Over 400 lines on purpose: the ranking steps share one candidate list and
+//! read top to bottom as the algorithm; BM25 and the scoring formulas are apart
+//! (`bm25`, `ranking`).
 
-use crate::app::AppState;
+use crate::config::SearchConfig;
 use crate::domain::{Fact, MemoryKind};
 use crate::extract::{names, time};
+use crate::metrics::Metrics;
+use crate::ports::{FactGraph, MetaStore, VectorIndex};
 use crate::service::ServiceError;
+use crate::service::audit::{Access, Actor, AuditLog};
 use crate::service::bm25::{self, Bm25Params, WeightedTerm};
 use crate::service::ranking::{QueryTerms, Weights, fuse, keyword_score, recency, relationship, score};
 use pika_common::wire::{HitKind, SearchHit, SearchRequest, SearchResponse};
+use pika_embed::Embedder;
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// A query embedding computed upstream (the sidecar), with its model.
@@ -46,15 +55,52 @@ struct Scored {
     total: f32,
 }
 
-/// Runs one search.
-pub async fn search(
-    state: &AppState,
+/// The search use case: the ports it reads and how it ranks.
+pub struct SearchService {
+    pub meta: Arc<dyn MetaStore>,
+    pub vectors: Arc<dyn VectorIndex>,
+    pub graph: Arc<dyn FactGraph>,
+    pub embedder: Arc<dyn Embedder>,
+    pub config: SearchConfig,
+    pub metrics: Arc<Metrics>,
+    pub audit: AuditLog,
+}
+
+impl SearchService {
+    /// Runs one search for `actor` and records the access.
+    pub async fn search(
+        &self,
+        actor: &Actor,
+        req: &SearchRequest,
+        provided: Option<ProvidedEmbedding>,
+    ) -> Result<SearchResponse, ServiceError> {
+        let resp = self.rank(req, provided).await?;
+        let access = Access {
+            action: "search",
+            user_id: Some(&req.user_id),
+            target: None,
+        };
+        self.audit.read(actor, access).await;
+        Ok(resp)
+    }
+
+    /// Finds and ranks one user's memories for a query.
+    pub async fn rank(
+        &self,
+        req: &SearchRequest,
+        provided: Option<ProvidedEmbedding>,
+    ) -> Result<SearchResponse, ServiceError> {
+        rank(self, req, provided).await
+    }
+}
+
+async fn rank(
+    deps: &SearchService,
     req: &SearchRequest,
     provided: Option<ProvidedEmbedding>,
 ) -> Result<SearchResponse, ServiceError> {
     let started = Instant::now();
-    let deps = &state.deps;
-    let cfg = &state.config.search;
+    let cfg = &deps.config;
     let embedder = &deps.embedder;
     let k = (req.limit * cfg.overfetch.max(1)).max(cfg.min_candidates);
 
@@ -83,8 +129,8 @@ pub async fn search(
             _ => {
                 let t = Instant::now();
                 let v = embedder.embed_one(&query).await;
-                state.metrics.observe_dependency("embedder", "embed_query", t);
-                state.metrics.observe_search_stage("embed", t);
+                deps.metrics.observe_dependency("embedder", "embed_query", t);
+                deps.metrics.observe_search_stage("embed", t);
                 match v {
                     Ok(v) => v,
                     Err(e) => {
@@ -96,7 +142,7 @@ pub async fn search(
         };
         let t = Instant::now();
         let hits = deps.vectors.search(&req.user_id, &vector, k).await.map(Some);
-        state.metrics.observe_search_stage("vector", t);
+        deps.metrics.observe_search_stage("vector", t);
         hits
     };
     let keyword_search = async {
@@ -105,7 +151,7 @@ pub async fn search(
             .meta
             .keyword_candidates(&req.user_id, &store_terms, k.max(200))
             .await;
-        state.metrics.observe_search_stage("keyword", t);
+        deps.metrics.observe_search_stage("keyword", t);
         m
     };
     let (vector_hits, keyword) = tokio::join!(vector_search, keyword_search);
@@ -165,7 +211,7 @@ pub async fn search(
         for f in deps.meta.active_facts(&missing).await? {
             facts.insert(f.fact_id.clone(), f);
         }
-        state.metrics.observe_search_stage("hydrate", t);
+        deps.metrics.observe_search_stage("hydrate", t);
     }
 
     let weights = Weights {
@@ -268,7 +314,7 @@ pub async fn search(
     let related = if req.include_related && !fact_ids.is_empty() {
         let t = Instant::now();
         let r = deps.graph.related(&req.user_id, &fact_ids, 5).await;
-        state.metrics.observe_search_stage("graph", t);
+        deps.metrics.observe_search_stage("graph", t);
         r.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "graph unavailable; answering without relations");
             graph_down = true;
@@ -303,8 +349,7 @@ pub async fn search(
         .collect();
 
     // Access counters are bookkeeping: batched off the request path.
-    state
-        .bookkeeper
+    deps.audit
         .accessed(results.iter().map(|r| r.fact_id.clone()).collect());
     Ok(SearchResponse {
         query: req.query.clone(),

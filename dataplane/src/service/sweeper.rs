@@ -4,16 +4,22 @@
 //! have stayed `queued` longer than `queue.sweep_after_ms`. A duplicate
 //! message is harmless: claiming a job is atomic.
 
-use crate::app::AppState;
+use crate::ports::{JobQueue, MetaStore};
 use chrono::Utc;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
 const BATCH: usize = 500;
 
 /// Runs until shutdown.
-pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
-    let after = Duration::from_millis(state.config.queue.sweep_after_ms.max(1));
+pub async fn run(
+    meta: Arc<dyn MetaStore>,
+    queue: Arc<dyn JobQueue>,
+    sweep_after_ms: u64,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let after = Duration::from_millis(sweep_after_ms.max(1));
     let period = (after / 3).clamp(Duration::from_millis(200), Duration::from_secs(10));
     loop {
         tokio::select! {
@@ -24,11 +30,11 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
             break;
         }
         let cutoff = Utc::now() - chrono::Duration::from_std(after).unwrap_or_default();
-        match state.deps.meta.stale_queued_job_ids(cutoff, BATCH).await {
+        match meta.stale_queued_job_ids(cutoff, BATCH).await {
             Ok(ids) => {
                 let mut republished = 0;
                 for id in &ids {
-                    match state.deps.queue.publish(id).await {
+                    match queue.publish(id).await {
                         Ok(()) => republished += 1,
                         Err(e) => {
                             tracing::warn!(error = %e, "sweeper cannot publish; will try again");

@@ -9,8 +9,13 @@
 //! and only the final transaction (guarded by the claim token) makes facts
 //! visible. Anything written before a crash and never committed is invisible:
 //! searches only return facts whose metadata row is active.
+//!
+//! Over 400 lines on purpose: a job's steps as one readable pipeline (claim to
+//! complete) with its consolidation rule; extraction itself lives in
+//! `extract/`.
 
-use crate::app::AppState;
+use crate::app::Deps;
+use crate::config::WorkerConfig;
 use crate::domain::{
     Candidate, Claim, Decision, ExtractionPlan, Fact, FactStatus, HistoryEntry, HistoryEvent, Job,
     MemoryKind, Polarity,
@@ -47,15 +52,30 @@ pub enum Outcome {
     DeadLettered,
 }
 
-/// One worker loop; several run concurrently.
+/// One worker loop; several run concurrently. A worker uses every port:
+/// it reads the job, extracts, embeds, and writes metadata, vectors, graph
+/// and the cache signal.
 pub struct Worker {
-    state: AppState,
+    deps: Deps,
+    config: WorkerConfig,
+    /// Announces each job reaching a final state (`?wait=true` listens).
+    job_done: tokio::sync::broadcast::Sender<String>,
     id: usize,
 }
 
 impl Worker {
-    pub fn new(state: AppState, id: usize) -> Self {
-        Worker { state, id }
+    pub fn new(
+        deps: Deps,
+        config: WorkerConfig,
+        job_done: tokio::sync::broadcast::Sender<String>,
+        id: usize,
+    ) -> Self {
+        Worker {
+            deps,
+            config,
+            job_done,
+            id,
+        }
     }
 
     /// Takes jobs until shutdown; a job in progress is always finished first.
@@ -67,7 +87,7 @@ impl Worker {
             }
             let next = tokio::select! {
                 _ = shutdown.changed() => break,
-                next = self.state.deps.queue.next() => next,
+                next = self.deps.queue.next() => next,
             };
             match next {
                 Ok(delivery) => {
@@ -93,7 +113,7 @@ impl Worker {
     /// Handles one queue message: every path ends in ack, retry or dead letter.
     #[tracing::instrument(skip(self, delivery), fields(worker = self.id, job_id = ?delivery.job_id))]
     pub async fn handle(&self, delivery: Delivery) -> Outcome {
-        let queue = &self.state.deps.queue;
+        let queue = &self.deps.queue;
         let settle = |r: Result<(), crate::ports::StoreError>| {
             if let Err(e) = r {
                 tracing::error!(error = %e, "cannot settle job message; the broker will redeliver it");
@@ -104,13 +124,7 @@ impl Worker {
             settle(queue.dead_letter(&delivery, "message body is not a job id").await);
             return Outcome::DeadLettered;
         };
-        let claimed = match self
-            .state
-            .deps
-            .meta
-            .claim_job(&job_id, delivery.redelivered)
-            .await
-        {
+        let claimed = match self.deps.meta.claim_job(&job_id, delivery.redelivered).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot claim job; retrying later");
@@ -119,7 +133,7 @@ impl Worker {
             }
         };
         let Some((claim, job)) = claimed else {
-            return match self.state.deps.meta.get_job(&job_id).await {
+            return match self.deps.meta.get_job(&job_id).await {
                 Ok(None) => {
                     settle(queue.dead_letter(&delivery, "job row does not exist").await);
                     Outcome::DeadLettered
@@ -146,13 +160,13 @@ impl Worker {
 
     /// Runs a claimed job to completion, retry or failure (in the metadata store).
     async fn run_job(&self, claim: &Claim, job: &Job) -> Outcome {
-        let deps = &self.state.deps;
+        let deps = &self.deps;
         let started = Instant::now();
         let outcome = match self.process(job, started).await {
             Ok(plan) => self.commit(claim, job, plan).await,
             Err(e) => Err(e),
         };
-        let metrics = &self.state.metrics;
+        let metrics = &self.deps.metrics;
         match outcome {
             Ok(()) => {
                 metrics.jobs.with_label_values(&["completed"]).inc();
@@ -160,8 +174,7 @@ impl Worker {
                     .job_duration
                     .with_label_values(&["completed"])
                     .observe(started.elapsed().as_secs_f64());
-                metrics.queue_depth.dec();
-                let _ = self.state.job_done.send(job.job_id.clone());
+                let _ = self.job_done.send(job.job_id.clone());
                 Outcome::Completed
             }
             Err(ServiceError::Store(crate::ports::StoreError::ClaimLost)) => Outcome::Skipped,
@@ -172,7 +185,7 @@ impl Worker {
                     ServiceError::Extract(s) => s.is_transient(),
                     _ => false,
                 };
-                let retry = transient && job.attempts < self.state.config.worker.max_attempts;
+                let retry = transient && job.attempts < self.config.max_attempts;
                 let message = format!("attempt {}: {e}", job.attempts);
                 tracing::warn!(error = %e, retry, "extraction attempt failed");
                 if let Err(store) = deps.meta.fail_job(claim, &message, retry).await {
@@ -187,8 +200,7 @@ impl Worker {
                         .job_duration
                         .with_label_values(&["failed"])
                         .observe(started.elapsed().as_secs_f64());
-                    metrics.queue_depth.dec();
-                    let _ = self.state.job_done.send(job.job_id.clone());
+                    let _ = self.job_done.send(job.job_id.clone());
                     Outcome::Failed
                 }
             }
@@ -197,7 +209,7 @@ impl Worker {
 
     /// Exponential backoff with jitter for the given attempt.
     fn backoff(&self, attempts: u32) -> Duration {
-        let base = self.state.config.worker.retry_base_ms;
+        let base = self.config.retry_base_ms;
         let exp = base.saturating_mul(1u64 << attempts.saturating_sub(1).min(10));
         let jitter = rand::rng().random_range(0..=exp / 2 + 1);
         Duration::from_millis(exp + jitter)
@@ -206,8 +218,8 @@ impl Worker {
     /// Extracts facts and episodes and consolidates the facts; writes only the
     /// side stores (vectors, graph), which stay invisible until the commit.
     async fn process(&self, job: &Job, started: Instant) -> Result<ExtractionPlan, ServiceError> {
-        let deps = &self.state.deps;
-        let cfg = &self.state.config.worker;
+        let deps = &self.deps;
+        let cfg = &self.config;
         let req = &job.request;
         let conversation = &req.conversation;
         // Relative dates resolve against when the conversation happened, in its own offset.
@@ -424,7 +436,7 @@ impl Worker {
         if plan.new_facts.is_empty() {
             return Ok(());
         }
-        let deps = &self.state.deps;
+        let deps = &self.deps;
         let items: Vec<(String, Vec<f32>)> = plan
             .new_facts
             .iter()
@@ -446,7 +458,7 @@ impl Worker {
     }
 
     async fn commit(&self, claim: &Claim, job: &Job, mut plan: ExtractionPlan) -> Result<(), ServiceError> {
-        let deps = &self.state.deps;
+        let deps = &self.deps;
         plan.result.processing_time_ms = plan.result.processing_time_ms.max(1);
         // Cache generations are bumped on both sides of the commit. Before: a
         // cached answer from before this job is dropped while the commit runs.
@@ -471,7 +483,7 @@ impl Worker {
     }
 
     async fn bump_generation(&self, user_id: &str) {
-        if let Err(e) = self.state.deps.signals.bump(user_id).await {
+        if let Err(e) = self.deps.signals.bump(user_id).await {
             tracing::warn!(error = %e, "cannot bump cache generation");
         }
     }

@@ -88,8 +88,8 @@ pub struct FalkorGraph {
     timeout: Duration,
 }
 
-fn unavailable(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(format!("falkordb: {e}"))
+fn unavailable(e: impl Into<crate::ports::BoxError>) -> StoreError {
+    StoreError::unavailable("falkordb", e)
 }
 
 impl FalkorGraph {

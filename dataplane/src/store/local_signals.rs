@@ -37,7 +37,7 @@ impl CacheSignals for LocalSignals {
             let mut map = self
                 .generations
                 .lock()
-                .map_err(|_| StoreError::Unavailable("generation map poisoned".into()))?;
+                .map_err(|_| StoreError::unavailable("local signals", "generation map poisoned"))?;
             let g = map.entry(user_id.to_string()).or_insert(0);
             *g += 1;
             *g
@@ -50,7 +50,7 @@ impl CacheSignals for LocalSignals {
         let map = self
             .generations
             .lock()
-            .map_err(|_| StoreError::Unavailable("generation map poisoned".into()))?;
+            .map_err(|_| StoreError::unavailable("local signals", "generation map poisoned"))?;
         Ok(map.get(user_id).copied().unwrap_or(0))
     }
 }

@@ -19,6 +19,9 @@
 //!
 //! Milvus 2.3.5 leaves the primary-key field name out of search replies, which
 //! the SDK's row view rejects; ids and scores are read directly instead.
+//!
+//! Over 400 lines on purpose: one adapter over one client; the Milvus 2.3.5
+//! reply workarounds sit next to the calls they fix.
 
 use crate::ports::{StoreError, VectorIndex};
 use async_trait::async_trait;
@@ -179,8 +182,8 @@ fn ids_filter(user_id: &str, ids: &[String]) -> String {
     format!("{USER} == {} && {ID} in [{}]", quote(user_id), list.join(", "))
 }
 
-fn unavailable(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(format!("milvus: {e}"))
+fn unavailable(e: impl Into<crate::ports::BoxError>) -> StoreError {
+    StoreError::unavailable("milvus", e)
 }
 
 impl MilvusIndex {
@@ -199,16 +202,16 @@ impl MilvusIndex {
         &self.collection
     }
 
-    async fn call<T, E: std::fmt::Display>(
+    async fn call<T, E: Into<crate::ports::BoxError>>(
         &self,
         fut: impl Future<Output = Result<T, E>>,
     ) -> Result<T, StoreError> {
         match tokio::time::timeout(self.options.timeout, fut).await {
             Ok(r) => r.map_err(unavailable),
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "milvus: no answer within {} ms",
-                self.options.timeout.as_millis()
-            ))),
+            Err(_) => Err(StoreError::unavailable(
+                "milvus",
+                format!("no answer within {} ms", self.options.timeout.as_millis()),
+            )),
         }
     }
 
@@ -319,10 +322,13 @@ impl MilvusIndex {
         if let Err(e) = self.call(client.create_index(index)).await {
             // Leave no half-made collection behind: the next start tries again.
             let _ = self.drop_collection(client, &self.collection).await;
-            return Err(StoreError::Unavailable(format!(
-                "milvus rejected the {:?} index (GPU_CAGRA needs a Milvus with a GPU): {e}",
-                self.options.index
-            )));
+            return Err(StoreError::unavailable(
+                "milvus",
+                format!(
+                    "it rejected the {:?} index (GPU_CAGRA needs a Milvus with a GPU): {e}",
+                    self.options.index
+                ),
+            ));
         }
         tracing::info!(collection = %self.collection, index = ?self.options.index, "created Milvus collection");
         Ok(())
@@ -341,10 +347,10 @@ impl MilvusIndex {
         .await
         {
             Ok(r) => r.map_err(unavailable),
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "milvus: collection {} did not load",
-                self.collection
-            ))),
+            Err(_) => Err(StoreError::unavailable(
+                "milvus",
+                format!("collection {} did not load", self.collection),
+            )),
         }
     }
 
@@ -448,11 +454,14 @@ impl MilvusIndex {
                 return Ok(());
             }
             if started.elapsed() >= self.options.visible_timeout {
-                return Err(StoreError::Unavailable(format!(
-                    "milvus: {} written vectors not searchable after {} ms",
-                    items.len(),
-                    self.options.visible_timeout.as_millis()
-                )));
+                return Err(StoreError::unavailable(
+                    "milvus",
+                    format!(
+                        "{} written vectors not searchable after {} ms",
+                        items.len(),
+                        self.options.visible_timeout.as_millis()
+                    ),
+                ));
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(50));
@@ -470,7 +479,7 @@ impl VectorIndex for MilvusIndex {
         if health.is_healthy() {
             Ok(())
         } else {
-            Err(StoreError::Unavailable("milvus reports itself unhealthy".into()))
+            Err(StoreError::unavailable("milvus", "it reports itself unhealthy"))
         }
     }
 

@@ -20,7 +20,7 @@ pub use local_signals::LocalSignals;
 pub use milvus::{IndexSpec, MilvusIndex, MilvusOptions, collection_name};
 pub use neo4j::{Neo4jGraph, Neo4jOptions};
 pub use postgres::PostgresMetaStore;
-pub use redis_signals::{INVALIDATE_CHANNEL, RedisSignals, generation_key};
+pub use redis_signals::RedisSignals;
 pub use sqlite::SqliteMetaStore;
 pub use sqlite_graph::SqliteGraph;
 pub use sqlite_vectors::SqliteVectorIndex;

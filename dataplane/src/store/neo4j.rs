@@ -34,8 +34,8 @@ pub struct Neo4jGraph {
     timeout: Duration,
 }
 
-fn unavailable(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(format!("neo4j: {e}"))
+fn unavailable(e: impl Into<crate::ports::BoxError>) -> StoreError {
+    StoreError::unavailable("neo4j", e)
 }
 
 /// Splits `bolt://user:pass@host:port` into the address and credentials.

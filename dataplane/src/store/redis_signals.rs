@@ -10,13 +10,8 @@ use async_trait::async_trait;
 use redis::aio::ConnectionManager;
 use std::time::Duration;
 
-/// Channel the sidecars subscribe to.
-pub const INVALIDATE_CHANNEL: &str = "pika:invalidate";
-
-/// The Redis key of a user's generation.
-pub fn generation_key(user_id: &str) -> String {
-    format!("pika:gen:{user_id}")
-}
+use pika_common::signals::BUMP_SCRIPT;
+use pika_common::signals::{INVALIDATE_CHANNEL, generation_key};
 
 /// Redis-backed generations and invalidation messages. Connects lazily: the
 /// service starts and serves while Redis is down (writes then go unannounced
@@ -27,8 +22,8 @@ pub struct RedisSignals {
     timeout: Duration,
 }
 
-fn unavailable(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(format!("redis: {e}"))
+fn unavailable(e: impl Into<crate::ports::BoxError>) -> StoreError {
+    StoreError::unavailable("redis", e)
 }
 
 impl RedisSignals {
@@ -78,11 +73,7 @@ impl CacheSignals for RedisSignals {
     async fn bump(&self, user_id: &str) -> Result<u64, StoreError> {
         let mut conn = self.connection().await?;
         let key = generation_key(user_id);
-        // INCR and PUBLISH in one script: atomic, one round trip, and the message
-        // carries the generation it announces.
-        let script = redis::Script::new(
-            "local g = redis.call('INCR', KEYS[1]) redis.call('PUBLISH', ARGV[1], ARGV[2] .. ' ' .. g) return g",
-        );
+        let script = redis::Script::new(BUMP_SCRIPT);
         let generation: u64 = self
             .within(
                 script

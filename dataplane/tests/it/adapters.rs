@@ -1,8 +1,12 @@
 //! One adapter suite (same test bodies) run against every backend of a port:
 //! the embedded default and the production server.
+//!
+//! Over 400 lines on purpose: the shared suite is the contract of every port,
+//! one section per port, and each section is run against every backend.
 
 use crate::backends::{server_url, unique};
 use chrono::Utc;
+use pika_common::signals::{INVALIDATE_CHANNEL, generation_key};
 use pika_common::wire::{Category, ExtractRequest, ExtractResult, JobState, Message, Role};
 use pika_dataplane::domain::{
     ApiKeyRecord, AuditEntry, ExtractionPlan, Fact, FactStatus, HistoryEntry, HistoryEvent, MemoryKind,
@@ -13,9 +17,8 @@ use pika_dataplane::ports::{
 };
 use pika_dataplane::queue::{EmbeddedQueue, RabbitMqOptions, RabbitMqQueue};
 use pika_dataplane::store::{
-    FalkorGraph, INVALIDATE_CHANNEL, IndexSpec, LocalSignals, MilvusIndex, MilvusOptions, Neo4jGraph,
-    Neo4jOptions, PostgresMetaStore, RedisSignals, SqliteGraph, SqliteMetaStore, SqliteVectorIndex,
-    generation_key,
+    FalkorGraph, IndexSpec, LocalSignals, MilvusIndex, MilvusOptions, Neo4jGraph, Neo4jOptions,
+    PostgresMetaStore, RedisSignals, SqliteGraph, SqliteMetaStore, SqliteVectorIndex,
 };
 
 fn request(user: &str, conv: &str) -> ExtractRequest {

@@ -2,6 +2,9 @@
 //! (PostgreSQL metadata, RabbitMQ queue, Redis signals, FalkorDB graph, Milvus
 //! vectors): the headline scenario passes unchanged, killing the worker mid-run
 //! loses no job, and losing an optional dependency degrades, never fails.
+//!
+//! Over 400 lines on purpose: one two-process scenario and its fault steps,
+//! which share the processes they start.
 
 use crate::backends::{server_url, unique};
 use crate::harness::{TestServer, have_model, model_dir};

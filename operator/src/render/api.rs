@@ -6,7 +6,7 @@
 //! each container's own health endpoints so a dead dataplane is restarted
 //! even while the sidecar still answers from cache.
 
-use super::config::{CONFIG_DIR, DATAPLANE_FILE, DATAPLANE_PORT, POLICY_FILE, SIDECAR_PORT};
+use super::config::{self, CONFIG_DIR, DATAPLANE_PORT, SIDECAR_FILE, SIDECAR_PORT};
 use super::meta::{Component, Owner};
 use super::pod::{self};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
@@ -22,7 +22,6 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 pub fn deployment(owner: &Owner, config_map: &str, config_hash: &str) -> Deployment {
     let spec = &owner.ms.spec;
     let images = &spec.images;
-    let config_path = format!("{CONFIG_DIR}/{DATAPLANE_FILE}");
     let env = pod::pika_env(owner);
 
     let mut dataplane = pod::container("dataplane", &images.dataplane, &images.pull_policy);
@@ -40,19 +39,14 @@ pub fn deployment(owner: &Owner, config_map: &str, config_hash: &str) -> Deploym
     dataplane.volume_mounts = Some(pod::mounts(true));
 
     let mut sidecar = pod::container("sidecar", &images.sidecar, &images.pull_policy);
-    sidecar.args = Some(vec![
-        "--listen".into(),
-        format!("0.0.0.0:{SIDECAR_PORT}"),
-        "--upstream".into(),
-        format!("http://127.0.0.1:{DATAPLANE_PORT}"),
-        "--config".into(),
-        config_path,
-        "--policy".into(),
-        format!("{CONFIG_DIR}/{POLICY_FILE}"),
-        "--data-dir".into(),
-        "/var/lib/pika".into(),
-    ]);
-    sidecar.env = Some(env);
+    // Its own file (listen, upstream, policy, embedder); only its own secrets.
+    sidecar.args = Some(vec!["--config".into(), format!("{CONFIG_DIR}/{SIDECAR_FILE}")]);
+    let mut sidecar_env: Vec<_> = env
+        .into_iter()
+        .filter(|e| e.name == "RAYON_NUM_THREADS")
+        .collect();
+    sidecar_env.extend(config::sidecar_secret_env(owner));
+    sidecar.env = Some(sidecar_env);
     sidecar.ports = Some(vec![pod::port("http", SIDECAR_PORT)]);
     sidecar.liveness_probe = Some(pod::http_probe("/health/live", SIDECAR_PORT, 10, 3));
     sidecar.readiness_probe = Some(pod::http_probe("/health/ready", SIDECAR_PORT, 5, 2));

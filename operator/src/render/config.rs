@@ -17,6 +17,7 @@ use std::fmt::Write;
 pub const CONFIG_DIR: &str = "/etc/pika";
 pub const DATAPLANE_FILE: &str = "dataplane.toml";
 pub const POLICY_FILE: &str = "cache-policy.json";
+pub const SIDECAR_FILE: &str = "sidecar.toml";
 /// Dataplane HTTP port (inside the API pod; the sidecar forwards to it).
 pub const DATAPLANE_PORT: i32 = 8081;
 /// Worker health and metrics port.
@@ -97,21 +98,7 @@ pub fn dataplane_toml(owner: &Owner, index: &IndexPlan) -> String {
     line("in_process = false".into());
     line(format!("concurrency = {}", spec.worker.concurrency));
     line(format!("listen = \"0.0.0.0:{WORKER_PORT}\""));
-    line("\n[embedding]".into());
-    match &spec.embedding {
-        Some(e) => {
-            line("provider = \"openai\"".into());
-            line(format!("base_url = {}", quoted(&e.base_url)));
-            line(format!("model = {}", quoted(&e.model)));
-            if let Some(d) = e.dimension {
-                line(format!("dimension = {d}"));
-            }
-        }
-        None => {
-            line("provider = \"local\"".into());
-            line("model_dir = \"/app/models/all-MiniLM-L6-v2\"".into());
-        }
-    }
+    embedding_section(owner).into_iter().for_each(&mut line);
     line("\n[llm]".into());
     match &spec.llm {
         Some(l) => {
@@ -123,6 +110,46 @@ pub fn dataplane_toml(owner: &Owner, index: &IndexPlan) -> String {
     }
     line("\n[log]".into());
     line("format = \"json\"".into());
+    t
+}
+
+/// `[embedding]`, the same in both files: the sidecar's query vectors are
+/// used by the dataplane only when the models match.
+fn embedding_section(owner: &Owner) -> Vec<String> {
+    let mut out = vec!["\n[embedding]".to_string()];
+    match &owner.ms.spec.embedding {
+        Some(e) => {
+            out.push("provider = \"openai\"".into());
+            out.push(format!("base_url = {}", quoted(&e.base_url)));
+            out.push(format!("model = {}", quoted(&e.model)));
+            if let Some(d) = e.dimension {
+                out.push(format!("dimension = {d}"));
+            }
+        }
+        None => {
+            out.push("provider = \"local\"".into());
+            out.push("model_dir = \"/app/models/all-MiniLM-L6-v2\"".into());
+        }
+    }
+    out
+}
+
+/// The sidecar's own configuration file (`pika_sidecar::config::SidecarConfig`).
+pub fn sidecar_toml(owner: &Owner) -> String {
+    let mut lines = vec![
+        format!(
+            "# Rendered by pika-operator for MemoryService {}/{}; do not edit.",
+            owner.namespace, owner.name
+        ),
+        format!("listen = \"0.0.0.0:{SIDECAR_PORT}\""),
+        format!("upstream = \"http://127.0.0.1:{DATAPLANE_PORT}\""),
+        format!("policy = \"{CONFIG_DIR}/{POLICY_FILE}\""),
+    ];
+    lines.extend(embedding_section(owner));
+    lines.push("\n[log]".into());
+    lines.push("format = \"json\"".into());
+    let mut t = lines.join("\n");
+    t.push('\n');
     t
 }
 
@@ -141,8 +168,18 @@ fn from_secret(var: &str, r: &SecretKeyRef) -> EnvVar {
     }
 }
 
-/// Secrets as `PIKA__SECTION__KEY` variables (the dataplane and sidecar
-/// read them over the TOML file).
+/// The sidecar's secrets as `PIKA_SIDECAR__SECTION__KEY` variables.
+pub fn sidecar_secret_env(owner: &Owner) -> Vec<EnvVar> {
+    let spec = &owner.ms.spec;
+    let mut env = vec![from_secret("PIKA_SIDECAR__REDIS__URL", &spec.redis)];
+    if let Some(key) = spec.embedding.as_ref().and_then(|e| e.api_key.as_ref()) {
+        env.push(from_secret("PIKA_SIDECAR__EMBEDDING__API_KEY", key));
+    }
+    env
+}
+
+/// The dataplane's secrets as `PIKA__SECTION__KEY` variables (read over the
+/// TOML file).
 pub fn secret_env(owner: &Owner) -> Vec<EnvVar> {
     let spec = &owner.ms.spec;
     let mut env = vec![

@@ -115,10 +115,16 @@ pub fn render(ms: &MemoryService, policy: &Policy) -> Result<Desired, RenderErro
     let spec = &ms.spec;
     let plan = index::tune(&spec.milvus.index, spec.milvus.gpu.enabled)?;
     let toml = config::dataplane_toml(&owner, &plan);
+    let sidecar_toml = config::sidecar_toml(&owner);
     let policy_json = config::policy_json(policy)?;
     let env = serde_json::to_vec(&config::secret_env(&owner))?;
     let worker_hash = config::hash(&[toml.as_bytes(), &env]);
-    let api_hash = config::hash(&[toml.as_bytes(), policy_json.as_bytes(), &env]);
+    let api_hash = config::hash(&[
+        toml.as_bytes(),
+        sidecar_toml.as_bytes(),
+        policy_json.as_bytes(),
+        &env,
+    ]);
 
     let config_name = owner.child_name("config");
     let mut out = Desired {
@@ -127,6 +133,7 @@ pub fn render(ms: &MemoryService, policy: &Policy) -> Result<Desired, RenderErro
             data: Some(BTreeMap::from([
                 (config::DATAPLANE_FILE.to_string(), toml),
                 (config::POLICY_FILE.to_string(), policy_json),
+                (config::SIDECAR_FILE.to_string(), sidecar_toml),
             ])),
             ..Default::default()
         }],

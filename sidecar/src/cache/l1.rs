@@ -11,7 +11,7 @@
 use super::key::{Digest128, SearchKeys};
 use super::semantic::SemanticEntry;
 use bytes::Bytes;
-use pika_dataplane::store::generation_key;
+use pika_common::signals::generation_key;
 use redis::aio::ConnectionManager;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

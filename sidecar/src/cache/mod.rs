@@ -11,18 +11,19 @@ pub mod l0;
 pub mod l1;
 pub mod semantic;
 
-use crate::errors::envelope;
+use crate::errors::Refusal;
 use crate::metrics::Metrics;
 use crate::proxy::{Buffered, ProxyError, Upstream};
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Uri, header};
+use axum::response::IntoResponse;
 use bytes::Bytes;
 use key::SearchKeys;
 use l0::{Cached, L0, Source, UserSlot};
 use l1::L1;
 use pika_common::cache_policy::CachePolicySpec;
-use pika_common::embed::Embedder;
-use pika_common::wire::{ErrorCode, SearchRequest};
+use pika_common::wire::SearchRequest;
+use pika_embed::Embedder;
 use semantic::{SemanticEntry, best_match};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -105,7 +106,6 @@ impl SearchCache {
             }
             self.l0.entries.invalidate(&l0_key).await;
         }
-        let trace = crate::errors::request_id(out.headers);
         let fill = self.fill(req, &keys, &slot, epoch, out);
         match self.l0.entries.entry(l0_key).or_try_insert_with(fill).await {
             Ok(entry) if entry.is_fresh() => {
@@ -136,7 +136,7 @@ impl SearchCache {
                     resp
                 }
                 Uncached::Unreachable(e) => {
-                    let mut resp = envelope(ErrorCode::ServiceUnavailable, e.to_string(), trace);
+                    let mut resp = Refusal::Upstream(e.clone()).into_response();
                     resp.headers_mut()
                         .insert(X_CACHE, HeaderValue::from_static("MISS"));
                     resp

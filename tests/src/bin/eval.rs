@@ -64,7 +64,7 @@ async fn main() -> Result<()> {
     let embedder = if args.no_dense_baseline {
         None
     } else {
-        Some(pika_dataplane::app::build_embedder(&config).context("building the baseline embedder")?)
+        Some(pika_dataplane::resolve::build_embedder(&config).context("building the baseline embedder")?)
     };
     let run_id = format!("eval{}", chrono::Utc::now().timestamp());
     let (target, running, _dir) = match &args.url {

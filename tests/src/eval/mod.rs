@@ -11,6 +11,9 @@
 //! and counts as answered at k when one of the top k results has a
 //! `conversation_id` + `source_turns` that point at an evidence turn.
 //! The baselines search all raw turns of the same conversation.
+//!
+//! Over 400 lines on purpose: the evaluation loop and its scoring in one place;
+//! the dataset reader, baselines and report are apart.
 
 pub mod baseline;
 pub mod dataset;
@@ -19,7 +22,7 @@ pub mod report;
 use anyhow::{Context, Result, bail};
 use dataset::{Question, Sample};
 use futures::StreamExt;
-use pika_common::embed::Embedder;
+use pika_embed::Embedder;
 use report::{Counts, Report, SystemScores};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap, HashSet};

@@ -1,0 +1,104 @@
+//! Reading and erasing a user's memories: facts, listings, history, export
+//! and the right to be forgotten.
+
+use super::{ApiResult, actor, invalid, ok, path_id};
+use crate::app::AppState;
+use crate::domain::MemoryKind;
+use crate::http::auth::Caller;
+use crate::http::views::{self, ExportView, FactView};
+use crate::service::facts::PageQuery;
+use axum::extract::{Path, Query, State};
+use serde::Deserialize;
+use serde_json::json;
+
+#[derive(Debug, Deserialize)]
+pub struct PageParams {
+    cursor: Option<String>,
+    limit: Option<usize>,
+    /// `fact` (default), `episode` or `all`.
+    kind: Option<String>,
+}
+
+pub async fn list_facts(
+    State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    Path(user_id): Path<String>,
+    Query(page): Query<PageParams>,
+) -> ApiResult {
+    path_id("user_id", &user_id)?;
+    let limit = page.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(invalid("limit", "must be from 1 to 200"));
+    }
+    let kind = match page.kind.as_deref() {
+        None | Some("fact") => Some(MemoryKind::Fact),
+        Some("episode") => Some(MemoryKind::Episode),
+        Some("all") => None,
+        Some(_) => return Err(invalid("kind", "must be fact, episode or all")),
+    };
+    let query = PageQuery {
+        user_id: &user_id,
+        cursor: page.cursor.as_deref(),
+        limit,
+        kind,
+    };
+    let p = state.services.facts.list(&actor(&caller), query).await?;
+    Ok(ok(json!({
+        "user_id": user_id,
+        "facts": views::facts(p.facts),
+        "next_cursor": p.next_cursor,
+    })))
+}
+
+pub async fn get_fact(
+    State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    Path(fact_id): Path<String>,
+) -> ApiResult {
+    let fact = state.services.facts.get(&actor(&caller), &fact_id).await?;
+    Ok(ok(FactView::from(fact)))
+}
+
+pub async fn fact_history(
+    State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    Path(fact_id): Path<String>,
+) -> ApiResult {
+    let (fact, history) = state.services.facts.history(&actor(&caller), &fact_id).await?;
+    Ok(ok(json!({
+        "fact_id": fact_id,
+        "fact": FactView::from(fact),
+        "history": views::history(history),
+    })))
+}
+
+pub async fn delete_fact(
+    State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    Path(fact_id): Path<String>,
+) -> ApiResult {
+    let deleted = state.services.facts.delete(&actor(&caller), &fact_id).await?;
+    Ok(ok(
+        json!({"fact_id": fact_id, "deleted": true, "removed": deleted.removed}),
+    ))
+}
+
+pub async fn delete_user(
+    State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    Path(user_id): Path<String>,
+) -> ApiResult {
+    path_id("user_id", &user_id)?;
+    let removed = state.services.users.delete(&actor(&caller), &user_id).await?;
+    Ok(ok(json!({"user_id": user_id, "facts_deleted": removed})))
+}
+
+pub async fn export_user(
+    State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    Path(user_id): Path<String>,
+) -> ApiResult {
+    path_id("user_id", &user_id)?;
+    let export = state.services.users.export(&actor(&caller), &user_id).await?;
+    Ok(ok(ExportView::new(user_id, export)))
+}

@@ -1,0 +1,42 @@
+//! Health, metrics and the fallback: open routes, no key needed.
+
+use crate::app::AppState;
+use crate::http::error::ApiError;
+use crate::service::ServiceError;
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// Per-dependency status; 503 when the metadata store is down.
+pub async fn health(State(state): State<AppState>) -> Response {
+    let report = state.services.health.report().await;
+    let code = if report.serving {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(report)).into_response()
+}
+
+pub async fn live() -> Response {
+    (StatusCode::OK, Json(json!({"status": "alive"}))).into_response()
+}
+
+pub async fn ready(state: State<AppState>) -> Response {
+    health(state).await
+}
+
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let mut resp = state.services.health.metrics_text().await.into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    resp
+}
+
+pub async fn not_found() -> ApiError {
+    ServiceError::NotFound("endpoint".into()).into()
+}

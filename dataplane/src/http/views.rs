@@ -1,0 +1,146 @@
+//! API response types: what a client sees of the domain. Kept apart from
+//! the domain types so that internal fields (the extractor's polarity,
+//! predicate and concept tags, the dedup key) never become part of the
+//! contract by accident, and a domain change is a visible API change here.
+
+use crate::domain::{Fact, FactStatus, HistoryEntry, HistoryEvent, Job, MemoryKind};
+use crate::service::users::UserExport;
+use chrono::{DateTime, Utc};
+use pika_common::wire::{Category, JobState, JobView};
+use serde::Serialize;
+
+/// One fact or episode (`GET /v1/facts/{id}`, listings, export).
+#[derive(Debug, Clone, Serialize)]
+pub struct FactView {
+    pub fact_id: String,
+    pub user_id: String,
+    pub conversation_id: String,
+    pub kind: MemoryKind,
+    pub content: String,
+    pub context: Option<String>,
+    pub category: Category,
+    pub confidence: f32,
+    pub entities: Vec<String>,
+    pub source_turns: Vec<u32>,
+    pub language: String,
+    pub status: FactStatus,
+    pub supersedes: Option<String>,
+    pub occurred_at: Option<DateTime<Utc>>,
+    pub said_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub accessed_count: u32,
+    pub last_accessed_at: Option<DateTime<Utc>>,
+}
+
+impl From<Fact> for FactView {
+    fn from(f: Fact) -> Self {
+        FactView {
+            fact_id: f.fact_id,
+            user_id: f.user_id,
+            conversation_id: f.conversation_id,
+            kind: f.kind,
+            content: f.content,
+            context: f.context,
+            category: f.category,
+            confidence: f.confidence,
+            entities: f.entities,
+            source_turns: f.source_turns,
+            language: f.language,
+            status: f.status,
+            supersedes: f.supersedes,
+            occurred_at: f.occurred_at,
+            said_at: f.said_at,
+            created_at: f.created_at,
+            updated_at: f.updated_at,
+            accessed_count: f.accessed_count,
+            last_accessed_at: f.last_accessed_at,
+        }
+    }
+}
+
+pub fn facts(items: Vec<Fact>) -> Vec<FactView> {
+    items.into_iter().map(FactView::from).collect()
+}
+
+/// One ADD/UPDATE/DELETE entry of a fact's history.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryView {
+    pub fact_id: String,
+    pub event: HistoryEvent,
+    pub old_content: Option<String>,
+    pub new_content: Option<String>,
+    pub related_fact_id: Option<String>,
+    pub job_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<HistoryEntry> for HistoryView {
+    fn from(h: HistoryEntry) -> Self {
+        HistoryView {
+            fact_id: h.fact_id,
+            event: h.event,
+            old_content: h.old_content,
+            new_content: h.new_content,
+            related_fact_id: h.related_fact_id,
+            job_id: h.job_id,
+            created_at: h.created_at,
+        }
+    }
+}
+
+pub fn history(items: Vec<HistoryEntry>) -> Vec<HistoryView> {
+    items.into_iter().map(HistoryView::from).collect()
+}
+
+pub fn job(job: Job) -> JobView {
+    JobView {
+        job_id: job.job_id,
+        user_id: job.user_id,
+        conversation_id: job.conversation_id,
+        state: job.state,
+        attempts: job.attempts,
+        result: job.result,
+        error: job.error,
+        created_at: job.created_at,
+        updated_at: job.updated_at,
+    }
+}
+
+/// A conversation as the export lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConversationView {
+    pub job_id: String,
+    pub request: pika_common::wire::ExtractRequest,
+    pub state: JobState,
+    pub created_at: DateTime<Utc>,
+}
+
+/// `GET /v1/users/{id}/export`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExportView {
+    pub user_id: String,
+    pub facts: Vec<FactView>,
+    pub history: Vec<HistoryView>,
+    pub conversations: Vec<ConversationView>,
+}
+
+impl ExportView {
+    pub fn new(user_id: String, e: UserExport) -> Self {
+        ExportView {
+            user_id,
+            facts: facts(e.facts),
+            history: history(e.history),
+            conversations: e
+                .jobs
+                .into_iter()
+                .map(|j| ConversationView {
+                    job_id: j.job_id,
+                    request: j.request,
+                    state: j.state,
+                    created_at: j.created_at,
+                })
+                .collect(),
+        }
+    }
+}

@@ -1,0 +1,344 @@
+//! The one place a URL in the configuration becomes an adapter (DESIGN.md
+//! §4.3): `serve`, `worker`, `migrate`, `reindex` and the tests all resolve
+//! their ports here. Each `*_backend` function reads a URL's scheme into a
+//! backend choice (an empty URL is the embedded default); [`build_deps`]
+//! opens them all and puts breakers in front of the remote ones.
+
+use crate::app::{Deps, StartError};
+use crate::config::Config;
+use crate::extract::{LlmExtractor, LlmOptions, RuleExtractor};
+use crate::metrics::Metrics;
+use crate::ports::{CacheSignals, Extractor, FactGraph, JobQueue, MetaStore, StoreError, VectorIndex};
+use crate::queue::{EmbeddedQueue, RabbitMqOptions, RabbitMqQueue};
+use crate::resilience::{
+    Breaker, BreakerSettings, GuardedGraph, GuardedQueue, GuardedSignals, GuardedVectors,
+};
+use crate::store::{
+    FalkorGraph, IndexSpec, LocalSignals, MilvusIndex, MilvusOptions, Neo4jGraph, Neo4jOptions,
+    PostgresMetaStore, RedisSignals, SqliteGraph, SqliteMetaStore, SqliteVectorIndex,
+};
+use pika_embed::Embedder;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Where the metadata lives (`storage.meta_url`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetaBackend {
+    Sqlite(String),
+    Postgres(String),
+}
+
+/// Where the vectors live (`vector.url`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VectorBackend {
+    /// In the data dir's SQLite file.
+    Embedded,
+    Milvus,
+}
+
+/// Where the entity graph lives (`storage.graph_url`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GraphBackend {
+    Embedded,
+    FalkorDb(String),
+    Neo4j(String),
+}
+
+fn scheme(url: &str) -> String {
+    url.split(':').next().unwrap_or("").to_string()
+}
+
+pub fn meta_backend(config: &Config) -> Result<MetaBackend, StartError> {
+    let url = config.meta_url();
+    if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(MetaBackend::Postgres(url))
+    } else if url.starts_with("sqlite:") {
+        Ok(MetaBackend::Sqlite(url))
+    } else {
+        Err(StartError::Unsupported {
+            what: "storage.meta_url scheme (sqlite:, postgres:)",
+            value: scheme(&url),
+        })
+    }
+}
+
+pub fn vector_backend(config: &Config) -> Result<VectorBackend, StartError> {
+    let url = config.vector.url.expose();
+    if url.is_empty() {
+        Ok(VectorBackend::Embedded)
+    } else if url.starts_with("http://") || url.starts_with("https://") {
+        Ok(VectorBackend::Milvus)
+    } else {
+        Err(StartError::Unsupported {
+            what: "vector.url scheme (http:// or https:// of Milvus)",
+            value: scheme(url),
+        })
+    }
+}
+
+pub fn graph_backend(config: &Config) -> Result<GraphBackend, StartError> {
+    let url = config.storage.graph_url.expose();
+    if url.is_empty() {
+        Ok(GraphBackend::Embedded)
+    } else if url.starts_with("falkordb://") || url.starts_with("redis://") {
+        Ok(GraphBackend::FalkorDb(url.to_string()))
+    } else if ["neo4j://", "neo4j+s://", "bolt://", "bolt+s://"]
+        .iter()
+        .any(|s| url.starts_with(s))
+    {
+        Ok(GraphBackend::Neo4j(url.to_string()))
+    } else {
+        Err(StartError::Unsupported {
+            what: "storage.graph_url scheme (falkordb://, redis://, neo4j://, bolt://)",
+            value: scheme(url),
+        })
+    }
+}
+
+/// The configured embedder (`[embedding]`).
+pub fn build_embedder(config: &Config) -> Result<Arc<dyn Embedder>, StartError> {
+    Ok(pika_embed::build(&config.embedding)?)
+}
+
+fn build_extractor(config: &Config) -> Result<Arc<dyn Extractor>, StartError> {
+    let l = &config.llm;
+    match l.provider.as_str() {
+        "rules" => Ok(Arc::new(RuleExtractor)),
+        "openai" => Ok(Arc::new(LlmExtractor::new(LlmOptions {
+            base_url: l.base_url.clone(),
+            api_key: l.api_key.expose().to_string(),
+            model: l.model.clone(),
+            timeout: Duration::from_millis(l.timeout_ms),
+        })?)),
+        other => Err(StartError::Unsupported {
+            what: "llm.provider",
+            value: other.into(),
+        }),
+    }
+}
+
+fn create_data_dir(config: &Config) -> Result<(), StartError> {
+    std::fs::create_dir_all(&config.storage.data_dir).map_err(|source| StartError::DataDir {
+        path: config.storage.data_dir.display().to_string(),
+        source,
+    })
+}
+
+/// Opens (creating the data dir) the embedded SQLite database: the metadata
+/// store when `meta_url` is SQLite, and the home of the embedded vector index
+/// and graph.
+pub async fn open_embedded_db(config: &Config) -> Result<SqliteMetaStore, StartError> {
+    create_data_dir(config)?;
+    let url = format!("sqlite://{}", config.storage.data_dir.join("pika.db").display());
+    Ok(SqliteMetaStore::connect(&url).await?)
+}
+
+/// Opens the metadata store (and applies its migrations).
+pub async fn open_meta(config: &Config) -> Result<Arc<dyn MetaStore>, StartError> {
+    match meta_backend(config)? {
+        MetaBackend::Postgres(url) => Ok(Arc::new(
+            PostgresMetaStore::connect(&url, None, config.storage.max_connections).await?,
+        )),
+        MetaBackend::Sqlite(url) => {
+            create_data_dir(config)?;
+            Ok(Arc::new(SqliteMetaStore::connect(&url).await?))
+        }
+    }
+}
+
+/// The Milvus connection and index settings of `[vector]`.
+pub fn milvus_options(config: &Config) -> Result<MilvusOptions, StartError> {
+    let v = &config.vector;
+    let index = match v.index_type.to_ascii_uppercase().as_str() {
+        "HNSW" => IndexSpec::Hnsw {
+            m: v.hnsw_m,
+            ef_construction: v.hnsw_ef_construction,
+            ef: v.hnsw_ef,
+        },
+        "IVF_FLAT" => IndexSpec::IvfFlat {
+            nlist: v.ivf_nlist,
+            nprobe: v.ivf_nprobe,
+        },
+        "FLAT" => IndexSpec::Flat,
+        "GPU_CAGRA" => IndexSpec::GpuCagra {
+            intermediate_graph_degree: v.cagra_intermediate_graph_degree,
+            graph_degree: v.cagra_graph_degree,
+            itopk_size: v.cagra_itopk_size,
+            search_width: v.cagra_search_width,
+        },
+        other => {
+            return Err(StartError::Unsupported {
+                what: "vector.index_type (HNSW, IVF_FLAT, FLAT or GPU_CAGRA)",
+                value: other.into(),
+            });
+        }
+    };
+    Ok(MilvusOptions {
+        url: v.url.expose().to_string(),
+        token: v.token.expose().to_string(),
+        collection_prefix: v.collection_prefix.clone(),
+        num_partitions: v.num_partitions,
+        index,
+        timeout: Duration::from_millis(v.timeout_ms),
+        visible_timeout: Duration::from_millis(v.visible_timeout_ms),
+    })
+}
+
+/// Opens the vector index: Milvus, or the embedded index in the data dir's
+/// SQLite file.
+async fn open_vectors(
+    config: &Config,
+    embedder: &dyn Embedder,
+    embedded: Option<&SqliteMetaStore>,
+) -> Result<Arc<dyn VectorIndex>, StartError> {
+    match (vector_backend(config)?, embedded) {
+        (VectorBackend::Embedded, Some(db)) => Ok(Arc::new(
+            SqliteVectorIndex::open(db.pool(), embedder.model_id(), embedder.dimension()).await?,
+        )),
+        (VectorBackend::Embedded, None) => {
+            let db = open_embedded_db(config).await?;
+            Ok(Arc::new(
+                SqliteVectorIndex::open(db.pool(), embedder.model_id(), embedder.dimension()).await?,
+            ))
+        }
+        (VectorBackend::Milvus, _) => {
+            let index = MilvusIndex::new(milvus_options(config)?, embedder.model_id(), embedder.dimension());
+            match index.ready().await {
+                Ok(_) => {}
+                // A wrong model is a configuration error; an absent Milvus only degrades search.
+                Err(e @ StoreError::ModelMismatch { .. }) => return Err(e.into()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "Milvus unavailable at start-up; search degrades to keywords until it answers")
+                }
+            }
+            Ok(Arc::new(index))
+        }
+    }
+}
+
+async fn open_graph(
+    config: &Config,
+    embedded: Option<&SqliteMetaStore>,
+) -> Result<Arc<dyn FactGraph>, StartError> {
+    let timeout = Duration::from_millis(config.storage.graph_timeout_ms);
+    Ok(match graph_backend(config)? {
+        GraphBackend::Embedded => match embedded {
+            Some(db) => Arc::new(SqliteGraph::new(db.pool())),
+            None => Arc::new(SqliteGraph::new(open_embedded_db(config).await?.pool())),
+        },
+        GraphBackend::FalkorDb(url) => {
+            Arc::new(FalkorGraph::connect(&url, &config.storage.graph_name, timeout).await?)
+        }
+        GraphBackend::Neo4j(uri) => Arc::new(
+            Neo4jGraph::connect(Neo4jOptions {
+                uri,
+                user: String::new(),
+                password: String::new(),
+                database: String::new(),
+                max_connections: config.storage.max_connections as usize,
+                timeout,
+            })
+            .await?,
+        ),
+    })
+}
+
+/// Builds every port from configuration and, for the embedded queue,
+/// recovers unfinished jobs.
+pub async fn build_deps(config: &Config) -> Result<Deps, StartError> {
+    let metrics = Arc::new(Metrics::new()?);
+    let meta = open_meta(config).await?;
+    let embedder = build_embedder(config)?;
+    // The embedded SQLite file is opened once, when some port lives in it.
+    let embedded = if vector_backend(config)? == VectorBackend::Embedded
+        || graph_backend(config)? == GraphBackend::Embedded
+    {
+        Some(open_embedded_db(config).await?)
+    } else {
+        None
+    };
+    let vectors = open_vectors(config, embedder.as_ref(), embedded.as_ref()).await?;
+    let graph = open_graph(config, embedded.as_ref()).await?;
+    let queue: Arc<dyn JobQueue> = if config.queue.url.is_empty() {
+        let (queue, pending) = EmbeddedQueue::recover(meta.as_ref()).await?;
+        if pending > 0 {
+            tracing::info!(pending, "unfinished jobs re-delivered to workers");
+        }
+        Arc::new(queue)
+    } else {
+        Arc::new(
+            RabbitMqQueue::connect(RabbitMqOptions {
+                url: config.queue.url.expose().to_string(),
+                queue: config.queue.name.clone(),
+                prefetch: config.worker.concurrency.min(u16::MAX as usize) as u16,
+                publish_timeout: Duration::from_millis(config.queue.publish_timeout_ms),
+            })
+            .await?,
+        )
+    };
+    let signals: Arc<dyn CacheSignals> = if config.cache.redis_url.is_empty() {
+        Arc::new(LocalSignals::default())
+    } else {
+        // Lazy: the service must start and serve while Redis is down.
+        Arc::new(RedisSignals::new(
+            config.cache.redis_url.expose(),
+            Duration::from_millis(config.cache.timeout_ms),
+        )?)
+    };
+    let r = &config.resilience;
+    let settings = BreakerSettings {
+        failures: r.breaker_failures,
+        open_min: Duration::from_millis(r.breaker_open_min_ms),
+        open_max: Duration::from_millis(r.breaker_open_max_ms),
+    };
+    let mut breakers = Vec::new();
+    let mut guard = |name: &'static str| {
+        let b = Arc::new(Breaker::new(name, settings, &metrics));
+        breakers.push(b.clone());
+        b
+    };
+    // Embedded adapters share the process's fate; only remote ones get a breaker.
+    let vectors: Arc<dyn VectorIndex> = if config.vector.url.is_empty() {
+        vectors
+    } else {
+        Arc::new(GuardedVectors {
+            inner: vectors,
+            breaker: guard("vectors"),
+        })
+    };
+    let graph: Arc<dyn FactGraph> = if config.storage.graph_url.is_empty() {
+        graph
+    } else {
+        Arc::new(GuardedGraph {
+            inner: graph,
+            breaker: guard("graph"),
+        })
+    };
+    let signals: Arc<dyn CacheSignals> = if config.cache.redis_url.is_empty() {
+        signals
+    } else {
+        Arc::new(GuardedSignals {
+            inner: signals,
+            breaker: guard("redis"),
+        })
+    };
+    let queue: Arc<dyn JobQueue> = if config.queue.url.is_empty() {
+        queue
+    } else {
+        Arc::new(GuardedQueue {
+            inner: queue,
+            breaker: guard("queue"),
+        })
+    };
+    Ok(Deps {
+        meta,
+        vectors,
+        graph,
+        queue,
+        signals,
+        embedder,
+        extractor: build_extractor(config)?,
+        metrics,
+        breakers,
+    })
+}

@@ -1,0 +1,52 @@
+//! The users use case: export everything held about a user, and erase them
+//! (the right to be forgotten). Both are audited before the answer.
+
+use crate::domain::{Fact, HistoryEntry, Job};
+use crate::ports::MetaStore;
+use crate::service::ServiceError;
+use crate::service::audit::{Access, Actor, AuditLog};
+use crate::service::forget::Forget;
+use std::sync::Arc;
+
+pub struct UserService {
+    pub meta: Arc<dyn MetaStore>,
+    pub forget: Forget,
+    pub audit: AuditLog,
+}
+
+/// Everything stored about one user.
+#[derive(Debug, Clone)]
+pub struct UserExport {
+    pub facts: Vec<Fact>,
+    pub history: Vec<HistoryEntry>,
+    /// The stored conversations, as the jobs that carried them.
+    pub jobs: Vec<Job>,
+}
+
+impl UserService {
+    pub async fn export(&self, actor: &Actor, user_id: &str) -> Result<UserExport, ServiceError> {
+        let (facts, jobs) = self.meta.export_user(user_id).await?;
+        let history = self.meta.user_history(user_id).await?;
+        self.audit
+            .write_now(actor, access("export_user", user_id))
+            .await?;
+        Ok(UserExport { facts, history, jobs })
+    }
+
+    /// Erases the user from every store; returns how many memories were held.
+    pub async fn delete(&self, actor: &Actor, user_id: &str) -> Result<u64, ServiceError> {
+        let removed = self.forget.delete_user(user_id).await?;
+        self.audit
+            .write_now(actor, access("delete_user", user_id))
+            .await?;
+        Ok(removed)
+    }
+}
+
+fn access<'a>(action: &'a str, user_id: &'a str) -> Access<'a> {
+    Access {
+        action,
+        user_id: Some(user_id),
+        target: None,
+    }
+}

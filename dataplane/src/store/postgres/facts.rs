@@ -1,0 +1,252 @@
+//! `FactStore` on PostgreSQL: facts and episodes, their history, the per-user
+//! keyword index (a GIN index over terms, for BM25), erasure and export.
+
+use super::*;
+
+#[async_trait]
+impl FactStore for PostgresMetaStore {
+    async fn active_facts(&self, ids: &[String]) -> Result<Vec<Fact>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        sqlx::query(&format!(
+            "SELECT {FACT_COLUMNS} FROM facts WHERE status = 'active' AND fact_id = ANY($1)"
+        ))
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(fact_from_row)
+        .collect()
+    }
+
+    async fn get_fact(&self, fact_id: &str) -> Result<Option<Fact>, StoreError> {
+        sqlx::query(&format!("SELECT {FACT_COLUMNS} FROM facts WHERE fact_id = $1"))
+            .bind(fact_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?
+            .as_ref()
+            .map(fact_from_row)
+            .transpose()
+    }
+
+    async fn fact_history(&self, fact_id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
+        self.history_where("fact_id", fact_id).await
+    }
+
+    async fn scan_active_facts(&self, after: Option<&str>, limit: usize) -> Result<Vec<Fact>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {FACT_COLUMNS} FROM facts WHERE status = 'active' AND fact_id > $1 ORDER BY fact_id LIMIT $2"
+        ))
+        .bind(after.unwrap_or(""))
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(fact_from_row)
+        .collect()
+    }
+
+    async fn list_facts(
+        &self,
+        user_id: &str,
+        cursor: Option<&str>,
+        limit: usize,
+        kind: Option<MemoryKind>,
+    ) -> Result<FactPage, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {FACT_COLUMNS} FROM facts WHERE user_id = $1 AND status = 'active' AND fact_id > $2
+             AND ($4::text IS NULL OR kind = $4) ORDER BY fact_id LIMIT $3"
+        ))
+        .bind(user_id)
+        .bind(cursor.unwrap_or(""))
+        .bind(limit as i64 + 1)
+        .bind(kind.map(MemoryKind::as_str))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        let mut facts: Vec<Fact> = rows.iter().map(fact_from_row).collect::<Result<_, _>>()?;
+        let next_cursor = if facts.len() > limit {
+            facts.truncate(limit);
+            facts.last().map(|f| f.fact_id.clone())
+        } else {
+            None
+        };
+        Ok(FactPage { facts, next_cursor })
+    }
+
+    async fn delete_fact(&self, fact_id: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let row: Option<(String, String)> = sqlx::query_as(
+            "UPDATE facts f SET status = 'deleted', updated_at = $2, terms = '{}'
+             FROM (SELECT fact_id, content AS old_content FROM facts WHERE fact_id = $1 AND status != 'deleted' FOR UPDATE) o
+             WHERE f.fact_id = o.fact_id RETURNING f.user_id, o.old_content",
+        )
+        .bind(fact_id)
+        .bind(ms(Utc::now()))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let Some((user_id, content)) = row else {
+            return Ok(false);
+        };
+        let entry = HistoryEntry {
+            fact_id: fact_id.to_string(),
+            event: HistoryEvent::Delete,
+            old_content: Some(content),
+            new_content: None,
+            related_fact_id: None,
+            job_id: None,
+            created_at: Utc::now(),
+        };
+        insert_history(&mut tx, &user_id, &entry).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(true)
+    }
+
+    async fn delete_user(&self, user_id: &str) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let n = sqlx::query("DELETE FROM facts WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        for table in ["fact_history", "jobs", "user_names"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1"))
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(n)
+    }
+
+    async fn export_user(&self, user_id: &str) -> Result<(Vec<Fact>, Vec<Job>), StoreError> {
+        let facts = sqlx::query(&format!(
+            "SELECT {FACT_COLUMNS} FROM facts WHERE user_id = $1 ORDER BY fact_id"
+        ))
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(fact_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+        let jobs = sqlx::query(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE user_id = $1 ORDER BY created_at"
+        ))
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(job_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+        Ok((facts, jobs))
+    }
+
+    async fn keyword_candidates(
+        &self,
+        user_id: &str,
+        terms: &[String],
+        limit: usize,
+    ) -> Result<KeywordMatches, StoreError> {
+        if terms.is_empty() {
+            return Ok(KeywordMatches::default());
+        }
+        // Candidates and the user's BM25 statistics in one round trip.
+        let rows = sqlx::query(&format!(
+            "WITH stats AS (
+                 SELECT COUNT(*) AS total, AVG(cardinality(terms))::float8 AS mean
+                 FROM facts WHERE user_id = $1 AND status = 'active')
+             SELECT {FACT_COLUMNS}, terms AS index_terms, stats.total, stats.mean
+             FROM facts, stats
+             WHERE user_id = $1 AND status = 'active' AND terms && $2
+             ORDER BY cardinality(ARRAY(SELECT unnest(terms) INTERSECT SELECT unnest($2::text[]))) DESC, fact_id DESC
+             LIMIT $3"
+        ))
+        .bind(user_id)
+        .bind(terms)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        let mut out = KeywordMatches::default();
+        for r in &rows {
+            out.total_items = r.try_get::<i64, _>("total").map_err(db_err)?.max(0) as u64;
+            out.mean_terms = r
+                .try_get::<Option<f64>, _>("mean")
+                .map_err(db_err)?
+                .unwrap_or(0.0) as f32;
+            out.items.push((
+                fact_from_row(r)?,
+                r.try_get::<Vec<String>, _>("index_terms").map_err(db_err)?,
+            ));
+        }
+        Ok(out)
+    }
+
+    async fn conversation_items(
+        &self,
+        user_id: &str,
+        conversation_id: &str,
+    ) -> Result<Vec<Fact>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {FACT_COLUMNS} FROM facts WHERE user_id = $1 AND conversation_id = $2 AND status = 'active' ORDER BY fact_id"
+        ))
+        .bind(user_id)
+        .bind(conversation_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(fact_from_row)
+        .collect()
+    }
+
+    async fn known_episodes(&self, user_id: &str, keys: &[String]) -> Result<Vec<String>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        sqlx::query_scalar(
+            "SELECT DISTINCT dedup_key FROM facts WHERE user_id = $1 AND status = 'active' AND dedup_key = ANY($2)",
+        )
+        .bind(user_id)
+        .bind(keys)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)
+    }
+
+    async fn user_names(&self, user_id: &str) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar("SELECT name FROM user_names WHERE user_id = $1 ORDER BY name")
+            .bind(user_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)
+    }
+
+    async fn record_access(&self, fact_ids: &[String]) -> Result<(), StoreError> {
+        if fact_ids.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "UPDATE facts SET accessed_count = accessed_count + 1, last_accessed_at = $1 WHERE fact_id = ANY($2)",
+        )
+        .bind(ms(Utc::now()))
+        .bind(fact_ids)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn user_history(&self, user_id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
+        self.history_where("user_id", user_id).await
+    }
+}

@@ -1,0 +1,83 @@
+//! `KeyStore` and `AuditStore` on PostgreSQL: API keys by hash, and the
+//! append-only audit log.
+
+use super::*;
+
+#[async_trait]
+impl KeyStore for PostgresMetaStore {
+    async fn insert_key(&self, k: &ApiKeyRecord, hash: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO api_keys (key_id, hash, name, prefix, permissions, created_at, expires_at, revoked_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&k.key_id)
+        .bind(hash)
+        .bind(&k.name)
+        .bind(&k.prefix)
+        .bind(k.permissions.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(","))
+        .bind(ms(k.created_at))
+        .bind(k.expires_at.map(ms))
+        .bind(k.revoked_at.map(ms))
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn key_by_hash(&self, hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        sqlx::query("SELECT * FROM api_keys WHERE hash = $1")
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?
+            .as_ref()
+            .map(key_from_row)
+            .transpose()
+    }
+
+    async fn list_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        sqlx::query("SELECT * FROM api_keys ORDER BY created_at")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?
+            .iter()
+            .map(key_from_row)
+            .collect()
+    }
+
+    async fn revoke_key(&self, key_id: &str) -> Result<bool, StoreError> {
+        let n = sqlx::query("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE key_id = $2")
+            .bind(ms(Utc::now()))
+            .bind(key_id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        Ok(n == 1)
+    }
+}
+
+#[async_trait]
+impl AuditStore for PostgresMetaStore {
+    async fn append_audit(&self, entries: &[AuditEntry]) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        // One statement for the batch: parallel arrays unnested into rows.
+        let col = |f: fn(&AuditEntry) -> Option<String>| entries.iter().map(f).collect::<Vec<_>>();
+        sqlx::query(
+            "INSERT INTO audit_log (at, key_id, action, user_id, target, request_id)
+             SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::text[])",
+        )
+        .bind(ms(Utc::now()))
+        .bind(col(|e| e.key_id.clone()))
+        .bind(col(|e| Some(e.action.clone())))
+        .bind(col(|e| e.user_id.clone()))
+        .bind(col(|e| e.target.clone()))
+        .bind(col(|e| Some(e.request_id.clone())))
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,300 @@
+//! `FactStore` on SQLite: facts and episodes, their history, the per-user
+//! keyword index (FTS5 for candidates, terms for BM25), erasure and export.
+
+use super::*;
+
+#[async_trait]
+impl FactStore for SqliteMetaStore {
+    async fn active_facts(&self, ids: &[String]) -> Result<Vec<Fact>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT {FACT_COLUMNS} FROM facts WHERE status = 'active' AND fact_id IN ({})",
+            sql_in_params(ids.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for id in ids {
+            q = q.bind(id);
+        }
+        q.fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?
+            .iter()
+            .map(fact_from_row)
+            .collect()
+    }
+
+    async fn get_fact(&self, fact_id: &str) -> Result<Option<Fact>, StoreError> {
+        sqlx::query(&format!("SELECT {FACT_COLUMNS} FROM facts WHERE fact_id = ?"))
+            .bind(fact_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?
+            .as_ref()
+            .map(fact_from_row)
+            .transpose()
+    }
+
+    async fn fact_history(&self, fact_id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
+        self.history_where("fact_id", fact_id).await
+    }
+
+    async fn scan_active_facts(&self, after: Option<&str>, limit: usize) -> Result<Vec<Fact>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {FACT_COLUMNS} FROM facts WHERE status = 'active' AND fact_id > ? ORDER BY fact_id LIMIT ?"
+        ))
+        .bind(after.unwrap_or(""))
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(fact_from_row)
+        .collect()
+    }
+
+    async fn list_facts(
+        &self,
+        user_id: &str,
+        cursor: Option<&str>,
+        limit: usize,
+        kind: Option<MemoryKind>,
+    ) -> Result<FactPage, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {FACT_COLUMNS} FROM facts WHERE user_id = ? AND status = 'active' AND fact_id > ?
+             AND (? IS NULL OR kind = ?) ORDER BY fact_id LIMIT ?"
+        ))
+        .bind(user_id)
+        .bind(cursor.unwrap_or(""))
+        .bind(kind.map(MemoryKind::as_str))
+        .bind(kind.map(MemoryKind::as_str))
+        .bind(limit as i64 + 1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        let mut facts: Vec<Fact> = rows.iter().map(fact_from_row).collect::<Result<_, _>>()?;
+        let next_cursor = if facts.len() > limit {
+            facts.truncate(limit);
+            facts.last().map(|f| f.fact_id.clone())
+        } else {
+            None
+        };
+        Ok(FactPage { facts, next_cursor })
+    }
+
+    async fn delete_fact(&self, fact_id: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let row: Option<(String, String)> =
+            sqlx::query_as("SELECT user_id, content FROM facts WHERE fact_id = ? AND status != 'deleted'")
+                .bind(fact_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        let Some((user_id, content)) = row else {
+            return Ok(false);
+        };
+        let now = Utc::now();
+        sqlx::query("UPDATE facts SET status = 'deleted', updated_at = ? WHERE fact_id = ?")
+            .bind(to_ms(now))
+            .bind(fact_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        sqlx::query("DELETE FROM fact_terms WHERE fact_id = ?")
+            .bind(fact_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let entry = HistoryEntry {
+            fact_id: fact_id.to_string(),
+            event: HistoryEvent::Delete,
+            old_content: Some(content),
+            new_content: None,
+            related_fact_id: None,
+            job_id: None,
+            created_at: now,
+        };
+        insert_history(&mut tx, &user_id, &entry).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(true)
+    }
+
+    async fn delete_user(&self, user_id: &str) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let n = sqlx::query("DELETE FROM facts WHERE user_id = ?")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        for table in [
+            "fact_terms",
+            "fact_history",
+            "jobs",
+            "cache_generations",
+            "user_names",
+        ] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE user_id = ?"))
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(n)
+    }
+
+    async fn export_user(&self, user_id: &str) -> Result<(Vec<Fact>, Vec<Job>), StoreError> {
+        let facts = sqlx::query(&format!(
+            "SELECT {FACT_COLUMNS} FROM facts WHERE user_id = ? ORDER BY fact_id"
+        ))
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(fact_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+        let jobs = sqlx::query(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE user_id = ? ORDER BY created_at"
+        ))
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(job_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+        Ok((facts, jobs))
+    }
+
+    async fn keyword_candidates(
+        &self,
+        user_id: &str,
+        terms: &[String],
+        limit: usize,
+    ) -> Result<KeywordMatches, StoreError> {
+        // FTS5 finds the candidates by their folded terms (every accented
+        // `~mèo` is stored beside its folded `meo`, so folded terms suffice);
+        // BM25 itself is computed by the caller from each item's stored terms.
+        // Every term is quoted so user text is never parsed as FTS operators.
+        let mut any: Vec<String> = terms
+            .iter()
+            .filter(|t| !t.is_empty() && !t.starts_with('~'))
+            .map(|t| format!("\"{}\"", t.replace('"', "")))
+            .collect();
+        any.sort();
+        any.dedup();
+        if any.is_empty() {
+            return Ok(KeywordMatches::default());
+        }
+        let expr = format!(
+            "owner : \"{}\" AND terms : ({})",
+            keyword_owner(user_id),
+            any.join(" OR ")
+        );
+        let sql = format!(
+            "SELECT {}, t.terms AS index_terms FROM fact_terms t JOIN facts f ON f.fact_id = t.fact_id
+             WHERE fact_terms MATCH ? AND t.user_id = ? AND f.status = 'active' ORDER BY rank LIMIT ?",
+            FACT_COLUMNS
+                .split(", ")
+                .map(|c| format!("f.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let items = sqlx::query(&sql)
+            .bind(expr)
+            .bind(user_id)
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?
+            .iter()
+            .map(|r| {
+                let terms: String = r.try_get("index_terms").map_err(db_err)?;
+                Ok((
+                    fact_from_row(r)?,
+                    terms
+                        .split(' ')
+                        .filter(|t| !t.is_empty())
+                        .map(str::to_string)
+                        .collect(),
+                ))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let (total, mean): (i64, Option<f64>) = sqlx::query_as(
+            "SELECT COUNT(*), AVG(term_count) FROM facts WHERE user_id = ? AND status = 'active'",
+        )
+        .bind(user_id)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(KeywordMatches {
+            items,
+            total_items: total.max(0) as u64,
+            mean_terms: mean.unwrap_or(0.0) as f32,
+        })
+    }
+
+    async fn conversation_items(
+        &self,
+        user_id: &str,
+        conversation_id: &str,
+    ) -> Result<Vec<Fact>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {FACT_COLUMNS} FROM facts WHERE user_id = ? AND conversation_id = ? AND status = 'active' ORDER BY fact_id"
+        ))
+        .bind(user_id)
+        .bind(conversation_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(fact_from_row)
+        .collect()
+    }
+
+    async fn known_episodes(&self, user_id: &str, keys: &[String]) -> Result<Vec<String>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT DISTINCT dedup_key FROM facts WHERE user_id = ? AND status = 'active' AND dedup_key IN ({})",
+            sql_in_params(keys.len())
+        );
+        let mut q = sqlx::query_scalar(&sql).bind(user_id);
+        for k in keys {
+            q = q.bind(k);
+        }
+        q.fetch_all(&self.pool).await.map_err(db_err)
+    }
+
+    async fn user_names(&self, user_id: &str) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar("SELECT name FROM user_names WHERE user_id = ? ORDER BY name")
+            .bind(user_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)
+    }
+
+    async fn record_access(&self, fact_ids: &[String]) -> Result<(), StoreError> {
+        if fact_ids.is_empty() {
+            return Ok(());
+        }
+        let sql = format!(
+            "UPDATE facts SET accessed_count = accessed_count + 1, last_accessed_at = ? WHERE fact_id IN ({})",
+            sql_in_params(fact_ids.len())
+        );
+        let mut q = sqlx::query(&sql).bind(to_ms(Utc::now()));
+        for id in fact_ids {
+            q = q.bind(id);
+        }
+        q.execute(&self.pool).await.map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn user_history(&self, user_id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
+        self.history_where("user_id", user_id).await
+    }
+}

@@ -1,0 +1,81 @@
+//! `KeyStore` and `AuditStore` on SQLite: API keys by hash, and the
+//! append-only audit log.
+
+use super::*;
+
+#[async_trait]
+impl KeyStore for SqliteMetaStore {
+    async fn insert_key(&self, k: &ApiKeyRecord, hash: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO api_keys (key_id, hash, name, prefix, permissions, created_at, expires_at, revoked_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&k.key_id)
+        .bind(hash)
+        .bind(&k.name)
+        .bind(&k.prefix)
+        .bind(k.permissions.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(","))
+        .bind(to_ms(k.created_at))
+        .bind(k.expires_at.map(to_ms))
+        .bind(k.revoked_at.map(to_ms))
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn key_by_hash(&self, hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        sqlx::query("SELECT * FROM api_keys WHERE hash = ?")
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?
+            .as_ref()
+            .map(key_from_row)
+            .transpose()
+    }
+
+    async fn list_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        sqlx::query("SELECT * FROM api_keys ORDER BY created_at")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?
+            .iter()
+            .map(key_from_row)
+            .collect()
+    }
+
+    async fn revoke_key(&self, key_id: &str) -> Result<bool, StoreError> {
+        let n = sqlx::query("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE key_id = ?")
+            .bind(to_ms(Utc::now()))
+            .bind(key_id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        Ok(n == 1)
+    }
+}
+
+#[async_trait]
+impl AuditStore for SqliteMetaStore {
+    async fn append_audit(&self, entries: &[AuditEntry]) -> Result<(), StoreError> {
+        let at = to_ms(Utc::now());
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        for e in entries {
+            sqlx::query(
+                "INSERT INTO audit_log (at, key_id, action, user_id, target, request_id) VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(at)
+            .bind(&e.key_id)
+            .bind(&e.action)
+            .bind(&e.user_id)
+            .bind(&e.target)
+            .bind(&e.request_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)
+    }
+}

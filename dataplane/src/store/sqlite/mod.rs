@@ -1,0 +1,245 @@
+//! `MetaStore` on SQLite (sqlx): the embedded default.
+//!
+//! WAL mode lets searches read while the worker writes. Every multi-row change
+//! of an extraction is one transaction together with the job's completion, so
+//! a crash leaves either all of it or none of it.
+
+use super::{from_ms, to_ms};
+use crate::domain::{
+    ApiKeyRecord, AuditEntry, Claim, ExtractionPlan, Fact, FactStatus, HistoryEntry, HistoryEvent, Job,
+    MemoryKind, Permission, Polarity,
+};
+use crate::ports::{AuditStore, FactStore, JobStore, KeyStore};
+use crate::ports::{FactPage, KeywordMatches, MetaStore, NewJob, StoreError};
+use async_trait::async_trait;
+use chrono::Utc;
+use pika_common::wire::{Category, JobState};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Row, SqlitePool};
+use std::str::FromStr;
+use std::time::Duration;
+
+mod facts;
+mod jobs;
+mod keys;
+
+/// The embedded metadata store; also hands its pool to the embedded vector index and graph.
+#[derive(Clone)]
+pub struct SqliteMetaStore {
+    pool: SqlitePool,
+}
+
+pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::RowNotFound => StoreError::NotFound { what: "row".into() },
+        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict(d.to_string()),
+        other => StoreError::unavailable("sqlite", other),
+    }
+}
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+const FACT_COLUMNS: &str = "fact_id, user_id, conversation_id, content, category, confidence, entities, tags, \
+     source_turns, language, status, polarity, predicate, supersedes, created_at, updated_at, \
+     accessed_count, last_accessed_at, kind, context, occurred_at, said_at, term_count, dedup_key";
+
+const JOB_COLUMNS: &str = "job_id, user_id, conversation_id, idempotency_key, request, state, attempts, \
+     result, error, created_at, updated_at";
+
+impl SqliteMetaStore {
+    /// Opens (creating if needed) the database at `url` and applies migrations.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let opts = SqliteConnectOptions::from_str(url)
+            .map_err(db_err)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(false);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(opts)
+            .await
+            .map_err(db_err)?;
+        sqlx::migrate!("migrations/sqlite")
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::unavailable("sqlite", e))?;
+        Ok(SqliteMetaStore { pool })
+    }
+
+    pub fn pool(&self) -> SqlitePool {
+        self.pool.clone()
+    }
+
+    /// History rows where `column` (`fact_id` or `user_id`, never user input) equals `value`, oldest first.
+    async fn history_where(&self, column: &str, value: &str) -> Result<Vec<HistoryEntry>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT fact_id, event, old_content, new_content, related_fact_id, job_id, created_at
+             FROM fact_history WHERE {column} = ? ORDER BY id"
+        ))
+        .bind(value)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(history_from_row)
+        .collect()
+    }
+}
+
+fn fact_from_row(r: &SqliteRow) -> Result<Fact, StoreError> {
+    let json_vec = |col: &str| -> Result<Vec<String>, StoreError> {
+        serde_json::from_str(r.try_get::<&str, _>(col).map_err(db_err)?).map_err(corrupt)
+    };
+    let category: String = r.try_get("category").map_err(db_err)?;
+    Ok(Fact {
+        fact_id: r.try_get("fact_id").map_err(db_err)?,
+        user_id: r.try_get("user_id").map_err(db_err)?,
+        conversation_id: r.try_get("conversation_id").map_err(db_err)?,
+        content: r.try_get("content").map_err(db_err)?,
+        category: Category::parse(&category).unwrap_or(Category::Other),
+        confidence: r.try_get::<f64, _>("confidence").map_err(db_err)? as f32,
+        entities: json_vec("entities")?,
+        tags: json_vec("tags")?,
+        source_turns: serde_json::from_str(r.try_get::<&str, _>("source_turns").map_err(db_err)?)
+            .map_err(corrupt)?,
+        language: r.try_get("language").map_err(db_err)?,
+        status: {
+            let s = r.try_get::<&str, _>("status").map_err(db_err)?;
+            FactStatus::parse(s).ok_or_else(|| corrupt(format!("fact status {s:?}")))?
+        },
+        kind: {
+            let s = r.try_get::<&str, _>("kind").map_err(db_err)?;
+            MemoryKind::parse(s).ok_or_else(|| corrupt(format!("memory kind {s:?}")))?
+        },
+        context: r.try_get("context").map_err(db_err)?,
+        occurred_at: r
+            .try_get::<Option<i64>, _>("occurred_at")
+            .map_err(db_err)?
+            .map(from_ms),
+        said_at: r
+            .try_get::<Option<i64>, _>("said_at")
+            .map_err(db_err)?
+            .map(from_ms),
+        polarity: if r.try_get::<&str, _>("polarity").map_err(db_err)? == "negative" {
+            Polarity::Negative
+        } else {
+            Polarity::Positive
+        },
+        predicate: r.try_get("predicate").map_err(db_err)?,
+        supersedes: r.try_get("supersedes").map_err(db_err)?,
+        created_at: from_ms(r.try_get("created_at").map_err(db_err)?),
+        updated_at: from_ms(r.try_get("updated_at").map_err(db_err)?),
+        accessed_count: r.try_get::<i64, _>("accessed_count").map_err(db_err)? as u32,
+        last_accessed_at: r
+            .try_get::<Option<i64>, _>("last_accessed_at")
+            .map_err(db_err)?
+            .map(from_ms),
+    })
+}
+
+fn job_from_row(r: &SqliteRow) -> Result<Job, StoreError> {
+    let state: String = r.try_get("state").map_err(db_err)?;
+    let result: Option<String> = r.try_get("result").map_err(db_err)?;
+    Ok(Job {
+        job_id: r.try_get("job_id").map_err(db_err)?,
+        user_id: r.try_get("user_id").map_err(db_err)?,
+        conversation_id: r.try_get("conversation_id").map_err(db_err)?,
+        idempotency_key: r.try_get("idempotency_key").map_err(db_err)?,
+        request: serde_json::from_str(r.try_get::<&str, _>("request").map_err(db_err)?).map_err(corrupt)?,
+        state: JobState::parse(&state).ok_or_else(|| corrupt(format!("job state {state}")))?,
+        attempts: r.try_get::<i64, _>("attempts").map_err(db_err)? as u32,
+        result: result
+            .map(|s| serde_json::from_str(&s))
+            .transpose()
+            .map_err(corrupt)?,
+        error: r.try_get("error").map_err(db_err)?,
+        created_at: from_ms(r.try_get("created_at").map_err(db_err)?),
+        updated_at: from_ms(r.try_get("updated_at").map_err(db_err)?),
+    })
+}
+
+fn key_from_row(r: &SqliteRow) -> Result<ApiKeyRecord, StoreError> {
+    let perms: String = r.try_get("permissions").map_err(db_err)?;
+    Ok(ApiKeyRecord {
+        key_id: r.try_get("key_id").map_err(db_err)?,
+        name: r.try_get("name").map_err(db_err)?,
+        prefix: r.try_get("prefix").map_err(db_err)?,
+        permissions: perms.split(',').filter_map(Permission::parse).collect(),
+        created_at: from_ms(r.try_get("created_at").map_err(db_err)?),
+        expires_at: r
+            .try_get::<Option<i64>, _>("expires_at")
+            .map_err(db_err)?
+            .map(from_ms),
+        revoked_at: r
+            .try_get::<Option<i64>, _>("revoked_at")
+            .map_err(db_err)?
+            .map(from_ms),
+    })
+}
+
+fn history_from_row(r: &SqliteRow) -> Result<HistoryEntry, StoreError> {
+    Ok(HistoryEntry {
+        fact_id: r.try_get("fact_id").map_err(db_err)?,
+        event: {
+            let s = r.try_get::<&str, _>("event").map_err(db_err)?;
+            HistoryEvent::parse(s).ok_or_else(|| corrupt(format!("history event {s:?}")))?
+        },
+        old_content: r.try_get("old_content").map_err(db_err)?,
+        new_content: r.try_get("new_content").map_err(db_err)?,
+        related_fact_id: r.try_get("related_fact_id").map_err(db_err)?,
+        job_id: r.try_get("job_id").map_err(db_err)?,
+        created_at: from_ms(r.try_get("created_at").map_err(db_err)?),
+    })
+}
+
+/// The user's token in the keyword index: a hash, so any id (dots, colons, @)
+/// becomes one FTS token that no other user shares.
+fn keyword_owner(user_id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    format!("u{}", hex::encode(&Sha256::digest(user_id.as_bytes())[..12]))
+}
+
+/// `?, ?, ?` for an IN list.
+fn sql_in_params(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+async fn insert_history(
+    tx: &mut sqlx::SqliteConnection,
+    user_id: &str,
+    h: &HistoryEntry,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO fact_history (fact_id, user_id, event, old_content, new_content, related_fact_id, job_id, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&h.fact_id)
+    .bind(user_id)
+    .bind(h.event.as_str())
+    .bind(&h.old_content)
+    .bind(&h.new_content)
+    .bind(&h.related_fact_id)
+    .bind(&h.job_id)
+    .bind(to_ms(h.created_at))
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
+#[async_trait]
+impl MetaStore for SqliteMetaStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+}
