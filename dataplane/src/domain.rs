@@ -71,6 +71,24 @@ pub enum Polarity {
     Negative,
 }
 
+impl Polarity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Polarity::Positive => "positive",
+            Polarity::Negative => "negative",
+        }
+    }
+
+    /// `None` for anything but the two names (stored values parse losslessly).
+    pub fn parse(s: &str) -> Option<Polarity> {
+        match s {
+            "positive" => Some(Polarity::Positive),
+            "negative" => Some(Polarity::Negative),
+            _ => None,
+        }
+    }
+}
+
 /// A stored memory item about a child (DESIGN.md §4.2): a fact, or an
 /// episode (`kind`), with the same identity, scoping and lifecycle.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -3,6 +3,11 @@
 //! The dataplane's and the sidecar's integration tests share [`support`]
 //! (server URLs, model weights) and [`fault_proxy`] (cutting a connection to
 //! a real server without stopping it).
+//!
+//! This is the one crate allowed to depend on all the others: tests that
+//! need two of them together (the sidecar in front of a real dataplane, the
+//! operator's rendered files loaded by the crates they configure) live in
+//! its `tests/`, so that no product crate needs another as a dev-dependency.
 
 pub mod eval;
 pub mod fault_proxy;

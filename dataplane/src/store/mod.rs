@@ -25,7 +25,23 @@ pub use sqlite::SqliteMetaStore;
 pub use sqlite_graph::SqliteGraph;
 pub use sqlite_vectors::SqliteVectorIndex;
 
+use crate::domain::Permission;
+use crate::ports::StoreError;
 use chrono::{DateTime, TimeZone, Utc};
+
+/// A stored enum's text read back losslessly: unknown text is corrupt data,
+/// never a default.
+pub(crate) fn parse_stored<T>(what: &str, text: &str, parse: fn(&str) -> Option<T>) -> Result<T, StoreError> {
+    parse(text).ok_or_else(|| StoreError::Corrupt(format!("{what} {text:?}")))
+}
+
+/// Comma-separated permissions of a stored key, every one known.
+pub(crate) fn parse_permissions(text: &str) -> Result<Vec<Permission>, StoreError> {
+    text.split(',')
+        .filter(|p| !p.is_empty())
+        .map(|p| parse_stored("key permission", p, Permission::parse))
+        .collect()
+}
 
 pub(crate) fn to_ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()

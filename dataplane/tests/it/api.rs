@@ -308,6 +308,8 @@ async fn api_keys_gate_every_data_endpoint() {
     );
     assert!(!listing.contains(&key), "secrets never listed");
     cli(dir.path(), &["keys", "revoke", &key_id]);
+    // The server trusts a grant for auth.key_cache_ttl_ms (200 ms here).
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let (status, _) = s
         .send(
             s.http

@@ -15,6 +15,8 @@ pub fn test_config(data_dir: &std::path::Path) -> Config {
     c.storage.data_dir = data_dir.to_path_buf();
     c.embedding.model_dir = model_dir();
     c.worker.retry_base_ms = 20;
+    // Revocation through the CLI (another process) shows within this.
+    c.auth.key_cache_ttl_ms = 200;
     c
 }
 

@@ -351,11 +351,12 @@ async fn answers_from_cache_are_audited() {
         .expect("db");
     let mut audited = 0i64;
     for _ in 0..40 {
-        audited = sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE user_id = ? AND target = 'cache'")
-            .bind(&kid)
-            .fetch_one(&db.pool())
-            .await
-            .unwrap_or(0);
+        audited =
+            sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE user_id = ? AND target = 'cache:L0'")
+                .bind(&kid)
+                .fetch_one(&db.pool())
+                .await
+                .unwrap_or(0);
         if audited > 0 {
             break;
         }

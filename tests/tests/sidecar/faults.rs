@@ -106,3 +106,58 @@ async fn the_subscription_outlives_its_keepalive_pings() {
     assert_eq!(stack.search(&base, &kid, "bé thích gì").await.x_cache, "L0-HIT");
     sidecar.stop().await;
 }
+
+/// The dataplane stopped under a running sidecar (DESIGN.md §5, README
+/// "When the dataplane is down"): a key whose grant the sidecar saw within
+/// `keys.stale_ms` still gets its cached answer; a key it never saw gets 503,
+/// never a cached answer.
+#[tokio::test]
+async fn with_the_dataplane_down_cached_answers_need_a_recent_grant() {
+    let Some(mut stack) = Stack::start().await else {
+        return;
+    };
+    let sidecar = stack
+        .sidecar(&stack.redis_url, |o| {
+            // Grants go stale at once, so every request below asks the
+            // dataplane first and falls back to the last grant seen.
+            o.config.keys.cache_ttl_ms = 1;
+            o.config.keys.stale_ms = 60_000;
+        })
+        .await;
+    let base = format!("http://{}", sidecar.addr);
+    let kid = user("outage");
+    assert_eq!(stack.search(&base, &kid, "bé thích gì").await.x_cache, "MISS");
+    assert_eq!(stack.search(&base, &kid, "bé thích gì").await.x_cache, "L0-HIT");
+    stack.stop_dataplane().await;
+
+    let cached = stack.search(&base, &kid, "bé thích gì").await;
+    assert_eq!(
+        (cached.status, cached.x_cache.as_str()),
+        (reqwest::StatusCode::OK, "L0-HIT"),
+        "a known key keeps its cached answer: {:?}",
+        cached.body
+    );
+    let unknown = stack
+        .search_with_key(
+            &base,
+            Some("pika_live_sk_never-seen-by-this-sidecar"),
+            serde_json::json!({"user_id": kid, "query": "bé thích gì"}),
+        )
+        .await;
+    assert_eq!(unknown.status, reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(unknown.body["error"]["code"], "SERVICE_UNAVAILABLE");
+    let missed = stack.search(&base, &kid, "bé có sợ gì không").await;
+    assert_eq!(
+        missed.status,
+        reqwest::StatusCode::SERVICE_UNAVAILABLE,
+        "a miss needs the dataplane"
+    );
+    println!(
+        "dataplane down: known key cached {} {}, unknown key {}, known key miss {}",
+        cached.status.as_u16(),
+        cached.x_cache,
+        unknown.status.as_u16(),
+        missed.status.as_u16()
+    );
+    sidecar.stop().await;
+}

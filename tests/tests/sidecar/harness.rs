@@ -16,7 +16,7 @@ pub struct Stack {
     pub key: String,
     pub redis_url: String,
     pub http: reqwest::Client,
-    _running: app::Running,
+    running: Option<app::Running>,
     _dir: tempfile::TempDir,
 }
 
@@ -77,9 +77,16 @@ impl Stack {
                 .build()
                 .expect("client"),
             config,
-            _running: running,
+            running: Some(running),
             _dir: dir,
         })
+    }
+
+    /// Stops the dataplane (draining it); sidecars keep running.
+    pub async fn stop_dataplane(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await;
+        }
     }
 
     /// A sidecar in front of this dataplane; `redis_url` may go through a fault proxy.

@@ -150,11 +150,7 @@ impl JobStore for PostgresMetaStore {
             .bind(Json(&f.source_turns))
             .bind(&f.language)
             .bind(f.status.as_str())
-            .bind(if f.polarity == Polarity::Negative {
-                "negative"
-            } else {
-                "positive"
-            })
+            .bind(f.polarity.as_str())
             .bind(&f.predicate)
             .bind(&f.supersedes)
             .bind(ms(f.created_at))

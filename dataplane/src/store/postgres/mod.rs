@@ -5,10 +5,10 @@
 //! one round trip. Keyword candidates use a GIN index over the index terms
 //! (`terms`, with repeats: BM25's term frequencies; see `service::bm25`).
 
-use super::to_ms;
+use super::{parse_permissions, parse_stored, to_ms};
 use crate::domain::{
     ApiKeyRecord, AuditEntry, Claim, ExtractionPlan, Fact, FactStatus, HistoryEntry, HistoryEvent, Job,
-    MemoryKind, Permission, Polarity,
+    MemoryKind, Polarity,
 };
 use crate::ports::{AuditStore, FactStore, JobStore, KeyStore};
 use crate::ports::{FactPage, KeywordMatches, MetaStore, NewJob, StoreError};
@@ -105,7 +105,7 @@ fn fact_from_row(r: &PgRow) -> Result<Fact, StoreError> {
         user_id: r.try_get("user_id").map_err(db_err)?,
         conversation_id: r.try_get("conversation_id").map_err(db_err)?,
         content: r.try_get("content").map_err(db_err)?,
-        category: Category::parse(&category).unwrap_or(Category::Other),
+        category: parse_stored("fact category", &category, Category::parse)?,
         confidence: r.try_get::<f32, _>("confidence").map_err(db_err)?,
         entities: r.try_get::<Json<Vec<String>>, _>("entities").map_err(db_err)?.0,
         tags: r.try_get::<Json<Vec<String>>, _>("tags").map_err(db_err)?.0,
@@ -119,11 +119,7 @@ fn fact_from_row(r: &PgRow) -> Result<Fact, StoreError> {
         context: r.try_get("context").map_err(db_err)?,
         occurred_at: r.try_get("occurred_at").map_err(db_err)?,
         said_at: r.try_get("said_at").map_err(db_err)?,
-        polarity: if polarity == "negative" {
-            Polarity::Negative
-        } else {
-            Polarity::Positive
-        },
+        polarity: parse_stored("fact polarity", &polarity, Polarity::parse)?,
         predicate: r.try_get("predicate").map_err(db_err)?,
         supersedes: r.try_get("supersedes").map_err(db_err)?,
         created_at: r.try_get("created_at").map_err(db_err)?,
@@ -160,7 +156,7 @@ fn key_from_row(r: &PgRow) -> Result<ApiKeyRecord, StoreError> {
         key_id: r.try_get("key_id").map_err(db_err)?,
         name: r.try_get("name").map_err(db_err)?,
         prefix: r.try_get("prefix").map_err(db_err)?,
-        permissions: perms.split(',').filter_map(Permission::parse).collect(),
+        permissions: parse_permissions(&perms)?,
         created_at: r.try_get("created_at").map_err(db_err)?,
         expires_at: r.try_get("expires_at").map_err(db_err)?,
         revoked_at: r.try_get("revoked_at").map_err(db_err)?,

@@ -151,7 +151,7 @@ impl JobStore for SqliteMetaStore {
             .bind(serde_json::to_string(&f.source_turns).map_err(corrupt)?)
             .bind(&f.language)
             .bind(f.status.as_str())
-            .bind(if f.polarity == Polarity::Negative { "negative" } else { "positive" })
+            .bind(f.polarity.as_str())
             .bind(&f.predicate)
             .bind(&f.supersedes)
             .bind(to_ms(f.created_at))

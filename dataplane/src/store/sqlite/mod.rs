@@ -4,10 +4,10 @@
 //! of an extraction is one transaction together with the job's completion, so
 //! a crash leaves either all of it or none of it.
 
-use super::{from_ms, to_ms};
+use super::{from_ms, parse_permissions, parse_stored, to_ms};
 use crate::domain::{
     ApiKeyRecord, AuditEntry, Claim, ExtractionPlan, Fact, FactStatus, HistoryEntry, HistoryEvent, Job,
-    MemoryKind, Permission, Polarity,
+    MemoryKind, Polarity,
 };
 use crate::ports::{AuditStore, FactStore, JobStore, KeyStore};
 use crate::ports::{FactPage, KeywordMatches, MetaStore, NewJob, StoreError};
@@ -102,7 +102,7 @@ fn fact_from_row(r: &SqliteRow) -> Result<Fact, StoreError> {
         user_id: r.try_get("user_id").map_err(db_err)?,
         conversation_id: r.try_get("conversation_id").map_err(db_err)?,
         content: r.try_get("content").map_err(db_err)?,
-        category: Category::parse(&category).unwrap_or(Category::Other),
+        category: parse_stored("fact category", &category, Category::parse)?,
         confidence: r.try_get::<f64, _>("confidence").map_err(db_err)? as f32,
         entities: json_vec("entities")?,
         tags: json_vec("tags")?,
@@ -126,11 +126,11 @@ fn fact_from_row(r: &SqliteRow) -> Result<Fact, StoreError> {
             .try_get::<Option<i64>, _>("said_at")
             .map_err(db_err)?
             .map(from_ms),
-        polarity: if r.try_get::<&str, _>("polarity").map_err(db_err)? == "negative" {
-            Polarity::Negative
-        } else {
-            Polarity::Positive
-        },
+        polarity: parse_stored(
+            "fact polarity",
+            r.try_get::<&str, _>("polarity").map_err(db_err)?,
+            Polarity::parse,
+        )?,
         predicate: r.try_get("predicate").map_err(db_err)?,
         supersedes: r.try_get("supersedes").map_err(db_err)?,
         created_at: from_ms(r.try_get("created_at").map_err(db_err)?),
@@ -170,7 +170,7 @@ fn key_from_row(r: &SqliteRow) -> Result<ApiKeyRecord, StoreError> {
         key_id: r.try_get("key_id").map_err(db_err)?,
         name: r.try_get("name").map_err(db_err)?,
         prefix: r.try_get("prefix").map_err(db_err)?,
-        permissions: perms.split(',').filter_map(Permission::parse).collect(),
+        permissions: parse_permissions(&perms)?,
         created_at: from_ms(r.try_get("created_at").map_err(db_err)?),
         expires_at: r
             .try_get::<Option<i64>, _>("expires_at")
