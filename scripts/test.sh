@@ -15,6 +15,7 @@ export PIKA_TEST_RABBITMQ_URL="${PIKA_TEST_RABBITMQ_URL:-amqp://guest:guest@127.
 export PIKA_TEST_MILVUS_URL="${PIKA_TEST_MILVUS_URL:-http://127.0.0.1:${PIKA_MILVUS_PORT:-19530}}"
 export PIKA_TEST_FALKORDB_URL="${PIKA_TEST_FALKORDB_URL:-falkordb://127.0.0.1:${PIKA_FALKORDB_PORT:-6380}}"
 bash scripts/check-manifests.sh
+bash scripts/deny.sh
 cargo fmt --all -- --check
 cargo clippy --release --locked --workspace --all-targets -- -D warnings
 cargo test --release --locked --workspace
