@@ -18,7 +18,7 @@ rounds="${2:-2}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/pika-target}"
 export RAYON_NUM_THREADS="${RAYON_NUM_THREADS:-1}"
 bash scripts/fetch-model.sh
-cargo build --release --locked --workspace --bins
+cargo build --release --locked -p pika-dataplane -p pika-sidecar -p pika-tests --bins
 after="$CARGO_TARGET_DIR/release"
 
 search_bench() {

@@ -11,7 +11,10 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/pika-target}"
 # The local embedder runs each batch on one thread (docs/OPERATIONS.md).
 export RAYON_NUM_THREADS="${RAYON_NUM_THREADS:-1}"
 bash scripts/fetch-model.sh
-cargo build --release --locked -p pika-dataplane -p pika-sidecar -p pika-tests --bins
+# With PIKA_BENCH_BIN (below) every binary comes from there: nothing to build.
+if [ -z "${PIKA_BENCH_BIN:-}" ]; then
+  cargo build --release --locked -p pika-dataplane -p pika-sidecar -p pika-tests --bins
+fi
 # PIKA_BENCH_BIN: a folder of already built binaries (an older build, to
 # compare in one run); the build above is then only for the benchmark tools.
 bin="${PIKA_BENCH_BIN:-$CARGO_TARGET_DIR/release}"

@@ -5,6 +5,10 @@
 //! unknown category, a confidence outside 0..1 or a source turn that is not a
 //! user turn rejects the whole reply with a clear error, and the job is
 //! retried. Facts are never silently dropped or invented.
+//!
+//! Over 400 lines on purpose: a third of it is the tests' local OpenAI-wire
+//! servers (a scripted reply, an always-503 one), kept beside the client they
+//! check.
 
 use crate::domain::{Candidate, Decision, Fact, Polarity};
 use crate::ports::{ExtractError, Extractor};
