@@ -38,7 +38,9 @@ pub struct ServerConfig {
     pub listen: String,
     /// Longest `?wait=true` may hold an extract request, in milliseconds.
     pub max_wait_ms: u64,
-    /// Deadline for one request (except `?wait=true`), in milliseconds.
+    /// Deadline for one request, in milliseconds (at least `max_wait_ms` +
+    /// 1 s, so that `?wait=true` keeps its own bound); past it the answer is
+    /// 503 `SERVICE_UNAVAILABLE` with `Retry-After`.
     pub request_timeout_ms: u64,
 }
 

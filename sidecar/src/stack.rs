@@ -7,8 +7,9 @@ use axum::extract::{Request, State as Extract};
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::Response;
 use axum::routing::get;
-use pika_common::http::{record_http_metrics, request_id};
+use pika_common::http::{panic_response, record_http_metrics, request_id};
 use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
 
 /// The whole service: the sidecar's own endpoints, then everything else
 /// through auth, rate limit and the search cache to the dataplane.
@@ -46,7 +47,10 @@ pub fn build(state: State) -> Router {
                 .layer(from_fn_with_state(
                     state.metrics.http.clone(),
                     record_http_metrics,
-                )),
+                ))
+                // A bug in one request answers the 500 envelope; the sidecar
+                // keeps serving everyone else.
+                .layer(CatchPanicLayer::custom(panic_response)),
         )
 }
 

@@ -4,9 +4,11 @@
 //! feature: the operator does not take axum through here.
 
 mod error;
+mod guards;
 mod metrics;
 mod request_id;
 
 pub use error::{ApiError, current_request_id};
+pub use guards::{deadline, panic_response};
 pub use metrics::{EmbedderQueueMetric, HttpMetrics, endpoint_label, record_http_metrics};
 pub use request_id::{REQUEST_ID_HEADER, request_id};

@@ -11,12 +11,24 @@ use crate::domain::Permission;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-use pika_common::http::{record_http_metrics, request_id};
+use pika_common::http::{deadline, panic_response, record_http_metrics, request_id};
+use std::time::Duration;
+use tower_http::catch_panic::CatchPanicLayer;
+
+/// The longest a request may take: `server.request_timeout_ms`, raised to
+/// leave a `?wait=true` extract its own bound (`server.max_wait_ms`).
+fn request_deadline(state: &AppState) -> Duration {
+    let s = &state.config.server;
+    Duration::from_millis(s.request_timeout_ms.max(s.max_wait_ms + 1_000))
+}
 use pika_common::validate::MAX_BODY_BYTES;
 
 /// The whole router. Layers run outermost first: request id (so every log line
 /// and error carries it) → metrics (count everything, including auth failures)
-/// → per-route auth → body limit → handler.
+/// → catch panic (a bug answers the 500 envelope, the process keeps serving)
+/// → deadline (`server.request_timeout_ms`, at least `server.max_wait_ms` + 1 s
+/// so that `?wait=true` can use its bound) → per-route auth → body limit →
+/// handler.
 pub fn router(state: AppState) -> Router {
     let with = |p: Permission| axum::middleware::from_fn_with_state((state.clone(), p), auth::require);
 
@@ -56,6 +68,11 @@ pub fn router(state: AppState) -> Router {
         .fallback(ops::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(
+            request_deadline(&state),
+            deadline,
+        ))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(axum::middleware::from_fn_with_state(
             state.metrics.http.clone(),
             record_http_metrics,
         ))
@@ -71,6 +88,11 @@ pub fn ops_router(state: AppState) -> Router {
         .route("/health/ready", get(handlers::ops::ready))
         .route("/metrics", get(handlers::ops::metrics))
         .fallback(handlers::ops::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            request_deadline(&state),
+            deadline,
+        ))
+        .layer(CatchPanicLayer::custom(panic_response))
         .layer(axum::middleware::from_fn_with_state(
             state.metrics.http.clone(),
             record_http_metrics,
