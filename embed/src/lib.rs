@@ -22,7 +22,7 @@ mod queue;
 pub use config::{EmbeddingConfig, build};
 pub use e5::{E5Embedder, E5Options, E5Prefix, E5Weights};
 pub use minilm::{MiniLmEmbedder, MiniLmOptions};
-pub use openai::{OpenAiEmbedder, OpenAiEmbedderOptions};
+pub use openai::{OpenAiEmbedder, OpenAiEmbedderOptions, openai_client};
 
 use async_trait::async_trait;
 

@@ -29,26 +29,31 @@ pub struct OpenAiEmbedder {
     opts: OpenAiEmbedderOptions,
 }
 
+/// An async-openai client for any OpenAI-compatible endpoint, making exactly
+/// one request per call: retries belong to the caller (a job's retry with
+/// backoff). async-openai 0.30 retries 5xx and 429 internally for up to 15
+/// minutes unless given a policy; its API takes only a `backoff` policy, and
+/// one with no time budget makes one request. The extractor uses it too.
+pub fn openai_client(
+    base_url: &str,
+    api_key: &str,
+    timeout: Duration,
+) -> Result<Client<OpenAIConfig>, reqwest::Error> {
+    let http = reqwest::Client::builder().timeout(timeout).build()?;
+    let config = OpenAIConfig::new().with_api_base(base_url).with_api_key(api_key);
+    let backoff = backoff::ExponentialBackoff {
+        max_elapsed_time: Some(Duration::ZERO),
+        ..Default::default()
+    };
+    Ok(Client::with_config(config)
+        .with_http_client(http)
+        .with_backoff(backoff))
+}
+
 impl OpenAiEmbedder {
     pub fn new(opts: OpenAiEmbedderOptions) -> Result<Self, EmbedError> {
-        let http = reqwest::Client::builder()
-            .timeout(opts.timeout)
-            .build()
+        let client = openai_client(&opts.base_url, &opts.api_key, opts.timeout)
             .map_err(|e| EmbedError::Unavailable(e.to_string()))?;
-        let config = OpenAIConfig::new()
-            .with_api_base(&opts.base_url)
-            .with_api_key(&opts.api_key);
-        // Retries belong to the caller (job retry with backoff); fail fast here.
-        // async-openai 0.30 retries 5xx and 429 internally for up to 15 minutes
-        // unless given a policy; its API takes only a `backoff` policy, and one
-        // with no time budget makes exactly one request per call.
-        let backoff = backoff::ExponentialBackoff {
-            max_elapsed_time: Some(Duration::ZERO),
-            ..Default::default()
-        };
-        let client = Client::with_config(config)
-            .with_http_client(http)
-            .with_backoff(backoff);
         Ok(OpenAiEmbedder { client, opts })
     }
 }

@@ -128,24 +128,9 @@ fn classify(e: OpenAIError) -> ExtractError {
 
 impl LlmExtractor {
     pub fn new(opts: LlmOptions) -> Result<Self, ExtractError> {
-        let http = reqwest::Client::builder()
-            .timeout(opts.timeout)
-            .build()
+        // One request per call: retries are the job's (bounded, with backoff).
+        let client = pika_embed::openai_client(&opts.base_url, &opts.api_key, opts.timeout)
             .map_err(|e| ExtractError::Unavailable(e.to_string()))?;
-        let config = OpenAIConfig::new()
-            .with_api_base(&opts.base_url)
-            .with_api_key(&opts.api_key);
-        // Retries are the job's business (bounded attempts with backoff).
-        // async-openai 0.30 retries 5xx and 429 internally for up to 15 minutes
-        // unless given a policy; its API takes only a `backoff` policy, and one
-        // with no time budget makes exactly one request per call.
-        let backoff = backoff::ExponentialBackoff {
-            max_elapsed_time: Some(Duration::ZERO),
-            ..Default::default()
-        };
-        let client = Client::with_config(config)
-            .with_http_client(http)
-            .with_backoff(backoff);
         Ok(LlmExtractor {
             client,
             model: opts.model,
