@@ -128,6 +128,8 @@ mod tests {
     fn grant() -> KeyGrant {
         KeyGrant {
             key_id: "key_1".into(),
+            tenant_id: crate::tenancy::DEFAULT_TENANT.into(),
+            users: None,
             permissions: vec![Permission::Search],
             expires_at: None,
             revoked_at: None,

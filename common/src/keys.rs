@@ -9,12 +9,18 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// Permission carried by an API key.
+///
+/// `extract`, `search` and `admin` act on the data of the key's own tenant
+/// (admin implies the other two, and adds erasure, export and consent).
+/// `operator` manages tenants and keys of every tenant and reads no child's
+/// data by itself: a platform team's key, not a robot's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Permission {
     Extract,
     Search,
     Admin,
+    Operator,
 }
 
 impl Permission {
@@ -23,6 +29,7 @@ impl Permission {
             Permission::Extract => "extract",
             Permission::Search => "search",
             Permission::Admin => "admin",
+            Permission::Operator => "operator",
         }
     }
 
@@ -32,6 +39,7 @@ impl Permission {
             "extract" => Some(Permission::Extract),
             "search" => Some(Permission::Search),
             "admin" => Some(Permission::Admin),
+            "operator" => Some(Permission::Operator),
             _ => None,
         }
     }
@@ -42,6 +50,10 @@ impl Permission {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeyGrant {
     pub key_id: String,
+    /// The tenant whose data the key reaches; no other.
+    pub tenant_id: String,
+    /// A device key's users; `None`: every user of the tenant.
+    pub users: Option<Vec<String>>,
     pub permissions: Vec<Permission>,
     pub expires_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
@@ -53,9 +65,19 @@ impl KeyGrant {
         self.revoked_at.is_none() && self.expires_at.is_none_or(|t| t > now)
     }
 
-    /// Usable now with this permission (admin implies all).
+    /// Usable now with this permission (admin implies the data permissions,
+    /// not `operator`).
     pub fn allows(&self, p: Permission, now: DateTime<Utc>) -> bool {
-        self.is_live(now) && (self.permissions.contains(&p) || self.permissions.contains(&Permission::Admin))
+        let implied = p != Permission::Operator && self.permissions.contains(&Permission::Admin);
+        self.is_live(now) && (self.permissions.contains(&p) || implied)
+    }
+
+    /// Whose data the key reaches.
+    pub fn reach(&self) -> crate::tenancy::Reach {
+        crate::tenancy::Reach {
+            tenant_id: self.tenant_id.clone(),
+            users: self.users.clone(),
+        }
     }
 }
 
@@ -93,6 +115,8 @@ mod tests {
     fn grant(perms: Vec<Permission>, expires_at: Option<DateTime<Utc>>, revoked: bool) -> KeyGrant {
         KeyGrant {
             key_id: "k".into(),
+            tenant_id: crate::tenancy::DEFAULT_TENANT.into(),
+            users: None,
             permissions: perms,
             expires_at,
             revoked_at: revoked.then(Utc::now),
@@ -110,6 +134,27 @@ mod tests {
         let later = grant(vec![Permission::Search], Some(now + Duration::days(1)), false);
         assert!(later.allows(Permission::Search, now));
         assert!(!grant(vec![Permission::Admin], None, true).allows(Permission::Search, now));
+        assert!(!grant(vec![Permission::Admin], None, false).allows(Permission::Operator, now));
+        assert!(!grant(vec![Permission::Operator], None, false).allows(Permission::Search, now));
+    }
+
+    #[test]
+    fn a_device_key_reaches_its_users_of_its_tenant_only() {
+        let mut g = grant(vec![Permission::Search], None, false);
+        g.tenant_id = "fleet".into();
+        g.users = Some(vec!["kid1".into()]);
+        let r = g.reach();
+        assert_eq!(r.scope("kid1").as_deref(), Some("fleet/kid1"));
+        assert_eq!(r.scope("kid2"), None);
+        assert!(r.owns_scoped("fleet/kid1"));
+        assert!(!r.owns_scoped("fleet/kid2"));
+        assert!(
+            !r.owns_scoped("kid1"),
+            "the default tenant's kid1 is someone else"
+        );
+        assert!(!r.owns_scoped("other/kid1"));
+        g.users = None;
+        assert!(g.reach().owns_scoped("fleet/kid2"));
     }
 
     #[test]
@@ -136,7 +181,12 @@ mod tests {
 
     #[test]
     fn permissions_parse_losslessly() {
-        for p in [Permission::Extract, Permission::Search, Permission::Admin] {
+        for p in [
+            Permission::Extract,
+            Permission::Search,
+            Permission::Admin,
+            Permission::Operator,
+        ] {
             assert_eq!(Permission::parse(p.as_str()), Some(p));
         }
         assert_eq!(Permission::parse("read"), None);

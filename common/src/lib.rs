@@ -21,6 +21,7 @@ pub mod secret;
 pub mod shutdown;
 pub mod signals;
 pub mod telemetry;
+pub mod tenancy;
 pub mod text;
 pub mod validate;
 pub mod vector;

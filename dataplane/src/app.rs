@@ -2,7 +2,6 @@
 //! HTTP server, and shuts them down together.
 
 use crate::config::Config;
-use crate::domain::Permission;
 use crate::metrics::Metrics;
 use crate::ports::{CacheSignals, Extractor, FactGraph, JobQueue, MetaStore, StoreError, VectorIndex};
 use crate::resilience::Breaker;
@@ -36,6 +35,12 @@ pub enum StartError {
     Unsupported { what: &'static str, value: String },
     #[error("cannot create data dir {path}: {source}")]
     DataDir { path: String, source: std::io::Error },
+    #[error("keys: {0}")]
+    Keys(#[from] keys::KeyError),
+    #[error(
+        "cannot write the bootstrap admin key to {path} (the key was revoked; fix and restart): {source}"
+    )]
+    BootstrapKey { path: String, source: std::io::Error },
 }
 
 /// The ports the services use.
@@ -113,23 +118,54 @@ impl Running {
     }
 }
 
-/// Creates the first admin key when the store has none.
+/// Creates the first admin key when the store has none (one replica wins:
+/// the key id is fixed) and writes it to `auth.bootstrap_key_file`, never
+/// to a log. A key that cannot be written is revoked, so no admin key
+/// exists that nobody holds.
 pub async fn bootstrap_admin_key(
     config: &Config,
     meta: &dyn MetaStore,
-) -> Result<Option<String>, StoreError> {
-    if config.auth.insecure_dev || !meta.list_keys().await?.is_empty() {
+) -> Result<Option<String>, StartError> {
+    if config.auth.insecure_dev {
         return Ok(None);
     }
-    let key = keys::create(
-        meta,
-        &config.auth.key_env,
-        "bootstrap-admin",
-        vec![Permission::Admin],
-        None,
-    )
-    .await?;
+    let Some(key) = keys::create_bootstrap(meta, &config.auth.key_env).await? else {
+        return Ok(None);
+    };
+    let path = bootstrap_key_path(config);
+    if let Err(source) = write_secret_file(&path, &key.secret) {
+        meta.revoke_key(&key.record.key_id).await?;
+        return Err(StartError::BootstrapKey {
+            path: path.display().to_string(),
+            source,
+        });
+    }
+    tracing::info!(path = %path.display(), key_id = %key.record.key_id, "bootstrap admin key written");
     Ok(Some(key.secret))
+}
+
+/// `auth.bootstrap_key_file`, or `bootstrap-admin.key` in the data folder.
+pub fn bootstrap_key_path(config: &Config) -> std::path::PathBuf {
+    if config.auth.bootstrap_key_file.as_os_str().is_empty() {
+        config.storage.data_dir.join("bootstrap-admin.key")
+    } else {
+        config.auth.bootstrap_key_file.clone()
+    }
+}
+
+/// Creates `path` (never overwrites) readable by its owner only.
+fn write_secret_file(path: &std::path::Path, secret: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    writeln!(file, "{secret}")?;
+    file.sync_all()
 }
 
 /// Starts workers and the HTTP server on `config.server.listen`.

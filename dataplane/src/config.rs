@@ -272,6 +272,10 @@ pub struct AuthConfig {
     /// a revoked key keeps working at most this long (plus the sidecar's own
     /// `--key-cache-ttl-ms`). 0 asks on every request.
     pub key_cache_ttl_ms: u64,
+    /// Where the admin key made on first start is written (mode 0600), once:
+    /// never to the logs; on stdout only when stdout is a terminal. Empty:
+    /// `{storage.data_dir}/bootstrap-admin.key`.
+    pub bootstrap_key_file: PathBuf,
 }
 
 impl Default for ServerConfig {
@@ -357,6 +361,7 @@ impl Default for AuthConfig {
             insecure_dev: false,
             key_env: "live".into(),
             key_cache_ttl_ms: 5_000,
+            bootstrap_key_file: PathBuf::new(),
         }
     }
 }

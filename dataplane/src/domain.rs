@@ -285,6 +285,10 @@ pub use pika_common::keys::{KeyGrant, Permission};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApiKeyRecord {
     pub key_id: String,
+    /// The tenant whose data the key reaches.
+    pub tenant_id: String,
+    /// A device key's users; `None`: every user of the tenant.
+    pub users: Option<Vec<String>>,
     pub name: String,
     /// First characters of the key, safe to show (`pika_live_sk_AbC…`).
     pub prefix: String,
@@ -299,6 +303,8 @@ impl ApiKeyRecord {
     pub fn grant(&self) -> KeyGrant {
         KeyGrant {
             key_id: self.key_id.clone(),
+            tenant_id: self.tenant_id.clone(),
+            users: self.users.clone(),
             permissions: self.permissions.clone(),
             expires_at: self.expires_at,
             revoked_at: self.revoked_at,
@@ -313,6 +319,14 @@ impl ApiKeyRecord {
     pub fn is_live(&self, now: DateTime<Utc>) -> bool {
         self.grant().is_live(now)
     }
+}
+
+/// An organisation or robot fleet: owns users, keys and their data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tenant {
+    pub tenant_id: String,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
 }
 
 /// One audit-log line: who touched which user's data, how.
@@ -346,6 +360,8 @@ mod tests {
     fn key(perms: Vec<Permission>, expires_at: Option<DateTime<Utc>>, revoked: bool) -> ApiKeyRecord {
         ApiKeyRecord {
             key_id: "k".into(),
+            tenant_id: "default".into(),
+            users: None,
             name: "n".into(),
             prefix: "p".into(),
             permissions: perms,

@@ -1,5 +1,5 @@
 //! `pika-dataplane`: serve the API (with in-process workers), run migrations,
-//! manage API keys.
+//! manage tenants and API keys.
 
 use anyhow::{Context, Result, bail};
 use chrono::{Duration, Utc};
@@ -9,6 +9,7 @@ use pika_dataplane::ports::MetaStore;
 use pika_dataplane::service::{keys, reindex};
 use pika_dataplane::store::{MilvusIndex, SqliteVectorIndex};
 use pika_dataplane::{app, resolve};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -46,6 +47,25 @@ enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// Manage tenants (organisations or robot fleets that own users).
+    Tenants {
+        #[command(subcommand)]
+        action: TenantsAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum TenantsAction {
+    /// Create a tenant.
+    Create {
+        /// `[a-z0-9_-]`, at most 40 characters.
+        tenant_id: String,
+        /// A label (defaults to the id).
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// List tenants.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -55,7 +75,14 @@ enum KeysAction {
         /// A label for the key (who uses it).
         #[arg(long)]
         name: String,
-        /// Comma-separated: extract, search, admin.
+        /// The tenant whose data the key reaches.
+        #[arg(long, default_value = pika_common::tenancy::DEFAULT_TENANT)]
+        tenant: String,
+        /// Comma-separated user ids: a device key reaching only these users.
+        #[arg(long)]
+        users: Option<String>,
+        /// Comma-separated: extract, search, admin (erase, export), operator
+        /// (manage tenants and keys).
         #[arg(long, default_value = "extract,search")]
         permissions: String,
         /// Days until the key expires (never by default).
@@ -93,10 +120,15 @@ async fn main() -> Result<()> {
             if config.auth.insecure_dev {
                 tracing::warn!("authentication is OFF (--insecure-dev); never expose this instance");
             }
+            let config_view = config.clone();
             let running = app::start(config).await.context("cannot start the service")?;
             if let Some(key) = &running.bootstrap_admin_key {
-                // Printed once, on stdout, never logged: this is the only copy.
-                println!("admin api key: {key}");
+                // Never logged; shown on a terminal only (in a pod stdout is the log).
+                let path = app::bootstrap_key_path(&config_view);
+                if std::io::stdout().is_terminal() {
+                    println!("admin api key: {key}");
+                }
+                println!("admin api key written to {} (shown once)", path.display());
             }
             println!("listening on http://{}", running.addr);
             let stop = running.shutdown_handle();
@@ -156,6 +188,10 @@ async fn main() -> Result<()> {
             let meta = resolve::open_meta(&config).await?;
             keys_command(&config, meta.as_ref(), action).await?;
         }
+        Command::Tenants { action } => {
+            let meta = resolve::open_meta(&config).await?;
+            tenants_command(meta.as_ref(), action).await?;
+        }
     }
     Ok(())
 }
@@ -164,6 +200,8 @@ async fn keys_command(config: &Config, meta: &dyn MetaStore, action: KeysAction)
     match action {
         KeysAction::Create {
             name,
+            tenant,
+            users,
             permissions,
             expires_in_days,
         } => {
@@ -171,16 +209,22 @@ async fn keys_command(config: &Config, meta: &dyn MetaStore, action: KeysAction)
             if expires_in_days.is_some_and(|d| d <= 0) {
                 bail!("--expires-in-days must be positive");
             }
-            let expires = expires_in_days.map(|d| Utc::now() + Duration::days(d));
-            let key = keys::create(meta, &config.auth.key_env, &name, perms, expires).await?;
+            let spec = keys::KeySpec {
+                tenant_id: tenant,
+                name,
+                permissions: perms,
+                users: users.as_deref().map(keys::parse_users),
+                expires_at: expires_in_days.map(|d| Utc::now() + Duration::days(d)),
+            };
+            let key = keys::create(meta, &config.auth.key_env, spec).await?;
             println!("key id:  {}", key.record.key_id);
             println!("api key: {}", key.secret);
             println!("(shown once; store it now)");
         }
         KeysAction::List => {
             println!(
-                "{:<22} {:<20} {:<24} {:<22} {:<10}",
-                "KEY ID", "NAME", "PERMISSIONS", "EXPIRES", "STATE"
+                "{:<22} {:<16} {:<20} {:<24} {:<22} {:<10} USERS",
+                "KEY ID", "TENANT", "NAME", "PERMISSIONS", "EXPIRES", "STATE"
             );
             for k in meta.list_keys().await? {
                 let perms: Vec<&str> = k.permissions.iter().map(|p| p.as_str()).collect();
@@ -195,13 +239,16 @@ async fn keys_command(config: &Config, meta: &dyn MetaStore, action: KeysAction)
                     .expires_at
                     .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
                     .unwrap_or_else(|| "never".into());
+                let users = k.users.as_ref().map_or_else(|| "all".into(), |u| u.join(","));
                 println!(
-                    "{:<22} {:<20} {:<24} {:<22} {:<10}",
+                    "{:<22} {:<16} {:<20} {:<24} {:<22} {:<10} {}",
                     k.key_id,
+                    k.tenant_id,
                     k.name,
                     perms.join(","),
                     expires,
-                    state
+                    state,
+                    users
                 );
             }
         }
@@ -210,6 +257,23 @@ async fn keys_command(config: &Config, meta: &dyn MetaStore, action: KeysAction)
                 bail!("no key with id {key_id}");
             }
             println!("revoked {key_id}");
+        }
+    }
+    Ok(())
+}
+
+async fn tenants_command(meta: &dyn MetaStore, action: TenantsAction) -> Result<()> {
+    match action {
+        TenantsAction::Create { tenant_id, name } => {
+            let t = keys::create_tenant(meta, &tenant_id, &name).await?;
+            println!("created tenant {} ({})", t.tenant_id, t.name);
+        }
+        TenantsAction::List => {
+            println!("{:<42} {:<30} CREATED", "TENANT", "NAME");
+            for t in meta.list_tenants().await? {
+                let created = t.created_at.format("%Y-%m-%d %H:%M");
+                println!("{:<42} {:<30} {created}", t.tenant_id, t.name);
+            }
         }
     }
     Ok(())

@@ -5,7 +5,8 @@
 //! adapters are added beside them and chosen from configuration by URL scheme.
 
 use crate::domain::{
-    ApiKeyRecord, AuditEntry, Candidate, Claim, Decision, ExtractionPlan, Fact, HistoryEntry, Job, MemoryKind,
+    ApiKeyRecord, AuditEntry, Candidate, Claim, Decision, ExtractionPlan, Fact, HistoryEntry, Job,
+    MemoryKind, Tenant,
 };
 use async_trait::async_trait;
 use pika_common::wire::{ExtractRequest, Message};
@@ -156,9 +157,14 @@ pub trait FactStore: Send + Sync {
     async fn user_history(&self, user_id: &str) -> Result<Vec<HistoryEntry>, StoreError>;
 }
 
-/// API keys, stored as hashes.
+/// Tenants and their API keys (stored as hashes).
 #[async_trait]
 pub trait KeyStore: Send + Sync {
+    /// `false` when the tenant already exists (nothing is changed).
+    async fn insert_tenant(&self, tenant: &Tenant) -> Result<bool, StoreError>;
+    async fn tenant(&self, tenant_id: &str) -> Result<Option<Tenant>, StoreError>;
+    async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError>;
+    /// A key whose id or hash exists already is a `Conflict`.
     async fn insert_key(&self, record: &ApiKeyRecord, hash: &str) -> Result<(), StoreError>;
     async fn key_by_hash(&self, hash: &str) -> Result<Option<ApiKeyRecord>, StoreError>;
     async fn list_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError>;

@@ -25,6 +25,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use pika_common::grants::{GrantSource, GrantSourceError};
 use pika_common::keys::{KeyGrant, Permission, presented_key};
+use pika_common::tenancy::{DEFAULT_TENANT, Reach};
 use pika_common::wire::Envelope;
 use std::sync::Arc;
 
@@ -33,6 +34,9 @@ use std::sync::Arc;
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub key_id: String,
+    /// Whose data the key reaches: cache keys are scoped with it, and a
+    /// cached answer goes only to a key covering that user.
+    pub reach: Reach,
     /// The key as presented (`None` with `insecure_dev`): cache-hit audits are
     /// sent to the dataplane with it.
     pub key: Option<Arc<str>>,
@@ -74,6 +78,7 @@ pub async fn require_key(Extract(state): Extract<State>, mut req: Request, next:
     if state.insecure_dev {
         req.extensions_mut().insert(Caller {
             key_id: "anonymous".into(),
+            reach: Reach::tenant(DEFAULT_TENANT),
             key: None,
         });
         return next.run(req).await;
@@ -96,6 +101,7 @@ pub async fn require_key(Extract(state): Extract<State>, mut req: Request, next:
     }
     let key: Arc<str> = Arc::from(key);
     req.extensions_mut().insert(Caller {
+        reach: grant.reach(),
         key_id: grant.key_id,
         key: Some(key),
     });

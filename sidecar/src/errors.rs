@@ -18,6 +18,9 @@ pub enum Refusal {
     KeysUnavailable,
     #[error("this key lacks the search permission")]
     NoSearchPermission,
+    /// A device key asked for a user outside its list (the dataplane's wording).
+    #[error("this API key does not cover this user")]
+    OutsideKeyScope,
     #[error("rate limit exceeded for this API key")]
     RateLimited,
     #[error("request body larger than 1 MiB")]
@@ -36,7 +39,9 @@ impl From<&Refusal> for ApiError {
         let message = r.to_string();
         match r {
             Refusal::MissingKey | Refusal::DeadKey => ApiError::new(ErrorCode::Unauthorized, message),
-            Refusal::NoSearchPermission => ApiError::new(ErrorCode::Forbidden, message),
+            Refusal::NoSearchPermission | Refusal::OutsideKeyScope => {
+                ApiError::new(ErrorCode::Forbidden, message)
+            }
             Refusal::RateLimited => ApiError::new(ErrorCode::RateLimited, message).retry_after(1),
             Refusal::BodyTooLarge => ApiError::new(ErrorCode::PayloadTooLarge, message),
             Refusal::Internal => ApiError::new(ErrorCode::NotFound, message),
@@ -63,6 +68,7 @@ mod tests {
         assert_eq!(status(Refusal::MissingKey), 401);
         assert_eq!(status(Refusal::DeadKey), 401);
         assert_eq!(status(Refusal::NoSearchPermission), 403);
+        assert_eq!(status(Refusal::OutsideKeyScope), 403);
         assert_eq!(status(Refusal::RateLimited), 429);
         assert_eq!(status(Refusal::BodyTooLarge), 413);
         assert_eq!(status(Refusal::Internal), 404);

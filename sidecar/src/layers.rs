@@ -19,8 +19,9 @@ use axum::middleware::Next;
 use axum::response::IntoResponse;
 use axum::response::Response;
 use pika_common::http::current_request_id;
+use pika_common::tenancy::Reach;
 use pika_common::validate::MAX_BODY_BYTES;
-use pika_common::wire::{CacheHit, RawSearchRequest};
+use pika_common::wire::{CacheHit, RawSearchRequest, SearchRequest};
 use std::time::Duration;
 /// Job status answers are small; larger ones are relayed without a look.
 const MAX_STATUS_BYTES: usize = 64 * 1024;
@@ -46,24 +47,34 @@ pub async fn search_cache(Extract(state): Extract<State>, req: Request, next: Ne
     if req.method() == Method::POST && is_search(&path) {
         return cached_search(state, req).await;
     }
+    let reach = caller_reach(&req);
     if req.method() == Method::GET && job_status_path(&path) {
         let resp = next.run(req).await;
-        return relay_job_status(&state, resp).await;
+        return relay_job_status(&state, &reach, resp).await;
     }
     if req.method() == Method::DELETE
         && let Some(user) = path.strip_prefix("/v1/users/").filter(|u| !u.contains('/'))
+        && let Some(scoped) = reach.scope(user)
     {
-        let user = user.to_string();
         let resp = next.run(req).await;
         if resp.status().is_success() {
-            state.cache.l0.invalidate_user(&user).await;
+            state.cache.l0.invalidate_user(&scoped).await;
         }
         return resp;
     }
     next.run(req).await
 }
 
+/// Whose data the authenticated caller reaches (nothing without auth's extension).
+fn caller_reach(req: &Request) -> Reach {
+    req.extensions()
+        .get::<crate::auth::Caller>()
+        .map(|c| c.reach.clone())
+        .unwrap_or_default()
+}
+
 async fn cached_search(state: State, req: Request) -> Response<Body> {
+    let reach = caller_reach(&req);
     let (parts, body) = req.into_parts();
     let Ok(body) = to_bytes(body, MAX_BODY_BYTES).await else {
         return Refusal::BodyTooLarge.into_response();
@@ -81,10 +92,20 @@ async fn cached_search(state: State, req: Request) -> Response<Body> {
             .insert(X_CACHE, HeaderValue::from_static("BYPASS"));
         return resp;
     };
+    // Cache entries are keyed by tenant + user: the scoped key stands for the
+    // user everywhere in the cache (L0 slots, L1 keys, generations). A key not
+    // covering the user gets no answer, cached or not.
+    let Some(scoped) = reach.scope(&search.user_id) else {
+        return Refusal::OutsideKeyScope.into_response();
+    };
+    let keyed = SearchRequest {
+        user_id: scoped,
+        ..search.clone()
+    };
     let resp = state
         .cache
         .answer(
-            &search,
+            &keyed,
             Outgoing {
                 method: &parts.method,
                 uri: &parts.uri,
@@ -116,7 +137,7 @@ async fn cached_search(state: State, req: Request) -> Response<Body> {
     resp
 }
 
-async fn relay_job_status(state: &State, resp: Response<Body>) -> Response<Body> {
+async fn relay_job_status(state: &State, reach: &Reach, resp: Response<Body>) -> Response<Body> {
     let small = resp
         .headers()
         .get(axum::http::header::CONTENT_LENGTH)
@@ -145,22 +166,25 @@ async fn relay_job_status(state: &State, resp: Response<Body>) -> Response<Body>
         let recent = age.to_std().map_or(true, |a| a <= RECENT_COMPLETION);
         // Once per job: a client polling a finished job must not flush the
         // user's caches on every poll.
-        if job.data.state == "completed" && recent && state.first_completion_relay(&job.data.job_id) {
+        // The dataplane answered, so the job is the caller's: its user is
+        // scoped with the caller's tenant.
+        let scoped = reach.scope(&job.data.user_id);
+        if let Some(user) = scoped
+            && job.data.state == "completed"
+            && recent
+            && state.first_completion_relay(&job.data.job_id)
+        {
             // Bump first: a search landing between the two steps then reads
             // L1 under the new generation, never the old answer.
             let mut generation = None;
             if let Some(signals) = &state.signals {
-                match signals.bump(&job.data.user_id).await {
+                match signals.bump(&user).await {
                     Ok(g) => generation = Some(g),
                     Err(e) => tracing::debug!(error = %e, "cannot bump generation on relayed completion"),
                 }
             }
             let before = generation.unwrap_or(u64::MAX);
-            state
-                .cache
-                .l0
-                .invalidate_user_before(&job.data.user_id, before)
-                .await;
+            state.cache.l0.invalidate_user_before(&user, before).await;
         }
     }
     Response::from_parts(parts, Body::from(bytes))

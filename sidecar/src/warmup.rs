@@ -9,10 +9,13 @@
 use crate::cache::Outgoing;
 use crate::state::State;
 use axum::http::{HeaderMap, HeaderValue, Method, Uri, header};
+use pika_common::keys::Permission;
+use pika_common::tenancy::{DEFAULT_TENANT, Reach, split_scoped};
 use pika_common::wire::RawSearchRequest;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+/// `user_id` is the scoped key the invalidation named.
 pub fn schedule(state: &State, user_id: &str) {
     let policy = &state.cache.policy.warmup;
     if policy.queries.is_empty() || state.warmup_key.is_none() && !state.insecure_dev {
@@ -36,7 +39,31 @@ pub fn schedule(state: &State, user_id: &str) {
     });
 }
 
-async fn run(state: &State, user: &str) {
+/// Whose data the warm-up key reaches (`None`: unknown, dead or unreachable).
+async fn warmup_reach(state: &State) -> Option<Reach> {
+    if state.insecure_dev {
+        return Some(Reach::tenant(DEFAULT_TENANT));
+    }
+    let key = state.warmup_key.as_deref()?;
+    match state.grants.lookup(key).await {
+        Ok(Some(g)) if g.allows(Permission::Search, chrono::Utc::now()) => Some(g.reach()),
+        _ => None,
+    }
+}
+
+/// `scoped` is the cache's key of the user; the warm-up key must reach that
+/// very user (same tenant, covered), or the dataplane would answer for the
+/// same user id in the warm-up key's tenant and the answer would be cached
+/// under another tenant's key.
+async fn run(state: &State, scoped: &str) {
+    let user = split_scoped(scoped).1;
+    let reaches = warmup_reach(state)
+        .await
+        .is_some_and(|r| r.scope(user).as_deref() == Some(scoped));
+    if !reaches {
+        tracing::debug!("warm-up key does not reach this user; not warming");
+        return;
+    }
     let mut headers = HeaderMap::new();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     if let Some(key) = &state.warmup_key
@@ -51,9 +78,10 @@ async fn run(state: &State, user: &str) {
             query: Some(query.as_str().into()),
             ..Default::default()
         };
-        let Ok(req) = pika_common::validate::search(raw) else {
+        let Ok(mut req) = pika_common::validate::search(raw) else {
             continue;
         };
+        req.user_id = scoped.to_string();
         let body = serde_json::json!({"user_id": user, "query": query});
         let resp = state
             .cache

@@ -6,6 +6,8 @@
 //! ([`presented_key`]). Its grant comes from a short-lived cache in front of
 //! the key store ([`GrantCache`]); expired and revoked keys are refused like
 //! unknown ones (401); a valid key without the route's permission gets 403.
+//! The caller's reach (tenant, and a device key's users) goes to the services
+//! with every request; `--insecure-dev` reaches the default tenant.
 
 use super::error::ApiError;
 use crate::app::AppState;
@@ -19,12 +21,15 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use pika_common::grants::{GrantSource, GrantSourceError};
 use pika_common::keys::{KeyGrant, presented_key};
+use pika_common::tenancy::{DEFAULT_TENANT, Reach};
 use std::sync::Arc;
 
-/// The authenticated caller (request extension), for the audit log.
+/// The authenticated caller (request extension): whose data it reaches, and
+/// its key id for the audit log.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub key_id: Option<String>,
+    pub reach: Reach,
 }
 
 /// Grants read from the metadata store.
@@ -62,7 +67,10 @@ pub async fn require(
     next: Next,
 ) -> Response {
     if state.config.auth.insecure_dev {
-        req.extensions_mut().insert(Caller { key_id: None });
+        req.extensions_mut().insert(Caller {
+            key_id: None,
+            reach: Reach::tenant(DEFAULT_TENANT),
+        });
         return next.run(req).await;
     }
     let key = presented_key(req.headers()).map(str::to_string);
@@ -74,6 +82,7 @@ pub async fn require(
         return ApiError::from(ServiceError::Forbidden(permission.as_str())).into_response();
     }
     req.extensions_mut().insert(Caller {
+        reach: grant.reach(),
         key_id: Some(grant.key_id),
     });
     next.run(req).await

@@ -5,6 +5,7 @@
 
 use crate::ports::{ExtractError, StoreError};
 use crate::service::ServiceError;
+use crate::service::keys::KeyError;
 use pika_common::wire::ErrorCode;
 use pika_embed::EmbedError;
 use serde_json::json;
@@ -34,13 +35,28 @@ impl From<ServiceError> for ApiError {
                 ErrorCode::Forbidden,
                 format!("this API key lacks the {p} permission"),
             ),
+            ServiceError::OutsideKeyScope => {
+                ApiError::new(ErrorCode::Forbidden, "this API key does not cover this user")
+            }
             ServiceError::JobFailed { job_id, message } => {
                 ApiError::new(ErrorCode::ExtractionFailed, message).with_details(json!({ "job_id": job_id }))
             }
+            ServiceError::Keys(e) => from_keys(e),
             ServiceError::Store(e) => from_store(e),
             ServiceError::Embed(e) => from_embed(e),
             ServiceError::Extract(e) => from_extract(e),
         }
+    }
+}
+
+fn from_keys(e: KeyError) -> ApiError {
+    match e {
+        KeyError::Invalid { field, reason } => {
+            ServiceError::Validation(pika_common::validate::ValidationErrors::one(field, reason)).into()
+        }
+        KeyError::UnknownTenant(t) => ApiError::new(ErrorCode::NotFound, format!("tenant {t} not found")),
+        KeyError::TenantExists(t) => ApiError::new(ErrorCode::Conflict, format!("tenant {t} exists already")),
+        KeyError::Store(e) => from_store(e),
     }
 }
 
@@ -89,6 +105,7 @@ mod tests {
         let status = |e: ServiceError| ApiError::from(e).code.http_status();
         assert_eq!(status(ServiceError::Unauthorized), 401);
         assert_eq!(status(ServiceError::Forbidden("admin")), 403);
+        assert_eq!(status(ServiceError::OutsideKeyScope), 403);
         assert_eq!(status(ServiceError::NotFound("fact".into())), 404);
         assert_eq!(status(StoreError::Conflict("x".into()).into()), 409);
         assert_eq!(status(StoreError::unavailable("postgres", "down").into()), 503);

@@ -32,7 +32,7 @@ use pika_common::validate::MAX_BODY_BYTES;
 pub fn router(state: AppState) -> Router {
     let with = |p: Permission| axum::middleware::from_fn_with_state((state.clone(), p), auth::require);
 
-    use handlers::{facts, memory, ops, sidecar};
+    use handlers::{access, facts, memory, ops, sidecar};
     let extract = Router::new()
         .route("/v1/extract_facts", post(memory::extract_facts))
         .route("/extract_facts", post(memory::extract_facts))
@@ -52,6 +52,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/users/{user_id}", axum::routing::delete(facts::delete_user))
         .route("/v1/users/{user_id}/export", get(facts::export_user))
         .route_layer(with(Permission::Admin));
+    let operator = Router::new()
+        .route(
+            "/v1/tenants",
+            post(access::create_tenant).get(access::list_tenants),
+        )
+        .route("/v1/keys", post(access::create_key).get(access::list_keys))
+        .route("/v1/keys/{key_id}", axum::routing::delete(access::revoke_key))
+        .route_layer(with(Permission::Operator));
     let open = Router::new()
         .route("/health", get(ops::health))
         .route("/health/live", get(ops::live))
@@ -64,6 +72,7 @@ pub fn router(state: AppState) -> Router {
         .merge(extract)
         .merge(search)
         .merge(admin)
+        .merge(operator)
         .merge(open)
         .fallback(ops::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -37,7 +37,7 @@ impl From<Fact> for FactView {
     fn from(f: Fact) -> Self {
         FactView {
             fact_id: f.fact_id,
-            user_id: f.user_id,
+            user_id: user_of(&f.user_id),
             conversation_id: f.conversation_id,
             kind: f.kind,
             content: f.content,
@@ -89,6 +89,12 @@ impl From<HistoryEntry> for HistoryView {
     }
 }
 
+/// The user id a client sent: the scoped key without its tenant (clients
+/// name users within their own tenant only).
+fn user_of(scoped: &str) -> String {
+    pika_common::tenancy::split_scoped(scoped).1.to_string()
+}
+
 pub fn history(items: Vec<HistoryEntry>) -> Vec<HistoryView> {
     items.into_iter().map(HistoryView::from).collect()
 }
@@ -96,7 +102,7 @@ pub fn history(items: Vec<HistoryEntry>) -> Vec<HistoryView> {
 pub fn job(job: Job) -> JobView {
     JobView {
         job_id: job.job_id,
-        user_id: job.user_id,
+        user_id: user_of(&job.user_id),
         conversation_id: job.conversation_id,
         state: job.state,
         attempts: job.attempts,
@@ -136,7 +142,10 @@ impl ExportView {
                 .into_iter()
                 .map(|j| ConversationView {
                     job_id: j.job_id,
-                    request: j.request,
+                    request: pika_common::wire::ExtractRequest {
+                        user_id: user_of(&j.request.user_id),
+                        ..j.request
+                    },
                     state: j.state,
                     created_at: j.created_at,
                 })

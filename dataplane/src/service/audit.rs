@@ -5,15 +5,34 @@
 
 use crate::domain::AuditEntry;
 use crate::ports::{MetaStore, StoreError};
+use crate::service::ServiceError;
 use crate::service::bookkeeping::Bookkeeper;
+use pika_common::tenancy::Reach;
 use std::sync::Arc;
 
-/// The caller of a use case, as the audit log names it.
+/// The caller of a use case: whose data it reaches, and how the audit log
+/// names it. Services turn a user id into a scoped key only through
+/// [`Actor::scope`], and check data they found by id with [`Actor::owns`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Actor {
     /// `None` with `--insecure-dev`.
     pub key_id: Option<String>,
     pub request_id: String,
+    pub reach: Reach,
+}
+
+impl Actor {
+    /// The scoped key of `user_id` in the caller's tenant; a device key asking
+    /// for a user outside its list is refused (whether that user exists or not).
+    pub fn scope(&self, user_id: &str) -> Result<String, ServiceError> {
+        self.reach.scope(user_id).ok_or(ServiceError::OutsideKeyScope)
+    }
+
+    /// Whether data stored under the scoped key `scoped` is the caller's to see;
+    /// data of anyone else is answered as not found.
+    pub fn owns(&self, scoped: &str) -> bool {
+        self.reach.owns_scoped(scoped)
+    }
 }
 
 /// What is recorded, besides the actor.

@@ -14,9 +14,14 @@ pub enum ServiceError {
     Unauthorized,
     #[error("this API key lacks the {0} permission")]
     Forbidden(&'static str),
+    /// A device key asked for a user outside its list.
+    #[error("this API key does not cover this user")]
+    OutsideKeyScope,
     /// A job the caller waited for ended `failed`.
     #[error("extraction job {job_id} failed: {message}")]
     JobFailed { job_id: String, message: String },
+    #[error(transparent)]
+    Keys(#[from] crate::service::keys::KeyError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]

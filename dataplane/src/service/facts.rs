@@ -28,7 +28,7 @@ pub struct PageQuery<'a> {
 impl FactService {
     /// A fact or episode that is not deleted.
     pub async fn get(&self, actor: &Actor, fact_id: &str) -> Result<Fact, ServiceError> {
-        let fact = self.visible(fact_id).await?;
+        let fact = self.visible(actor, fact_id).await?;
         let access = Access {
             action: "get_fact",
             user_id: Some(&fact.user_id),
@@ -39,10 +39,11 @@ impl FactService {
     }
 
     pub async fn list(&self, actor: &Actor, q: PageQuery<'_>) -> Result<FactPage, ServiceError> {
-        let page = self.meta.list_facts(q.user_id, q.cursor, q.limit, q.kind).await?;
+        let user = actor.scope(q.user_id)?;
+        let page = self.meta.list_facts(&user, q.cursor, q.limit, q.kind).await?;
         let access = Access {
             action: "list_facts",
-            user_id: Some(q.user_id),
+            user_id: Some(&user),
             target: None,
         };
         self.audit.read(actor, access).await;
@@ -60,6 +61,7 @@ impl FactService {
             .meta
             .get_fact(fact_id)
             .await?
+            .filter(|f| actor.owns(&f.user_id))
             .ok_or_else(|| ServiceError::NotFound(format!("fact {fact_id}")))?;
         let history = self.meta.fact_history(fact_id).await?;
         let access = Access {
@@ -73,6 +75,8 @@ impl FactService {
 
     /// Deletes a fact and the episodes holding its words; audited before the answer.
     pub async fn delete(&self, actor: &Actor, fact_id: &str) -> Result<Deleted, ServiceError> {
+        // Not found for a fact of anyone outside the caller's reach.
+        self.visible(actor, fact_id).await?;
         let deleted = self.forget.delete_fact(fact_id).await?;
         let access = Access {
             action: "delete_fact",
@@ -83,11 +87,12 @@ impl FactService {
         Ok(deleted)
     }
 
-    async fn visible(&self, fact_id: &str) -> Result<Fact, ServiceError> {
+    /// A fact that is not deleted and is the caller's to see.
+    async fn visible(&self, actor: &Actor, fact_id: &str) -> Result<Fact, ServiceError> {
         self.meta
             .get_fact(fact_id)
             .await?
-            .filter(|f| f.status != FactStatus::Deleted)
+            .filter(|f| f.status != FactStatus::Deleted && actor.owns(&f.user_id))
             .ok_or_else(|| ServiceError::NotFound(format!("fact {fact_id}")))
     }
 }

@@ -44,6 +44,11 @@ impl ExtractService {
         req: ExtractRequest,
         idempotency_key: Option<String>,
     ) -> Result<(Job, bool), ServiceError> {
+        // From here on, and in the worker, the user is the scoped key: the job,
+        // its episodes, facts, vectors, graph nodes and cache signals are all
+        // keyed by tenant + user.
+        let mut req = req;
+        req.user_id = actor.scope(&req.user_id)?;
         let key = match idempotency_key {
             // Scope client keys by user so two tenants' keys can never collide.
             Some(k) => format!("{}/client/{k}", req.user_id),

@@ -4,6 +4,7 @@
 use crate::domain::Job;
 use crate::ports::MetaStore;
 use crate::service::ServiceError;
+use crate::service::audit::Actor;
 use pika_common::wire::JobState;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,20 +17,27 @@ pub struct JobService {
 }
 
 impl JobService {
-    pub async fn get(&self, job_id: &str) -> Result<Job, ServiceError> {
+    /// A job of a user within the caller's reach (anyone else's: not found).
+    pub async fn get(&self, actor: &Actor, job_id: &str) -> Result<Job, ServiceError> {
         self.meta
             .get_job(job_id)
             .await?
+            .filter(|j| actor.owns(&j.user_id))
             .ok_or_else(|| ServiceError::NotFound(format!("job {job_id}")))
     }
 
     /// Waits until the job reaches a final state or `timeout` passes; returns
     /// its latest row either way.
-    pub async fn wait_for(&self, job_id: &str, timeout: Duration) -> Result<Job, ServiceError> {
+    pub async fn wait_for(
+        &self,
+        actor: &Actor,
+        job_id: &str,
+        timeout: Duration,
+    ) -> Result<Job, ServiceError> {
         let mut done = self.job_done.subscribe();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let job = self.get(job_id).await?;
+            let job = self.get(actor, job_id).await?;
             if matches!(job.state, JobState::Completed | JobState::Failed)
                 || tokio::time::Instant::now() >= deadline
             {

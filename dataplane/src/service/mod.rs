@@ -43,6 +43,7 @@ pub struct Services {
     pub facts: FactService,
     pub users: UserService,
     pub health: HealthService,
+    pub keys: keys::KeyService,
     pub audit: AuditLog,
 }
 
@@ -88,6 +89,11 @@ impl Services {
             users: UserService {
                 meta: deps.meta.clone(),
                 forget,
+                audit: audit.clone(),
+            },
+            keys: keys::KeyService {
+                meta: deps.meta.clone(),
+                env: config.auth.key_env.clone(),
                 audit: audit.clone(),
             },
             health: HealthService {

@@ -74,17 +74,21 @@ impl SearchService {
         req: &SearchRequest,
         provided: Option<ProvidedEmbedding>,
     ) -> Result<SearchResponse, ServiceError> {
-        let resp = self.rank(req, provided).await?;
+        let scoped = SearchRequest {
+            user_id: actor.scope(&req.user_id)?,
+            ..req.clone()
+        };
+        let resp = self.rank(&scoped, provided).await?;
         let access = Access {
             action: "search",
-            user_id: Some(&req.user_id),
+            user_id: Some(&scoped.user_id),
             target: None,
         };
         self.audit.read(actor, access).await;
         Ok(resp)
     }
 
-    /// Finds and ranks one user's memories for a query.
+    /// Finds and ranks the memories of `req.user_id` (a scoped key) for a query.
     pub async fn rank(
         &self,
         req: &SearchRequest,

@@ -25,6 +25,7 @@ pub struct UserExport {
 
 impl UserService {
     pub async fn export(&self, actor: &Actor, user_id: &str) -> Result<UserExport, ServiceError> {
+        let user_id = &actor.scope(user_id)?;
         let (facts, jobs) = self.meta.export_user(user_id).await?;
         let history = self.meta.user_history(user_id).await?;
         self.audit
@@ -35,6 +36,7 @@ impl UserService {
 
     /// Erases the user from every store; returns how many memories were held.
     pub async fn delete(&self, actor: &Actor, user_id: &str) -> Result<u64, ServiceError> {
+        let user_id = &actor.scope(user_id)?;
         let removed = self.forget.delete_user(user_id).await?;
         self.audit
             .write_now(actor, access("delete_user", user_id))

@@ -10,7 +10,7 @@ use pika_common::signals::{INVALIDATE_CHANNEL, generation_key};
 use pika_common::wire::{Category, ExtractRequest, ExtractResult, JobState, Message, Role};
 use pika_dataplane::domain::{
     ApiKeyRecord, AuditEntry, ExtractionPlan, Fact, FactStatus, HistoryEntry, HistoryEvent, MemoryKind,
-    Permission, Polarity,
+    Permission, Polarity, Tenant,
 };
 use pika_dataplane::ports::{
     CacheSignals, Delivery, FactGraph, JobQueue, MetaStore, NewJob, StoreError, VectorIndex,
@@ -336,9 +336,45 @@ async fn meta_suite(meta: &dyn MetaStore) {
         "other users untouched"
     );
 
-    // Keys and audit.
+    // Tenants, keys and audit.
+    let tenants = meta.list_tenants().await.expect("tenants");
+    assert_eq!(tenants.len(), 1, "the migration creates the default tenant");
+    assert_eq!(tenants[0].tenant_id, "default");
+    let fleet = Tenant {
+        tenant_id: "fleet-a".into(),
+        name: "Fleet A".into(),
+        created_at: Utc::now(),
+    };
+    assert!(meta.insert_tenant(&fleet).await.expect("tenant"));
+    assert!(!meta.insert_tenant(&fleet).await.expect("tenant again"), "exists");
+    assert_eq!(
+        meta.tenant("fleet-a").await.expect("get").expect("tenant").name,
+        "Fleet A"
+    );
+    assert!(meta.tenant("nope").await.expect("get").is_none());
+    let device = ApiKeyRecord {
+        key_id: "key_dev".into(),
+        tenant_id: "fleet-a".into(),
+        users: Some(vec!["kid1".into(), "kid2".into()]),
+        name: "robot 7".into(),
+        prefix: "pika_test_sk_cd…".into(),
+        permissions: vec![Permission::Search],
+        created_at: Utc::now(),
+        expires_at: None,
+        revoked_at: None,
+    };
+    meta.insert_key(&device, "hash-dev")
+        .await
+        .expect("insert device key");
+    let found = meta.key_by_hash("hash-dev").await.expect("lookup").expect("key");
+    assert_eq!(
+        (found.tenant_id.as_str(), found.users.clone()),
+        ("fleet-a", device.users.clone())
+    );
     let key = ApiKeyRecord {
         key_id: "key_1".into(),
+        tenant_id: "default".into(),
+        users: None,
         name: "robot".into(),
         prefix: "pika_test_sk_ab…".into(),
         permissions: vec![Permission::Extract, Permission::Search],
@@ -353,10 +389,19 @@ async fn meta_suite(meta: &dyn MetaStore) {
     ));
     let found = meta.key_by_hash("hash-1").await.expect("lookup").expect("key");
     assert_eq!(found.permissions, key.permissions);
+    assert_eq!((found.tenant_id.as_str(), found.users), ("default", None));
     assert!(meta.key_by_hash("hash-2").await.expect("lookup").is_none());
     assert!(meta.revoke_key("key_1").await.expect("revoke"));
     assert!(!meta.revoke_key("key_404").await.expect("revoke"));
-    assert!(meta.list_keys().await.expect("list")[0].revoked_at.is_some());
+    let listed = meta.list_keys().await.expect("list");
+    assert!(
+        listed
+            .iter()
+            .find(|k| k.key_id == "key_1")
+            .expect("key_1")
+            .revoked_at
+            .is_some()
+    );
     let entry = AuditEntry {
         key_id: Some("key_1".into()),
         action: "search".into(),

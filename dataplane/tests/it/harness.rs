@@ -8,6 +8,16 @@ use std::time::{Duration, Instant};
 
 pub use pika_tests::support::{have_model, model_dir};
 
+/// The bootstrap admin key a `serve` process wrote, from the stdout line that
+/// names its file (the key itself is printed only on a terminal).
+pub fn bootstrap_key_in(line: &str) -> Option<String> {
+    let path = line
+        .strip_prefix("admin api key written to ")?
+        .strip_suffix(" (shown once)")?;
+    let key = std::fs::read_to_string(path).expect("bootstrap key file");
+    Some(key.trim().to_string())
+}
+
 /// A configuration for a test server: free port, private data dir, local model.
 pub fn test_config(data_dir: &std::path::Path) -> Config {
     let mut c = Config::default();

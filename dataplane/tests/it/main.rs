@@ -15,4 +15,5 @@ mod milvus;
 mod openai_compat;
 mod restart;
 mod split;
+mod tenancy;
 mod validation;

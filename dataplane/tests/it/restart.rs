@@ -34,8 +34,8 @@ fn spawn(data_dir: &std::path::Path, mock_base: &str) -> (Proc, Option<String>) 
     let mut base = None;
     for line in BufReader::new(stdout).lines() {
         let line = line.expect("line");
-        if let Some(k) = line.strip_prefix("admin api key: ") {
-            key = Some(k.trim().to_string());
+        if let Some(k) = crate::harness::bootstrap_key_in(&line) {
+            key = Some(k);
         }
         if let Some(b) = line.strip_prefix("listening on ") {
             base = Some(b.trim().to_string());

@@ -118,9 +118,8 @@ pub(crate) fn start_api(env: &[(String, String)]) -> (Proc, TestServer) {
     let (api, lines) = spawn(&["serve", "--listen", "127.0.0.1:0"], env, "listening on ");
     let key = lines
         .iter()
-        .find_map(|l| l.strip_prefix("admin api key: "))
-        .expect("admin key")
-        .to_string();
+        .find_map(|l| crate::harness::bootstrap_key_in(l))
+        .expect("admin key");
     let base = lines
         .last()
         .and_then(|l| l.strip_prefix("listening on "))

@@ -133,7 +133,14 @@ async fn another_user_never_gets_a_cached_answer_in_l0_or_l1_exact_or_semantic()
 async fn create_key(meta: &dyn pika_dataplane::ports::MetaStore, name: &str, p: Permission) -> keys::NewKey {
     let mut last = None;
     for _ in 0..50 {
-        match keys::create(meta, "test", name, vec![p], None).await {
+        let spec = keys::KeySpec {
+            tenant_id: "default".into(),
+            name: name.into(),
+            permissions: vec![p],
+            users: None,
+            expires_at: None,
+        };
+        match keys::create(meta, "test", spec).await {
             Ok(k) => return k,
             Err(e) => last = Some(e),
         }
@@ -374,5 +381,75 @@ async fn answers_from_cache_are_audited() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(audited, 1, "one search was answered from cache");
+    sidecar.stop().await;
+}
+
+/// Creates a tenant and a key in it through the dataplane's operator routes.
+async fn tenant_key(stack: &Stack, tenant: &str, perms: &[&str], users: Option<&[&str]>) -> String {
+    let post = |path: &str, body: serde_json::Value| {
+        stack
+            .http
+            .post(format!("{}{path}", stack.dataplane))
+            .bearer_auth(&stack.key)
+            .json(&body)
+            .send()
+    };
+    let _ = post("/v1/tenants", json!({ "tenant_id": tenant }))
+        .await
+        .expect("tenant");
+    let resp = post(
+        "/v1/keys",
+        json!({"tenant_id": tenant, "name": "t", "permissions": perms, "users": users}),
+    )
+    .await
+    .expect("key");
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let body: serde_json::Value = resp.json().await.expect("json");
+    body["data"]["api_key"].as_str().expect("secret").to_string()
+}
+
+#[tokio::test]
+async fn a_cached_answer_never_crosses_tenants_or_a_device_keys_users() {
+    let Some(stack) = Stack::start().await else { return };
+    let sidecar = stack.sidecar(&stack.redis_url, |_| {}).await;
+    let base = format!("http://{}", sidecar.addr);
+    let kid = user("tenant-kid");
+    // The default tenant's kid learns something and searches it twice (L0).
+    let job = stack.extract(&base, &kid, "Mình thích con mèo nhà bà").await;
+    stack.wait_completed(&base, &job).await;
+    let q = "bé thích con gì";
+    let body = json!({"user_id": kid, "query": q});
+    let first = stack.search_with_key(&base, Some(&stack.key), body.clone()).await;
+    assert_eq!(first.facts().len(), 1);
+    let mut cached = stack.search_with_key(&base, Some(&stack.key), body.clone()).await;
+    for _ in 0..20 {
+        if cached.x_cache == "L0-HIT" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        cached = stack.search_with_key(&base, Some(&stack.key), body.clone()).await;
+    }
+    assert_eq!(cached.x_cache, "L0-HIT");
+
+    // The same user id in another tenant is another child: a miss, no facts.
+    let other = tenant_key(&stack, "fleet-x", &["search"], None).await;
+    let ans = stack.search_with_key(&base, Some(&other), body.clone()).await;
+    assert_eq!(ans.status, StatusCode::OK);
+    assert_eq!(
+        (ans.x_cache.as_str(), ans.facts().len()),
+        ("MISS", 0),
+        "{}",
+        ans.body
+    );
+    // A device key of the default tenant for someone else: refused, even
+    // though the answer sits in L0.
+    let device = tenant_key(&stack, "default", &["search"], Some(&["someone-else"])).await;
+    let ans = stack.search_with_key(&base, Some(&device), body.clone()).await;
+    assert_eq!(ans.status, StatusCode::FORBIDDEN, "{}", ans.body);
+    assert_ne!(ans.x_cache, "L0-HIT");
+    // A device key covering the kid gets the cached answer.
+    let own = tenant_key(&stack, "default", &["search"], Some(&[kid.as_str()])).await;
+    let ans = stack.search_with_key(&base, Some(&own), body).await;
+    assert_eq!((ans.status, ans.x_cache.as_str()), (StatusCode::OK, "L0-HIT"));
     sidecar.stop().await;
 }

@@ -57,7 +57,8 @@ pub async fn extract_facts(
     let wait = wait_flag(params.wait.as_deref())?;
     let started = Instant::now();
     let services = &state.services;
-    let (job, _created) = services.extract.accept(&actor(&caller), req, key).await?;
+    let actor = actor(&caller);
+    let (job, _created) = services.extract.accept(&actor, req, key).await?;
     if wait {
         let limit = params
             .timeout_ms
@@ -65,7 +66,7 @@ pub async fn extract_facts(
             .min(state.config.server.max_wait_ms);
         let job = services
             .jobs
-            .wait_for(&job.job_id, Duration::from_millis(limit))
+            .wait_for(&actor, &job.job_id, Duration::from_millis(limit))
             .await?;
         match job.state {
             JobState::Completed => {
@@ -104,8 +105,12 @@ pub async fn extract_facts(
     Ok(resp)
 }
 
-pub async fn get_job(State(state): State<AppState>, Path(job_id): Path<String>) -> ApiResult {
-    let job = state.services.jobs.get(&job_id).await?;
+pub async fn get_job(
+    State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    Path(job_id): Path<String>,
+) -> ApiResult {
+    let job = state.services.jobs.get(&actor(&caller), &job_id).await?;
     Ok(ok(views::job(job)))
 }
 

@@ -2,6 +2,7 @@
 //! calls one service method and maps the result to the envelope; errors go
 //! through the one mapping in `http::error`. Grouped by resource.
 
+pub mod access;
 pub mod facts;
 pub mod memory;
 pub mod ops;
@@ -40,5 +41,6 @@ pub fn actor(caller: &Caller) -> Actor {
     Actor {
         key_id: caller.key_id.clone(),
         request_id: current_request_id(),
+        reach: caller.reach.clone(),
     }
 }

@@ -55,11 +55,15 @@ pub async fn cache_hits(
         let actor = Actor {
             key_id: caller.key_id.clone(),
             request_id: hit.request_id.clone(),
+            reach: caller.reach.clone(),
         };
+        // The sidecar serves a key only the users it covers; anything else
+        // in a batch is not this key's to record.
+        let scoped = actor.scope(&hit.user_id)?;
         let target = format!("cache:{}", hit.layer);
         let access = Access {
             action: "search",
-            user_id: Some(&hit.user_id),
+            user_id: Some(&scoped),
             target: Some(&target),
         };
         state.services.audit.read(&actor, access).await;

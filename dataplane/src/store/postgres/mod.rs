@@ -8,7 +8,7 @@
 use super::{parse_permissions, parse_stored, to_ms};
 use crate::domain::{
     ApiKeyRecord, AuditEntry, Claim, ExtractionPlan, Fact, FactStatus, HistoryEntry, HistoryEvent, Job,
-    MemoryKind, Polarity,
+    MemoryKind, Polarity, Tenant,
 };
 use crate::ports::{AuditStore, FactStore, JobStore, KeyStore};
 use crate::ports::{FactPage, KeywordMatches, MetaStore, NewJob, StoreError};
@@ -154,12 +154,26 @@ fn key_from_row(r: &PgRow) -> Result<ApiKeyRecord, StoreError> {
     let perms: String = r.try_get("permissions").map_err(db_err)?;
     Ok(ApiKeyRecord {
         key_id: r.try_get("key_id").map_err(db_err)?,
+        tenant_id: r.try_get("tenant_id").map_err(db_err)?,
+        users: r
+            .try_get::<Option<serde_json::Value>, _>("users")
+            .map_err(db_err)?
+            .map(|v| serde_json::from_value(v).map_err(|e| corrupt(format!("key users: {e}"))))
+            .transpose()?,
         name: r.try_get("name").map_err(db_err)?,
         prefix: r.try_get("prefix").map_err(db_err)?,
         permissions: parse_permissions(&perms)?,
         created_at: r.try_get("created_at").map_err(db_err)?,
         expires_at: r.try_get("expires_at").map_err(db_err)?,
         revoked_at: r.try_get("revoked_at").map_err(db_err)?,
+    })
+}
+
+fn tenant_from_row(r: &PgRow) -> Result<Tenant, StoreError> {
+    Ok(Tenant {
+        tenant_id: r.try_get("tenant_id").map_err(db_err)?,
+        name: r.try_get("name").map_err(db_err)?,
+        created_at: r.try_get("created_at").map_err(db_err)?,
     })
 }
 

@@ -5,10 +5,47 @@ use super::*;
 
 #[async_trait]
 impl KeyStore for SqliteMetaStore {
+    async fn insert_tenant(&self, t: &Tenant) -> Result<bool, StoreError> {
+        let n = sqlx::query(
+            "INSERT INTO tenants (tenant_id, name, created_at) VALUES (?, ?, ?)
+             ON CONFLICT (tenant_id) DO NOTHING",
+        )
+        .bind(&t.tenant_id)
+        .bind(&t.name)
+        .bind(to_ms(t.created_at))
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn tenant(&self, tenant_id: &str) -> Result<Option<Tenant>, StoreError> {
+        sqlx::query("SELECT * FROM tenants WHERE tenant_id = ?")
+            .bind(tenant_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?
+            .as_ref()
+            .map(tenant_from_row)
+            .transpose()
+    }
+
+    async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+        sqlx::query("SELECT * FROM tenants ORDER BY tenant_id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?
+            .iter()
+            .map(tenant_from_row)
+            .collect()
+    }
+
     async fn insert_key(&self, k: &ApiKeyRecord, hash: &str) -> Result<(), StoreError> {
+        let users = k.users.as_ref().map(|u| serde_json::json!(u).to_string());
         sqlx::query(
-            "INSERT INTO api_keys (key_id, hash, name, prefix, permissions, created_at, expires_at, revoked_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO api_keys (key_id, hash, name, prefix, permissions, created_at, expires_at, revoked_at, tenant_id, users)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&k.key_id)
         .bind(hash)
@@ -18,6 +55,8 @@ impl KeyStore for SqliteMetaStore {
         .bind(to_ms(k.created_at))
         .bind(k.expires_at.map(to_ms))
         .bind(k.revoked_at.map(to_ms))
+        .bind(&k.tenant_id)
+        .bind(users)
         .execute(&self.pool)
         .await
         .map_err(db_err)?;

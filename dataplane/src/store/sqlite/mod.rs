@@ -7,7 +7,7 @@
 use super::{from_ms, parse_permissions, parse_stored, to_ms};
 use crate::domain::{
     ApiKeyRecord, AuditEntry, Claim, ExtractionPlan, Fact, FactStatus, HistoryEntry, HistoryEvent, Job,
-    MemoryKind, Polarity,
+    MemoryKind, Polarity, Tenant,
 };
 use crate::ports::{AuditStore, FactStore, JobStore, KeyStore};
 use crate::ports::{FactPage, KeywordMatches, MetaStore, NewJob, StoreError};
@@ -168,6 +168,12 @@ fn key_from_row(r: &SqliteRow) -> Result<ApiKeyRecord, StoreError> {
     let perms: String = r.try_get("permissions").map_err(db_err)?;
     Ok(ApiKeyRecord {
         key_id: r.try_get("key_id").map_err(db_err)?,
+        tenant_id: r.try_get("tenant_id").map_err(db_err)?,
+        users: r
+            .try_get::<Option<String>, _>("users")
+            .map_err(db_err)?
+            .map(|text| serde_json::from_str(&text).map_err(|e| corrupt(format!("key users: {e}"))))
+            .transpose()?,
         name: r.try_get("name").map_err(db_err)?,
         prefix: r.try_get("prefix").map_err(db_err)?,
         permissions: parse_permissions(&perms)?,
@@ -180,6 +186,14 @@ fn key_from_row(r: &SqliteRow) -> Result<ApiKeyRecord, StoreError> {
             .try_get::<Option<i64>, _>("revoked_at")
             .map_err(db_err)?
             .map(from_ms),
+    })
+}
+
+fn tenant_from_row(r: &SqliteRow) -> Result<Tenant, StoreError> {
+    Ok(Tenant {
+        tenant_id: r.try_get("tenant_id").map_err(db_err)?,
+        name: r.try_get("name").map_err(db_err)?,
+        created_at: from_ms(r.try_get("created_at").map_err(db_err)?),
     })
 }
 
