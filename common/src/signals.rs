@@ -19,6 +19,45 @@ pub fn generation_key(user_id: &str) -> String {
     format!("pika:gen:{user_id}")
 }
 
+/// The generation an erasure announces: every cached answer of the user is
+/// stale, and a sidecar forgets the user altogether (its L0 slot too).
+pub const ERASED: u64 = u64::MAX;
+
+/// The L1 key of one cached answer: `pika:sc:{user}:{generation}:{exact}`.
+pub fn l1_entry_key(user_id: &str, generation: u64, exact_hex: &str) -> String {
+    format!("pika:sc:{user_id}:{generation}:{exact_hex}")
+}
+
+/// The L1 key of a user's semantic index at one generation.
+pub fn l1_index_key(user_id: &str, generation: u64) -> String {
+    format!("pika:sci:{user_id}:{generation}")
+}
+
+/// SCAN patterns that find every L1 key of `user_id` (and possibly keys of
+/// users whose id extends it with `:`; filter with [`is_l1_key_of`]). User
+/// ids hold no glob characters (validation), so the patterns are literal.
+pub fn l1_patterns(user_id: &str) -> [String; 2] {
+    [format!("pika:sc:{user_id}:*"), format!("pika:sci:{user_id}:*")]
+}
+
+/// Whether `key` is exactly one of `user_id`'s L1 keys.
+pub fn is_l1_key_of(key: &str, user_id: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if let Some(rest) = key
+        .strip_prefix("pika:sc:")
+        .and_then(|r| r.strip_prefix(user_id))
+        .and_then(|r| r.strip_prefix(':'))
+    {
+        return rest
+            .split_once(':')
+            .is_some_and(|(g, h)| digits(g) && !h.is_empty() && h.bytes().all(|b| b.is_ascii_hexdigit()));
+    }
+    key.strip_prefix("pika:sci:")
+        .and_then(|r| r.strip_prefix(user_id))
+        .and_then(|r| r.strip_prefix(':'))
+        .is_some_and(digits)
+}
+
 /// "This user's data changed; what you fetched before `generation` is stale."
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invalidation {
@@ -62,6 +101,22 @@ mod tests {
         for bad in ["", "u", "u x", " 3", "u -1"] {
             assert_eq!(Invalidation::parse(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn l1_keys_of_one_user_are_told_from_a_longer_id() {
+        let k = l1_entry_key("kid1", 3, "00ff");
+        assert!(is_l1_key_of(&k, "kid1"));
+        assert!(is_l1_key_of(&l1_index_key("t/kid1", 9), "t/kid1"));
+        assert!(!is_l1_key_of(&l1_entry_key("kid1:x", 3, "00ff"), "kid1"));
+        assert!(!is_l1_key_of(&l1_index_key("kid1:7", 2), "kid1"));
+        assert!(!is_l1_key_of(&l1_entry_key("kid10", 3, "00ff"), "kid1"));
+        assert!(l1_patterns("kid1")[0].starts_with("pika:sc:kid1:"));
+        let erased = Invalidation {
+            user_id: "kid1".into(),
+            generation: ERASED,
+        };
+        assert_eq!(Invalidation::parse(&erased.encode()), Some(erased));
     }
 
     #[test]

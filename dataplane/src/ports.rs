@@ -9,6 +9,7 @@ use crate::domain::{
     MemoryKind, Tenant,
 };
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use pika_common::wire::{ExtractRequest, Message};
 use std::collections::HashMap;
 
@@ -62,6 +63,19 @@ pub struct NewJob {
     pub request: ExtractRequest,
 }
 
+/// What an erasure removed from the metadata store.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MetaErasure {
+    pub facts: u64,
+    pub episodes: u64,
+    /// Jobs, with the conversations they carried.
+    pub jobs: u64,
+    pub history: u64,
+    pub names: u64,
+    /// Audit rows kept, their user id replaced by the pseudonym.
+    pub audit_pseudonymised: u64,
+}
+
 /// One page of a user's facts.
 #[derive(Debug, Clone)]
 pub struct FactPage {
@@ -109,6 +123,11 @@ pub trait JobStore: Send + Sync {
     async fn complete_job(&self, claim: &Claim, plan: &ExtractionPlan) -> Result<(), StoreError>;
     /// Fails the job for good, or puts it back in `queued` when `retry` is set.
     async fn fail_job(&self, claim: &Claim, error: &str, retry: bool) -> Result<(), StoreError>;
+    /// Records that the user named by `pseudonym` was erased at `at` (kept if
+    /// already recorded, at the later time).
+    async fn record_erasure(&self, pseudonym: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Whether the user named by `pseudonym` was erased at or after `since`.
+    async fn erased_since(&self, pseudonym: &str, since: DateTime<Utc>) -> Result<bool, StoreError>;
 }
 
 /// Facts and episodes of each user: reads, keyword candidates, history,
@@ -128,10 +147,14 @@ pub trait FactStore: Send + Sync {
         limit: usize,
         kind: Option<MemoryKind>,
     ) -> Result<FactPage, StoreError>;
-    /// Marks a fact deleted and records it; `false` when it did not exist or was already gone.
+    /// Marks a fact deleted, removes its text (row, keyword index, every
+    /// history entry naming it) and records a DELETE; `false` when it did not
+    /// exist or was already gone.
     async fn delete_fact(&self, fact_id: &str) -> Result<bool, StoreError>;
-    /// Removes everything stored for a user; returns the number of facts removed.
-    async fn delete_user(&self, user_id: &str) -> Result<u64, StoreError>;
+    /// Erases every row of the user (facts, episodes, history, jobs and the
+    /// conversations they carry, names, keyword terms) in one transaction,
+    /// and replaces the user id in the audit log with `pseudonym`.
+    async fn delete_user(&self, user_id: &str, pseudonym: &str) -> Result<MetaErasure, StoreError>;
     /// Every fact (any status) and job of a user.
     async fn export_user(&self, user_id: &str) -> Result<(Vec<Fact>, Vec<Job>), StoreError>;
     /// The user's active memory items holding any of `terms` (index terms
@@ -254,6 +277,10 @@ pub trait CacheSignals: Send + Sync {
     /// Bumps the user's generation and announces it; returns the new generation.
     async fn bump(&self, user_id: &str) -> Result<u64, StoreError>;
     async fn generation(&self, user_id: &str) -> Result<u64, StoreError>;
+    /// Erasure: removes the user's cached answers (L1) and generation, and
+    /// tells every sidecar to forget the user (L0). Returns how many cached
+    /// entries were removed.
+    async fn forget(&self, user_id: &str) -> Result<u64, StoreError>;
 }
 
 /// Errors of extractors.

@@ -262,6 +262,10 @@ impl CacheSignals for GuardedSignals {
             .run("generation", self.inner.generation(user_id))
             .await
     }
+
+    async fn forget(&self, user_id: &str) -> Result<u64, StoreError> {
+        self.breaker.run("forget", self.inner.forget(user_id)).await
+    }
 }
 
 /// A `JobQueue` whose publishing is behind a breaker; consuming is not (a

@@ -10,7 +10,7 @@
 use crate::state::State;
 use crate::warmup;
 use futures::StreamExt;
-use pika_common::signals::{INVALIDATE_CHANNEL, Invalidation};
+use pika_common::signals::{ERASED, INVALIDATE_CHANNEL, Invalidation};
 use std::time::Duration;
 
 const PING_EVERY: Duration = Duration::from_secs(5);
@@ -44,9 +44,15 @@ pub async fn run(state: State, redis_url: String) {
                             msg = stream.next() => {
                                 let Some(msg) = msg else { break };
                                 let payload: String = msg.get_payload().unwrap_or_default();
-                                if let Some(m) = Invalidation::parse(&payload) {
-                                    state.cache.l0.invalidate_user_before(&m.user_id, m.generation).await;
-                                    warmup::schedule(&state, &m.user_id);
+                                match Invalidation::parse(&payload) {
+                                    Some(m) if m.generation == ERASED => {
+                                        state.cache.l0.forget_user(&m.user_id).await;
+                                    }
+                                    Some(m) => {
+                                        state.cache.l0.invalidate_user_before(&m.user_id, m.generation).await;
+                                        warmup::schedule(&state, &m.user_id);
+                                    }
+                                    None => {}
                                 }
                             }
                             _ = ping.tick() => {

@@ -58,7 +58,7 @@ pub async fn search_cache(Extract(state): Extract<State>, req: Request, next: Ne
     {
         let resp = next.run(req).await;
         if resp.status().is_success() {
-            state.cache.l0.invalidate_user(&scoped).await;
+            state.cache.l0.forget_user(&scoped).await;
         }
         return resp;
     }

@@ -74,6 +74,11 @@ impl AuditLog {
         self.meta.append_audit(&[Self::entry(actor, access)]).await
     }
 
+    /// Writes every queued read before returning.
+    pub async fn flush(&self) {
+        self.bookkeeper.flush().await;
+    }
+
     /// Audit and access entries waiting to be written.
     pub fn queued(&self) -> usize {
         self.bookkeeper.queued()

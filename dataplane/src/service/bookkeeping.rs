@@ -20,6 +20,8 @@ const FLUSH_AT: usize = 500;
 enum Event {
     Audit(AuditEntry),
     Access(Vec<String>),
+    /// Write what is queued now, then answer.
+    Flush(tokio::sync::oneshot::Sender<()>),
 }
 
 /// Handle for queueing bookkeeping writes; cheap to clone.
@@ -47,6 +49,15 @@ impl Bookkeeper {
         self.tx.max_capacity() - self.tx.capacity()
     }
 
+    /// Writes every entry queued so far before returning (an erasure must
+    /// pseudonymise the user's audit lines after they are in the log).
+    pub async fn flush(&self) {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        if self.tx.send(Event::Flush(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+
     /// Queues access-counter bumps; dropped under overload (they are statistics).
     pub fn accessed(&self, fact_ids: Vec<String>) {
         let _ = self.tx.try_send(Event::Access(fact_ids));
@@ -59,24 +70,34 @@ async fn writer(meta: Arc<dyn MetaStore>, mut rx: mpsc::Receiver<Event>) {
     loop {
         let first = rx.recv().await;
         let Some(first) = first else { break };
-        push(first, &mut audits, &mut accessed);
+        let mut waiting = push(first, &mut audits, &mut accessed);
         let deadline = tokio::time::Instant::now() + FLUSH_EVERY;
-        while audits.len() + accessed.len() < FLUSH_AT {
+        while waiting.is_none() && audits.len() + accessed.len() < FLUSH_AT {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(e)) => push(e, &mut audits, &mut accessed),
+                Ok(Some(e)) => waiting = push(e, &mut audits, &mut accessed),
                 Ok(None) | Err(_) => break,
             }
         }
         flush(meta.as_ref(), &mut audits, &mut accessed).await;
+        if let Some(done) = waiting {
+            let _ = done.send(());
+        }
     }
     flush(meta.as_ref(), &mut audits, &mut accessed).await;
 }
 
-fn push(e: Event, audits: &mut Vec<AuditEntry>, accessed: &mut Vec<String>) {
+/// Adds an event to the batch; a flush request ends the batch.
+fn push(
+    e: Event,
+    audits: &mut Vec<AuditEntry>,
+    accessed: &mut Vec<String>,
+) -> Option<tokio::sync::oneshot::Sender<()>> {
     match e {
         Event::Audit(a) => audits.push(a),
         Event::Access(ids) => accessed.extend(ids),
+        Event::Flush(done) => return Some(done),
     }
+    None
 }
 
 async fn flush(meta: &dyn MetaStore, audits: &mut Vec<AuditEntry>, accessed: &mut Vec<String>) {

@@ -5,7 +5,7 @@ use crate::domain::{Fact, HistoryEntry, Job};
 use crate::ports::MetaStore;
 use crate::service::ServiceError;
 use crate::service::audit::{Access, Actor, AuditLog};
-use crate::service::forget::Forget;
+use crate::service::forget::{ErasureReceipt, Forget};
 use std::sync::Arc;
 
 pub struct UserService {
@@ -34,14 +34,21 @@ impl UserService {
         Ok(UserExport { facts, history, jobs })
     }
 
-    /// Erases the user from every store; returns how many memories were held.
-    pub async fn delete(&self, actor: &Actor, user_id: &str) -> Result<u64, ServiceError> {
+    /// Erases the user from every store and cache; audited (under the
+    /// pseudonym: the log keeps no id of an erased user) before the answer.
+    pub async fn delete(&self, actor: &Actor, user_id: &str) -> Result<ErasureReceipt, ServiceError> {
         let user_id = &actor.scope(user_id)?;
-        let removed = self.forget.delete_user(user_id).await?;
-        self.audit
-            .write_now(actor, access("delete_user", user_id))
-            .await?;
-        Ok(removed)
+        // Reads of this user still queued go into the log first, so the
+        // erasure pseudonymises them too.
+        self.audit.flush().await;
+        let receipt = self.forget.delete_user(user_id).await?;
+        let access = Access {
+            action: "delete_user",
+            user_id: Some(&receipt.pseudonym),
+            target: Some(&receipt.receipt_id),
+        };
+        self.audit.write_now(actor, access).await?;
+        Ok(receipt)
     }
 }
 

@@ -24,6 +24,7 @@ use crate::extract::episodes::{self, EpisodeDraft, EpisodeLimits};
 use crate::extract::{names, time};
 use crate::ports::Delivery;
 use crate::service::ServiceError;
+use crate::service::forget::Forget;
 use chrono::{DateTime, Utc};
 use pika_common::vector::dot;
 use pika_common::wire::Category;
@@ -162,8 +163,21 @@ impl Worker {
     async fn run_job(&self, claim: &Claim, job: &Job) -> Outcome {
         let deps = &self.deps;
         let started = Instant::now();
+        // A job accepted before its user was erased does nothing; one whose
+        // user is erased while it runs removes what it wrote (the tombstone,
+        // see `forget`), whether its commit landed or lost its row.
+        if self.erased_meanwhile(job, &[]).await {
+            return Outcome::Skipped;
+        }
         let outcome = match self.process(job, started).await {
-            Ok(plan) => self.commit(claim, job, plan).await,
+            Ok(plan) => {
+                let written: Vec<String> = plan.new_facts.iter().map(|f| f.fact_id.clone()).collect();
+                let committed = self.commit(claim, job, plan).await;
+                if self.erased_meanwhile(job, &written).await {
+                    return Outcome::Skipped;
+                }
+                committed
+            }
             Err(e) => Err(e),
         };
         let metrics = &self.deps.metrics;
@@ -203,6 +217,28 @@ impl Worker {
                     let _ = self.job_done.send(job.job_id.clone());
                     Outcome::Failed
                 }
+            }
+        }
+    }
+
+    /// Whether the job's user was erased after the job was accepted; if so,
+    /// `written` (and the user's last side-store traces) are removed.
+    async fn erased_meanwhile(&self, job: &Job, written: &[String]) -> bool {
+        let forget = Forget {
+            meta: self.deps.meta.clone(),
+            vectors: self.deps.vectors.clone(),
+            graph: self.deps.graph.clone(),
+            signals: self.deps.signals.clone(),
+        };
+        match forget.undo_if_erased(&job.user_id, job.created_at, written).await {
+            Ok(true) => {
+                tracing::info!("the job's user was erased; its writes were removed");
+                true
+            }
+            Ok(false) => false,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot check for an erasure of the job's user");
+                false
             }
         }
     }

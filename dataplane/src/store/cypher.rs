@@ -25,6 +25,11 @@ pub const RELATED: &str = "UNWIND $ids AS id \
 pub const DELETE_FACTS: &str =
     "UNWIND $ids AS id MATCH (f:Fact {id: id}) WHERE f.user_id = $user DETACH DELETE f";
 
+/// `$user`: entities no fact mentions any more (run after [`DELETE_FACTS`]):
+/// an entity's name is words of the deleted fact.
+pub const DELETE_ORPHAN_ENTITIES: &str =
+    "MATCH (n:Entity {user_id: $user}) WHERE NOT (n)<-[:MENTIONS]-() DELETE n";
+
 /// `$user`: facts, entities and the user node, run in this order.
 pub const DELETE_USER: [&str; 3] = [
     "MATCH (f:Fact) WHERE f.user_id = $user DETACH DELETE f",

@@ -219,7 +219,12 @@ impl FactGraph for FalkorGraph {
             cypher::DELETE_FACTS,
             &[("user", Param::Str(user_id.into())), ("ids", strs(fact_ids))],
         );
-        self.query(&q).await.map(|_| ())
+        self.query(&q).await?;
+        let orphans = with_params(
+            cypher::DELETE_ORPHAN_ENTITIES,
+            &[("user", Param::Str(user_id.into()))],
+        );
+        self.query(&orphans).await.map(|_| ())
     }
 
     async fn delete_user(&self, user_id: &str) -> Result<(), StoreError> {

@@ -53,4 +53,14 @@ impl CacheSignals for LocalSignals {
             .map_err(|_| StoreError::unavailable("local signals", "generation map poisoned"))?;
         Ok(map.get(user_id).copied().unwrap_or(0))
     }
+
+    /// No cache lives outside this process; the generation goes.
+    async fn forget(&self, user_id: &str) -> Result<u64, StoreError> {
+        self.generations
+            .lock()
+            .map_err(|_| StoreError::unavailable("local signals", "generation map poisoned"))?
+            .remove(user_id);
+        let _ = self.tx.send((user_id.to_string(), pika_common::signals::ERASED));
+        Ok(0)
+    }
 }

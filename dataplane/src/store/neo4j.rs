@@ -175,7 +175,9 @@ impl FactGraph for Neo4jGraph {
                 .param("user", user_id)
                 .param("ids", strs(fact_ids)),
         )
-        .await
+        .await?;
+        self.run(query(cypher::DELETE_ORPHAN_ENTITIES).param("user", user_id))
+            .await
     }
 
     async fn delete_user(&self, user_id: &str) -> Result<(), StoreError> {

@@ -11,7 +11,9 @@ use redis::aio::ConnectionManager;
 use std::time::Duration;
 
 use pika_common::signals::BUMP_SCRIPT;
-use pika_common::signals::{INVALIDATE_CHANNEL, generation_key};
+use pika_common::signals::{
+    ERASED, INVALIDATE_CHANNEL, Invalidation, generation_key, is_l1_key_of, l1_patterns,
+};
 
 /// Redis-backed generations and invalidation messages. Connects lazily: the
 /// service starts and serves while Redis is down (writes then go unannounced
@@ -96,5 +98,55 @@ impl CacheSignals for RedisSignals {
             )
             .await?;
         Ok(g.unwrap_or(0))
+    }
+
+    async fn forget(&self, user_id: &str) -> Result<u64, StoreError> {
+        let mut conn = self.connection().await?;
+        let mut removed = 0u64;
+        for pattern in l1_patterns(user_id) {
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, keys): (u64, Vec<String>) = self
+                    .within(
+                        redis::cmd("SCAN")
+                            .arg(cursor)
+                            .arg("MATCH")
+                            .arg(&pattern)
+                            .arg("COUNT")
+                            .arg(1000)
+                            .query_async(&mut conn),
+                    )
+                    .await?;
+                let mine: Vec<String> = keys.into_iter().filter(|k| is_l1_key_of(k, user_id)).collect();
+                if !mine.is_empty() {
+                    let n: u64 = self
+                        .within(redis::cmd("UNLINK").arg(&mine).query_async(&mut conn))
+                        .await?;
+                    removed += n;
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        let announce = Invalidation {
+            user_id: user_id.to_string(),
+            generation: ERASED,
+        };
+        let _: () = self
+            .within(
+                redis::pipe()
+                    .cmd("DEL")
+                    .arg(generation_key(user_id))
+                    .ignore()
+                    .cmd("PUBLISH")
+                    .arg(INVALIDATE_CHANNEL)
+                    .arg(announce.encode())
+                    .ignore()
+                    .query_async(&mut conn),
+            )
+            .await?;
+        Ok(removed)
     }
 }

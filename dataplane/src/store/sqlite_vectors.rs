@@ -45,12 +45,15 @@ impl SqliteVectorIndex {
             }
             Some(_) => {}
             None => {
-                sqlx::query("INSERT INTO vector_meta (id, model, dimension) VALUES (1, ?, ?)")
-                    .bind(model)
-                    .bind(dimension as i64)
-                    .execute(&pool)
-                    .await
-                    .map_err(db_err)?;
+                sqlx::query(
+                    "INSERT INTO vector_meta (id, model, dimension, clock)
+                     VALUES (1, ?, ?, (SELECT COALESCE(MAX(version), 0) FROM vector_versions))",
+                )
+                .bind(model)
+                .bind(dimension as i64)
+                .execute(&pool)
+                .await
+                .map_err(db_err)?;
             }
         }
         Ok(SqliteVectorIndex {
@@ -120,12 +123,20 @@ impl SqliteVectorIndex {
     }
 }
 
+/// Moves the user's version to the next tick of the store-wide clock, so a
+/// version never repeats, even after a user's row was deleted (erasure).
 async fn bump_version(tx: &mut sqlx::SqliteConnection, user_id: &str) -> Result<(), StoreError> {
+    let tick: i64 =
+        sqlx::query_scalar("UPDATE vector_meta SET clock = clock + 1 WHERE id = 1 RETURNING clock")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
     sqlx::query(
-        "INSERT INTO vector_versions (user_id, version) VALUES (?, 1)
-         ON CONFLICT (user_id) DO UPDATE SET version = version + 1",
+        "INSERT INTO vector_versions (user_id, version) VALUES (?, ?)
+         ON CONFLICT (user_id) DO UPDATE SET version = excluded.version",
     )
     .bind(user_id)
+    .bind(tick)
     .execute(&mut *tx)
     .await
     .map_err(db_err)?;
@@ -211,7 +222,14 @@ impl VectorIndex for SqliteVectorIndex {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
+        // The version row names the user, so it goes too: another process
+        // holding this user's vectors sees version 0 and reloads (nothing).
         bump_version(&mut tx, user_id).await?;
+        sqlx::query("DELETE FROM vector_versions WHERE user_id = ?")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;
         self.cache.write().await.remove(user_id);
         Ok(())

@@ -314,6 +314,24 @@ async fn meta_suite(meta: &dyn MetaStore) {
     // Delete one fact, then the whole user.
     assert!(meta.delete_fact(&no_cat.fact_id).await.expect("delete"));
     assert!(!meta.delete_fact(&no_cat.fact_id).await.expect("delete twice"));
+    // Its text is gone everywhere; its history says it existed, not what it said.
+    let gone = meta
+        .get_fact(&no_cat.fact_id)
+        .await
+        .expect("get")
+        .expect("row kept");
+    assert_eq!((gone.status, gone.content.as_str()), (FactStatus::Deleted, ""));
+    let history = meta.fact_history(&no_cat.fact_id).await.expect("history");
+    assert!(
+        history.iter().any(|h| h.event == HistoryEvent::Delete),
+        "{history:?}"
+    );
+    assert!(
+        history
+            .iter()
+            .all(|h| h.old_content.is_none() && h.new_content.is_none()),
+        "{history:?}"
+    );
     assert!(
         meta.keyword_candidates("u1", &["cat".into()], 10)
             .await
@@ -323,7 +341,33 @@ async fn meta_suite(meta: &dyn MetaStore) {
     );
     let (facts, jobs) = meta.export_user("u1").await.expect("export");
     assert_eq!((facts.len(), jobs.len()), (2, 2));
-    assert_eq!(meta.delete_user("u1").await.expect("forget"), 2);
+    let before = Utc::now();
+    assert!(!meta.erased_since("erased:u1", before).await.expect("tombstone"));
+    meta.record_erasure("erased:u1", before).await.expect("tombstone");
+    assert!(meta.erased_since("erased:u1", before).await.expect("tombstone"));
+    assert!(
+        !meta
+            .erased_since("erased:u1", before + chrono::Duration::seconds(1))
+            .await
+            .expect("tombstone"),
+        "a job accepted after the erasure is not affected"
+    );
+    meta.append_audit(&[AuditEntry {
+        key_id: None,
+        action: "search".into(),
+        user_id: Some("u1".into()),
+        target: None,
+        request_id: "r0".into(),
+    }])
+    .await
+    .expect("audit");
+    let erased = meta.delete_user("u1", "erased:u1").await.expect("forget");
+    assert_eq!(
+        (erased.facts + erased.episodes, erased.jobs),
+        (2, 2),
+        "{erased:?}"
+    );
+    assert_eq!(erased.audit_pseudonymised, 1, "{erased:?}");
     let (facts, jobs) = meta.export_user("u1").await.expect("export");
     assert!(facts.is_empty() && jobs.is_empty());
     assert!(meta.user_history("u1").await.expect("history").is_empty());
@@ -538,7 +582,9 @@ async fn episodes_names_and_retired_facts(meta: &dyn MetaStore) {
         .await
         .expect("list");
     assert_eq!(episodes.facts.len(), 1);
-    assert_eq!(meta.delete_user("u-ep").await.expect("forget"), 2);
+    let erased = meta.delete_user("u-ep", "erased:u-ep").await.expect("forget");
+    assert_eq!(erased.facts + erased.episodes, 2, "{erased:?}");
+    assert!(erased.names >= 1, "{erased:?}");
     assert!(meta.user_names("u-ep").await.expect("names").is_empty());
 }
 

@@ -167,6 +167,13 @@ impl L0 {
         self.invalidate_user_before(user_id, u64::MAX).await;
     }
 
+    /// The user was erased: drops their answers and their slot (which holds
+    /// their id and recent queries), so nothing of them stays in memory.
+    pub async fn forget_user(&self, user_id: &str) {
+        self.invalidate_user(user_id).await;
+        self.users.invalidate(user_id);
+    }
+
     /// The user's data changed at `generation`: drops the user's answers
     /// fetched before it and carries the others into the new epoch. Messages
     /// arrive after the fact (a search may have filled L0 at the new

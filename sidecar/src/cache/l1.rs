@@ -60,11 +60,11 @@ fn entry_prefix(user: &str) -> String {
 }
 
 fn entry_key(user: &str, generation: u64, exact: Digest128) -> String {
-    format!("pika:sc:{user}:{generation}:{}", exact.hex())
+    pika_common::signals::l1_entry_key(user, generation, &exact.hex())
 }
 
 fn index_key(user: &str, generation: u64) -> String {
-    format!("pika:sci:{user}:{generation}")
+    pika_common::signals::l1_index_key(user, generation)
 }
 
 /// params (16) + exact (16) + query length (u16 LE) + query + f32 LE vector.

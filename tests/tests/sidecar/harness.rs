@@ -55,6 +55,12 @@ pub fn user(prefix: &str) -> String {
 impl Stack {
     /// None (test skipped) without Redis or the model outside CI.
     pub async fn start() -> Option<Stack> {
+        Stack::start_with(|_| {}).await
+    }
+
+    /// Like [`Stack::start`], with the dataplane's configuration adjusted
+    /// (real backends, for instance).
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Option<Stack> {
         let redis_url = server_url("PIKA_TEST_REDIS_URL")?;
         if !have_model() {
             return None;
@@ -67,6 +73,7 @@ impl Stack {
         config.cache.redis_url = Secret::new(redis_url.clone());
         // Revocation tests wait for the dataplane's grant cache too.
         config.auth.key_cache_ttl_ms = 50;
+        tweak(&mut config);
         let running = app::start(config.clone()).await.expect("dataplane starts");
         Some(Stack {
             dataplane: format!("http://{}", running.addr),

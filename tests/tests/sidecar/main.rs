@@ -3,5 +3,6 @@
 //! isolation, auth before cache, Redis failing mid-run, pass-through.
 
 mod behaviour;
+mod erasure;
 mod faults;
 mod harness;

@@ -89,8 +89,11 @@ pub async fn delete_user(
     Path(user_id): Path<String>,
 ) -> ApiResult {
     path_id("user_id", &user_id)?;
-    let removed = state.services.users.delete(&actor(&caller), &user_id).await?;
-    Ok(ok(json!({"user_id": user_id, "facts_deleted": removed})))
+    let receipt = state.services.users.delete(&actor(&caller), &user_id).await?;
+    let held = receipt.metadata.facts + receipt.metadata.episodes;
+    Ok(ok(
+        json!({"user_id": user_id, "facts_deleted": held, "receipt": receipt}),
+    ))
 }
 
 pub async fn export_user(

@@ -80,23 +80,32 @@ impl FactStore for PostgresMetaStore {
 
     async fn delete_fact(&self, fact_id: &str) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await.map_err(db_err)?;
-        let row: Option<(String, String)> = sqlx::query_as(
-            "UPDATE facts f SET status = 'deleted', updated_at = $2, terms = '{}'
-             FROM (SELECT fact_id, content AS old_content FROM facts WHERE fact_id = $1 AND status != 'deleted' FOR UPDATE) o
-             WHERE f.fact_id = o.fact_id RETURNING f.user_id, o.old_content",
+        let row: Option<String> = sqlx::query_scalar(
+            "UPDATE facts f SET status = 'deleted', updated_at = $2, terms = '{}', content = '',
+                 entities = '[]', tags = '[]', context = NULL, dedup_key = NULL, predicate = NULL
+             FROM (SELECT fact_id FROM facts WHERE fact_id = $1 AND status != 'deleted' FOR UPDATE) o
+             WHERE f.fact_id = o.fact_id RETURNING f.user_id",
         )
         .bind(fact_id)
         .bind(ms(Utc::now()))
         .fetch_optional(&mut *tx)
         .await
         .map_err(db_err)?;
-        let Some((user_id, content)) = row else {
+        let Some(user_id) = row else {
             return Ok(false);
         };
+        // The text goes everywhere: history keeps that the fact existed.
+        sqlx::query(
+            "UPDATE fact_history SET old_content = NULL, new_content = NULL WHERE fact_id = $1 OR related_fact_id = $1",
+        )
+        .bind(fact_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
         let entry = HistoryEntry {
             fact_id: fact_id.to_string(),
             event: HistoryEvent::Delete,
-            old_content: Some(content),
+            old_content: None,
             new_content: None,
             related_fact_id: None,
             job_id: None,
@@ -107,23 +116,43 @@ impl FactStore for PostgresMetaStore {
         Ok(true)
     }
 
-    async fn delete_user(&self, user_id: &str) -> Result<u64, StoreError> {
+    async fn delete_user(&self, user_id: &str, pseudonym: &str) -> Result<MetaErasure, StoreError> {
         let mut tx = self.pool.begin().await.map_err(db_err)?;
-        let n = sqlx::query("DELETE FROM facts WHERE user_id = $1")
+        let mut out = MetaErasure::default();
+        let kinds: Vec<(String, i64)> =
+            sqlx::query_as("DELETE FROM facts WHERE user_id = $1 RETURNING kind, 1::BIGINT")
+                .bind(user_id)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        for (kind, _) in kinds {
+            match kind.as_str() {
+                "episode" => out.episodes += 1,
+                _ => out.facts += 1,
+            }
+        }
+        for table in ["fact_history", "jobs", "user_names"] {
+            let n = sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1"))
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?
+                .rows_affected();
+            match table {
+                "fact_history" => out.history = n,
+                "jobs" => out.jobs = n,
+                _ => out.names = n,
+            }
+        }
+        out.audit_pseudonymised = sqlx::query("UPDATE audit_log SET user_id = $1 WHERE user_id = $2")
+            .bind(pseudonym)
             .bind(user_id)
             .execute(&mut *tx)
             .await
             .map_err(db_err)?
             .rows_affected();
-        for table in ["fact_history", "jobs", "user_names"] {
-            sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1"))
-                .bind(user_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
-        }
         tx.commit().await.map_err(db_err)?;
-        Ok(n)
+        Ok(out)
     }
 
     async fn export_user(&self, user_id: &str) -> Result<(Vec<Fact>, Vec<Job>), StoreError> {

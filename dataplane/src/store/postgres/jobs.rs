@@ -235,4 +235,28 @@ impl JobStore for PostgresMetaStore {
             Ok(())
         }
     }
+
+    async fn record_erasure(&self, pseudonym: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO erasures (pseudonym, erased_at) VALUES ($1, $2)
+             ON CONFLICT (pseudonym) DO UPDATE SET erased_at = excluded.erased_at",
+        )
+        .bind(pseudonym)
+        .bind(ms(at))
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn erased_since(&self, pseudonym: &str, since: DateTime<Utc>) -> Result<bool, StoreError> {
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM erasures WHERE pseudonym = $1 AND erased_at >= $2")
+                .bind(pseudonym)
+                .bind(ms(since))
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db_err)?;
+        Ok(n > 0)
+    }
 }

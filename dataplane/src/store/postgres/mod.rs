@@ -11,7 +11,7 @@ use crate::domain::{
     MemoryKind, Polarity, Tenant,
 };
 use crate::ports::{AuditStore, FactStore, JobStore, KeyStore};
-use crate::ports::{FactPage, KeywordMatches, MetaStore, NewJob, StoreError};
+use crate::ports::{FactPage, KeywordMatches, MetaErasure, MetaStore, NewJob, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use pika_common::wire::{Category, JobState};

@@ -85,31 +85,44 @@ impl FactStore for SqliteMetaStore {
 
     async fn delete_fact(&self, fact_id: &str) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await.map_err(db_err)?;
-        let row: Option<(String, String)> =
-            sqlx::query_as("SELECT user_id, content FROM facts WHERE fact_id = ? AND status != 'deleted'")
+        let row: Option<String> =
+            sqlx::query_scalar("SELECT user_id FROM facts WHERE fact_id = ? AND status != 'deleted'")
                 .bind(fact_id)
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(db_err)?;
-        let Some((user_id, content)) = row else {
+        let Some(user_id) = row else {
             return Ok(false);
         };
         let now = Utc::now();
-        sqlx::query("UPDATE facts SET status = 'deleted', updated_at = ? WHERE fact_id = ?")
-            .bind(to_ms(now))
-            .bind(fact_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
+        // The text goes everywhere: the row keeps that the fact existed (id,
+        // dates, category), not what it said.
+        sqlx::query(
+            "UPDATE facts SET status = 'deleted', updated_at = ?, content = '', entities = '[]', tags = '[]',
+             context = NULL, dedup_key = NULL, predicate = NULL WHERE fact_id = ?",
+        )
+        .bind(to_ms(now))
+        .bind(fact_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
         sqlx::query("DELETE FROM fact_terms WHERE fact_id = ?")
             .bind(fact_id)
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
+        sqlx::query(
+            "UPDATE fact_history SET old_content = NULL, new_content = NULL WHERE fact_id = ? OR related_fact_id = ?",
+        )
+        .bind(fact_id)
+        .bind(fact_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
         let entry = HistoryEntry {
             fact_id: fact_id.to_string(),
             event: HistoryEvent::Delete,
-            old_content: Some(content),
+            old_content: None,
             new_content: None,
             related_fact_id: None,
             job_id: None,
@@ -120,29 +133,66 @@ impl FactStore for SqliteMetaStore {
         Ok(true)
     }
 
-    async fn delete_user(&self, user_id: &str) -> Result<u64, StoreError> {
+    async fn delete_user(&self, user_id: &str, pseudonym: &str) -> Result<MetaErasure, StoreError> {
         let mut tx = self.pool.begin().await.map_err(db_err)?;
-        let n = sqlx::query("DELETE FROM facts WHERE user_id = ?")
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?
-            .rows_affected();
+        let mut out = MetaErasure::default();
+        let kinds: Vec<(String, i64)> =
+            sqlx::query_as("SELECT kind, COUNT(*) FROM facts WHERE user_id = ? GROUP BY kind")
+                .bind(user_id)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        for (kind, n) in kinds {
+            match kind.as_str() {
+                "episode" => out.episodes += n as u64,
+                _ => out.facts += n as u64,
+            }
+        }
+        // The embedded vector and graph tables too: they share this database.
         for table in [
+            "facts",
             "fact_terms",
             "fact_history",
             "jobs",
             "cache_generations",
             "user_names",
+            "fact_entities",
+            "fact_vectors",
+            "vector_versions",
         ] {
-            sqlx::query(&format!("DELETE FROM {table} WHERE user_id = ?"))
+            let n = sqlx::query(&format!("DELETE FROM {table} WHERE user_id = ?"))
                 .bind(user_id)
                 .execute(&mut *tx)
                 .await
-                .map_err(db_err)?;
+                .map_err(db_err)?
+                .rows_affected();
+            match table {
+                "fact_history" => out.history = n,
+                "jobs" => out.jobs = n,
+                "user_names" => out.names = n,
+                _ => {}
+            }
         }
+        out.audit_pseudonymised = sqlx::query("UPDATE audit_log SET user_id = ? WHERE user_id = ?")
+            .bind(pseudonym)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
         tx.commit().await.map_err(db_err)?;
-        Ok(n)
+        // FTS5 keeps deleted terms in its segments until they are merged, and
+        // the WAL keeps old pages until a checkpoint: merge and checkpoint now
+        // (best effort; an erasure is rare, and the next one retries).
+        for step in [
+            "INSERT INTO fact_terms (fact_terms) VALUES ('optimize')",
+            "PRAGMA wal_checkpoint(TRUNCATE)",
+        ] {
+            if let Err(e) = sqlx::query(step).execute(&self.pool).await {
+                tracing::warn!(error = %e, step, "erasure compaction step failed");
+            }
+        }
+        Ok(out)
     }
 
     async fn export_user(&self, user_id: &str) -> Result<(Vec<Fact>, Vec<Job>), StoreError> {

@@ -10,9 +10,9 @@ use crate::domain::{
     MemoryKind, Polarity, Tenant,
 };
 use crate::ports::{AuditStore, FactStore, JobStore, KeyStore};
-use crate::ports::{FactPage, KeywordMatches, MetaStore, NewJob, StoreError};
+use crate::ports::{FactPage, KeywordMatches, MetaErasure, MetaStore, NewJob, StoreError};
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use pika_common::wire::{Category, JobState};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
@@ -59,6 +59,9 @@ impl SqliteMetaStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
+            // Deleted content is overwritten with zeros, not left in free
+            // pages of the file (erasure must leave nothing to recover).
+            .pragma("secure_delete", "ON")
             .foreign_keys(false);
         let pool = SqlitePoolOptions::new()
             .max_connections(8)

@@ -1,0 +1,13 @@
+-- Erasure that leaves nothing (issue 12).
+-- `erasures`: one tombstone per erased user, named by a keyed hash of the
+-- scoped user key (never the id itself), so a worker holding a job that
+-- predates the erasure can tell, and remove what it wrote.
+CREATE TABLE erasures (
+    pseudonym TEXT PRIMARY KEY,
+    erased_at INTEGER NOT NULL
+);
+-- A store-wide clock for vector versions: a user's version row can then be
+-- deleted on erasure (it names the user) without a later version repeating
+-- one another process still holds in memory.
+ALTER TABLE vector_meta ADD COLUMN clock INTEGER NOT NULL DEFAULT 0;
+UPDATE vector_meta SET clock = (SELECT COALESCE(MAX(version), 0) FROM vector_versions);
