@@ -93,6 +93,14 @@ impl GrantCache {
         }
     }
 
+    /// Whether a fresh, live grant of `presented` is cached: answering it
+    /// needs no lookup (the per-address limit of unknown keys skips it).
+    pub async fn holds_live(&self, presented: &str) -> bool {
+        self.entries.get(&hash_key(presented)).await.is_some_and(|c| {
+            c.fetched.elapsed() < self.fresh_for && c.grant.is_some_and(|g| g.is_live(chrono::Utc::now()))
+        })
+    }
+
     /// Forgets every grant (tests, and a key revoked through this process).
     pub fn clear(&self) {
         self.entries.invalidate_all();

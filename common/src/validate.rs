@@ -21,6 +21,12 @@ pub const MAX_NAME_CHARS: usize = 100;
 pub const DEFAULT_LIMIT: usize = 20;
 pub const MAX_LIMIT: usize = 100;
 pub const DEFAULT_SCORE_THRESHOLD: f32 = 0.4;
+/// Longest `categories` list (there are 8 categories; repeats are allowed
+/// but pointless).
+pub const MAX_CATEGORIES: usize = 16;
+/// Violations reported per request: a hostile body of 500k bad items gets the
+/// first ones and a count, not 500k error entries.
+pub const MAX_REPORTED_ERRORS: usize = 20;
 
 /// One violated rule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -42,10 +48,18 @@ impl ValidationErrors {
     }
 
     fn push(&mut self, field: impl Into<String>, reason: impl Into<String>) {
-        self.0.push(FieldError {
-            field: field.into(),
-            reason: reason.into(),
-        });
+        match self.0.len() {
+            n if n < MAX_REPORTED_ERRORS => self.0.push(FieldError {
+                field: field.into(),
+                reason: reason.into(),
+            }),
+            // One last entry says that more were found, without building them.
+            n if n == MAX_REPORTED_ERRORS => self.0.push(FieldError {
+                field: "*".into(),
+                reason: format!("more violations; only the first {MAX_REPORTED_ERRORS} are reported"),
+            }),
+            _ => {}
+        }
     }
 
     /// A one-line summary for the envelope's `message`.
@@ -285,6 +299,16 @@ pub fn search(raw: RawSearchRequest) -> Result<SearchRequest, ValidationErrors> 
     };
     let categories = match &raw.categories {
         None | Some(Value::Null) => None,
+        Some(Value::Array(items)) if items.len() > MAX_CATEGORIES => {
+            errs.push(
+                "categories",
+                format!(
+                    "must list at most {MAX_CATEGORIES} categories (got {})",
+                    items.len()
+                ),
+            );
+            None
+        }
         Some(Value::Array(items)) => {
             let mut cats = Vec::new();
             for (i, item) in items.iter().enumerate() {
@@ -380,5 +404,25 @@ mod tests {
         )
         .expect_err("invalid");
         assert_eq!(e.0.len(), 2);
+    }
+
+    #[test]
+    fn hostile_bodies_get_a_bounded_number_of_errors() {
+        let many: Vec<Value> = (0..500_000).map(|_| json!(1)).collect();
+        let e = search(
+            serde_json::from_value(json!({"user_id":"u","query":"q","categories": many})).expect("shape"),
+        )
+        .expect_err("invalid");
+        assert_eq!(e.0.len(), 1, "one error for an over-long list, not one per item");
+        let bad: Vec<Value> = (0..100)
+            .map(|_| json!({"role": "robot", "content": ""}))
+            .collect();
+        let e = extract(
+            serde_json::from_value(json!({"user_id":"u","conversation_id":"c","conversation": bad}))
+                .expect("shape"),
+        )
+        .expect_err("invalid");
+        assert_eq!(e.0.len(), MAX_REPORTED_ERRORS + 1, "{:?}", e.0.last());
+        assert_eq!(e.0[MAX_REPORTED_ERRORS].field, "*");
     }
 }

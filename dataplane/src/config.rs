@@ -42,6 +42,13 @@ pub struct ServerConfig {
     /// 1 s, so that `?wait=true` keeps its own bound); past it the answer is
     /// 503 `SERVICE_UNAVAILABLE` with `Retry-After`.
     pub request_timeout_ms: u64,
+    /// Requests in flight at once; beyond, 503 with `Retry-After` at once
+    /// (load shedding). Liveness and metrics are exempt.
+    pub max_in_flight: usize,
+    /// `?wait=true` extracts held open at once, in all and per API key;
+    /// beyond, the extract answers 202 at once (the client polls the job).
+    pub max_waiting: usize,
+    pub max_waiting_per_key: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -284,6 +291,9 @@ impl Default for ServerConfig {
             listen: "127.0.0.1:8081".into(),
             max_wait_ms: 30_000,
             request_timeout_ms: 30_000,
+            max_in_flight: 512,
+            max_waiting: 256,
+            max_waiting_per_key: 32,
         }
     }
 }

@@ -23,6 +23,9 @@ pub struct SidecarConfig {
     /// `http://host:port` of the dataplane (loopback in a pod).
     pub upstream: String,
     pub upstream_timeout_ms: u64,
+    /// Requests in flight at once; beyond, 503 with `Retry-After` at once
+    /// (load shedding). Liveness and metrics are exempt.
+    pub max_in_flight: usize,
     /// The cache policy file (JSON, as the operator renders it, or TOML);
     /// empty: the defaults of `CachePolicySpec`.
     pub policy: PathBuf,
@@ -59,6 +62,14 @@ pub struct RateLimitConfig {
     /// Requests per second per API key (0: no limit).
     pub per_second: u32,
     pub burst: u32,
+    /// Requests per second per client address whose key is not known to be
+    /// live (missing, unknown, or not looked up yet); 0: no limit.
+    pub unknown_key_per_second: u32,
+    pub unknown_key_burst: u32,
+    /// Take the client address from the first `X-Forwarded-For` hop (set
+    /// behind an ingress that writes it; never when clients reach the
+    /// sidecar directly, since they could then pick their own address).
+    pub trust_forwarded_for: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -86,6 +97,7 @@ impl Default for SidecarConfig {
             listen: "127.0.0.1:8080".into(),
             upstream: "http://127.0.0.1:8081".into(),
             upstream_timeout_ms: 30_000,
+            max_in_flight: 2048,
             policy: PathBuf::new(),
             insecure_dev: false,
             warmup_key: Secret::default(),
@@ -113,6 +125,9 @@ impl Default for RateLimitConfig {
         RateLimitConfig {
             per_second: 100,
             burst: 200,
+            unknown_key_per_second: 20,
+            unknown_key_burst: 40,
+            trust_forwarded_for: false,
         }
     }
 }

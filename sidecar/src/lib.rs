@@ -176,7 +176,14 @@ pub async fn start(config: SidecarConfig, policy: CachePolicySpec) -> Result<Run
     let state: State = Arc::new(Sidecar::new(
         cache,
         grants,
-        ratelimit::limiter(config.rate_limit.per_second, config.rate_limit.burst),
+        state::Limits {
+            per_key: ratelimit::limiter(config.rate_limit.per_second, config.rate_limit.burst),
+            per_address: ratelimit::address_limiter(
+                config.rate_limit.unknown_key_per_second,
+                config.rate_limit.unknown_key_burst,
+            ),
+            trust_forwarded_for: config.rate_limit.trust_forwarded_for,
+        },
         upstream,
         metrics,
         signals,
@@ -199,7 +206,8 @@ pub async fn start(config: SidecarConfig, policy: CachePolicySpec) -> Result<Run
         source,
     })?;
     let (shutdown, mut rx) = watch::channel(false);
-    let app = stack::build(state.clone());
+    let app = stack::build(state.clone(), config.max_in_flight)
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
     let server = tokio::spawn(async move {
         let stopped = async move {
             let _ = rx.wait_for(|s| *s).await;

@@ -7,18 +7,23 @@ use axum::extract::{Request, State as Extract};
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::Response;
 use axum::routing::get;
-use pika_common::http::{panic_response, record_http_metrics, request_id};
+use pika_common::http::{panic_response, record_http_metrics, request_id, shed_load};
+use std::sync::Arc;
+use tokio::sync::Semaphore;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 
 /// The whole service: the sidecar's own endpoints, then everything else
 /// through auth, rate limit and the search cache to the dataplane.
-pub fn build(state: State) -> Router {
+pub fn build(state: State, max_in_flight: usize) -> Router {
     let proxied = Router::new()
         .fallback(forward)
         .layer(
             ServiceBuilder::new()
-                // Auth first: nothing below, the cache included, runs for a
+                // Per client address, for keys not known to be live: a flood of
+                // missing or guessed keys never reaches the key lookup at speed.
+                .layer(from_fn_with_state(state.clone(), ratelimit::limit_unknown_keys))
+                // Auth next: nothing below, the cache included, runs for a
                 // request without a live key (a cached answer is data).
                 .layer(from_fn_with_state(state.clone(), auth::require_key))
                 // Per key, after auth so only real keys are counted, before the
@@ -47,6 +52,12 @@ pub fn build(state: State) -> Router {
                 .layer(from_fn_with_state(
                     state.metrics.http.clone(),
                     record_http_metrics,
+                ))
+                // Load shedding: beyond `max_in_flight`, 503 at once rather
+                // than a queue (counted by the metrics above).
+                .layer(from_fn_with_state(
+                    Arc::new(Semaphore::new(max_in_flight.max(1))),
+                    shed_load,
                 ))
                 // A bug in one request answers the 500 envelope; the sidecar
                 // keeps serving everyone else.

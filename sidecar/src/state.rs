@@ -4,7 +4,7 @@ use crate::audit::AuditSender;
 use crate::cache::SearchCache;
 use crate::metrics::Metrics;
 use crate::proxy::Upstream;
-use crate::ratelimit::KeyLimiter;
+use crate::ratelimit::{AddressLimiter, KeyLimiter};
 use crate::signals::GenerationBumper;
 use pika_common::grants::GrantCache;
 use std::sync::Arc;
@@ -14,7 +14,7 @@ pub struct Sidecar {
     pub cache: SearchCache,
     /// Key grants from the dataplane, cached briefly (see `auth`).
     pub grants: GrantCache,
-    pub limiter: Option<KeyLimiter>,
+    pub limits: Limits,
     pub upstream: Upstream,
     pub metrics: Arc<Metrics>,
     /// Bumps a user's generation when this sidecar relays a completed job
@@ -33,12 +33,20 @@ pub struct Sidecar {
 
 pub type State = Arc<Sidecar>;
 
+/// The rate limits (see `ratelimit`); `None`: no limit.
+pub struct Limits {
+    pub per_key: Option<KeyLimiter>,
+    pub per_address: Option<AddressLimiter>,
+    /// Read the client address from `X-Forwarded-For`.
+    pub trust_forwarded_for: bool,
+}
+
 impl Sidecar {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         cache: SearchCache,
         grants: GrantCache,
-        limiter: Option<KeyLimiter>,
+        limits: Limits,
         upstream: Upstream,
         metrics: Arc<Metrics>,
         signals: Option<GenerationBumper>,
@@ -49,7 +57,7 @@ impl Sidecar {
         Sidecar {
             cache,
             grants,
-            limiter,
+            limits,
             upstream,
             metrics,
             signals,

@@ -88,6 +88,22 @@ pub fn endpoint_label(req: &Request) -> String {
     }
 }
 
+/// The `method` label: the standard methods by name, anything else (a
+/// client may send any token as a method) as `OTHER`, so the label stays bounded.
+pub fn method_label(m: &http::Method) -> &'static str {
+    use http::Method;
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
 /// Middleware: counts every request and observes its latency.
 pub async fn record_http_metrics(
     State(metrics): State<Arc<HttpMetrics>>,
@@ -96,7 +112,7 @@ pub async fn record_http_metrics(
 ) -> Response {
     let started = Instant::now();
     let endpoint = endpoint_label(&req);
-    let method = req.method().as_str().to_string();
+    let method = method_label(req.method()).to_string();
     let resp = next.run(req).await;
     metrics
         .requests

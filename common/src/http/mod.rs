@@ -9,6 +9,6 @@ mod metrics;
 mod request_id;
 
 pub use error::{ApiError, current_request_id};
-pub use guards::{deadline, panic_response};
-pub use metrics::{EmbedderQueueMetric, HttpMetrics, endpoint_label, record_http_metrics};
+pub use guards::{deadline, panic_response, shed_load};
+pub use metrics::{EmbedderQueueMetric, HttpMetrics, endpoint_label, method_label, record_http_metrics};
 pub use request_id::{REQUEST_ID_HEADER, request_id};

@@ -11,8 +11,10 @@ use crate::domain::Permission;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-use pika_common::http::{deadline, panic_response, record_http_metrics, request_id};
+use pika_common::http::{deadline, panic_response, record_http_metrics, request_id, shed_load};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Semaphore;
 use tower_http::catch_panic::CatchPanicLayer;
 
 /// The longest a request may take: `server.request_timeout_ms`, raised to
@@ -25,8 +27,9 @@ use pika_common::validate::MAX_BODY_BYTES;
 
 /// The whole router. Layers run outermost first: request id (so every log line
 /// and error carries it) → metrics (count everything, including auth failures)
-/// → catch panic (a bug answers the 500 envelope, the process keeps serving)
-/// → deadline (`server.request_timeout_ms`, at least `server.max_wait_ms` + 1 s
+/// → load shedding (`server.max_in_flight`; counted, so sheds show in the
+/// metrics) → catch panic (a bug answers the 500 envelope, the process keeps
+/// serving) → deadline (`server.request_timeout_ms`, at least `server.max_wait_ms` + 1 s
 /// so that `?wait=true` can use its bound) → per-route auth → body limit →
 /// handler.
 pub fn router(state: AppState) -> Router {
@@ -81,6 +84,10 @@ pub fn router(state: AppState) -> Router {
             deadline,
         ))
         .layer(CatchPanicLayer::custom(panic_response))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(Semaphore::new(state.config.server.max_in_flight.max(1))),
+            shed_load,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.metrics.http.clone(),
             record_http_metrics,

@@ -6,7 +6,8 @@ use crate::ports::MetaStore;
 use crate::service::ServiceError;
 use crate::service::audit::Actor;
 use pika_common::wire::JobState;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::broadcast;
 
@@ -14,6 +15,60 @@ pub struct JobService {
     pub meta: Arc<dyn MetaStore>,
     /// Job ids announced by in-process workers when a job reaches a final state.
     pub job_done: broadcast::Sender<String>,
+    /// Bounds on `?wait=true` holders.
+    pub waits: Arc<WaitSlots>,
+}
+
+/// How many callers may hold a request open waiting for a job, in all and
+/// per API key: a flood of `?wait=true` would otherwise hold every
+/// connection and task. A caller past the bound gets the 202 at once.
+pub struct WaitSlots {
+    total: usize,
+    per_key: usize,
+    held: Mutex<HashMap<String, usize>>,
+}
+
+/// One held wait; released on drop.
+pub struct WaitSlot {
+    slots: Arc<WaitSlots>,
+    key: String,
+}
+
+impl WaitSlots {
+    pub fn new(total: usize, per_key: usize) -> Arc<Self> {
+        Arc::new(WaitSlots {
+            total,
+            per_key,
+            held: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A slot for `key` (an API key id; `""` without auth), if one is free.
+    pub fn try_hold(self: &Arc<Self>, key: &str) -> Option<WaitSlot> {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        let all: usize = held.values().sum();
+        let mine = held.get(key).copied().unwrap_or(0);
+        if all >= self.total || mine >= self.per_key {
+            return None;
+        }
+        held.insert(key.to_string(), mine + 1);
+        Some(WaitSlot {
+            slots: Arc::clone(self),
+            key: key.to_string(),
+        })
+    }
+}
+
+impl Drop for WaitSlot {
+    fn drop(&mut self) {
+        let mut held = self.slots.held.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = held.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(&self.key);
+            }
+        }
+    }
 }
 
 impl JobService {
@@ -57,5 +112,22 @@ impl JobService {
             })
             .await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_slots_are_bounded_in_all_and_per_key() {
+        let slots = WaitSlots::new(3, 2);
+        let a1 = slots.try_hold("a").expect("a1");
+        let _a2 = slots.try_hold("a").expect("a2");
+        assert!(slots.try_hold("a").is_none(), "per-key bound");
+        let _b1 = slots.try_hold("b").expect("b1");
+        assert!(slots.try_hold("c").is_none(), "total bound");
+        drop(a1);
+        assert!(slots.try_hold("c").is_some(), "a released slot is free again");
     }
 }

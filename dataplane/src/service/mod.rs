@@ -80,6 +80,7 @@ impl Services {
             jobs: JobService {
                 meta: deps.meta.clone(),
                 job_done,
+                waits: jobs::WaitSlots::new(config.server.max_waiting, config.server.max_waiting_per_key),
             },
             facts: FactService {
                 meta: deps.meta.clone(),

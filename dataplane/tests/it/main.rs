@@ -10,6 +10,7 @@ mod adapters;
 
 mod api;
 mod broker;
+mod hardening;
 mod memory;
 mod milvus;
 mod openai_compat;

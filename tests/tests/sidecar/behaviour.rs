@@ -453,3 +453,41 @@ async fn a_cached_answer_never_crosses_tenants_or_a_device_keys_users() {
     assert_eq!((ans.status, ans.x_cache.as_str()), (StatusCode::OK, "L0-HIT"));
     sidecar.stop().await;
 }
+
+#[tokio::test]
+async fn unknown_keys_are_limited_per_address_before_any_lookup_known_keys_are_not() {
+    let Some(stack) = Stack::start().await else { return };
+    let sidecar = stack
+        .sidecar(&stack.redis_url, |s| {
+            s.config.rate_limit.unknown_key_per_second = 1;
+            s.config.rate_limit.unknown_key_burst = 1;
+        })
+        .await;
+    let base = format!("http://{}", sidecar.addr);
+    let body = json!({"user_id": user("addr"), "query": "bé thích gì"});
+    // The real key is looked up once (its first request counts as unknown).
+    let first = stack.search_with_key(&base, Some(&stack.key), body.clone()).await;
+    assert_eq!(first.status, StatusCode::OK);
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        let guess = format!("pika_live_sk_guess{i}");
+        statuses.push(
+            stack
+                .search_with_key(&base, Some(&guess), body.clone())
+                .await
+                .status,
+        );
+    }
+    let limited = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    println!("unknown keys from one address, 6 in a burst at 1/s: {statuses:?}");
+    assert!(limited >= 4, "{statuses:?}");
+    // A key known to be live is not held back by the guesses from its address.
+    for _ in 0..5 {
+        let ans = stack.search_with_key(&base, Some(&stack.key), body.clone()).await;
+        assert_eq!(ans.status, StatusCode::OK);
+    }
+    sidecar.stop().await;
+}

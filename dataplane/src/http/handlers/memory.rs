@@ -59,7 +59,16 @@ pub async fn extract_facts(
     let services = &state.services;
     let actor = actor(&caller);
     let (job, _created) = services.extract.accept(&actor, req, key).await?;
-    if wait {
+    // Past the bound on waiting callers the answer is the 202 (poll the job).
+    let slot = wait
+        .then(|| {
+            services
+                .jobs
+                .waits
+                .try_hold(actor.key_id.as_deref().unwrap_or(""))
+        })
+        .flatten();
+    if slot.is_some() {
         let limit = params
             .timeout_ms
             .unwrap_or(10_000)
