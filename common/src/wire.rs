@@ -244,6 +244,10 @@ pub enum ErrorCode {
     Forbidden,
     NotFound,
     Conflict,
+    /// The user withdrew consent: nothing more is extracted.
+    ConsentWithdrawn,
+    /// The tenant requires consent before extraction, and none is recorded.
+    ConsentRequired,
     PayloadTooLarge,
     RateLimited,
     ServiceUnavailable,
@@ -259,7 +263,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized => 401,
             ErrorCode::Forbidden => 403,
             ErrorCode::NotFound => 404,
-            ErrorCode::Conflict => 409,
+            ErrorCode::Conflict | ErrorCode::ConsentWithdrawn | ErrorCode::ConsentRequired => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::RateLimited => 429,
             ErrorCode::ServiceUnavailable => 503,

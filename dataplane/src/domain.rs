@@ -327,6 +327,44 @@ pub struct Tenant {
     pub tenant_id: String,
     pub name: String,
     pub created_at: DateTime<Utc>,
+    /// Extraction is refused for a user without granted consent.
+    #[serde(default)]
+    pub require_consent: bool,
+}
+
+/// A user's consent to having memories kept (Decree 13/2023: a child's data
+/// needs it, and its withdrawal ends processing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConsentState {
+    Granted,
+    Withdrawn,
+}
+
+impl ConsentState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsentState::Granted => "granted",
+            ConsentState::Withdrawn => "withdrawn",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "granted" => Some(ConsentState::Granted),
+            "withdrawn" => Some(ConsentState::Withdrawn),
+            _ => None,
+        }
+    }
+}
+
+/// The recorded consent of one user: who set it, when.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Consent {
+    pub state: ConsentState,
+    /// The key id that set it (`None` without auth).
+    pub set_by: Option<String>,
+    pub set_at: DateTime<Utc>,
 }
 
 /// One audit-log line: who touched which user's data, how.

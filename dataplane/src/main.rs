@@ -63,6 +63,9 @@ enum TenantsAction {
         /// A label (defaults to the id).
         #[arg(long, default_value = "")]
         name: String,
+        /// Refuse extraction for users without granted consent.
+        #[arg(long)]
+        require_consent: bool,
     },
     /// List tenants.
     List,
@@ -264,8 +267,12 @@ async fn keys_command(config: &Config, meta: &dyn MetaStore, action: KeysAction)
 
 async fn tenants_command(meta: &dyn MetaStore, action: TenantsAction) -> Result<()> {
     match action {
-        TenantsAction::Create { tenant_id, name } => {
-            let t = keys::create_tenant(meta, &tenant_id, &name).await?;
+        TenantsAction::Create {
+            tenant_id,
+            name,
+            require_consent,
+        } => {
+            let t = keys::create_tenant(meta, &tenant_id, &name, require_consent).await?;
             println!("created tenant {} ({})", t.tenant_id, t.name);
         }
         TenantsAction::List => {

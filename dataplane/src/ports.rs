@@ -5,7 +5,7 @@
 //! adapters are added beside them and chosen from configuration by URL scheme.
 
 use crate::domain::{
-    ApiKeyRecord, AuditEntry, Candidate, Claim, Decision, ExtractionPlan, Fact, HistoryEntry, Job,
+    ApiKeyRecord, AuditEntry, Candidate, Claim, Consent, Decision, ExtractionPlan, Fact, HistoryEntry, Job,
     MemoryKind, Tenant,
 };
 use async_trait::async_trait;
@@ -187,6 +187,11 @@ pub trait KeyStore: Send + Sync {
     async fn insert_tenant(&self, tenant: &Tenant) -> Result<bool, StoreError>;
     async fn tenant(&self, tenant_id: &str) -> Result<Option<Tenant>, StoreError>;
     async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError>;
+    /// Turns the tenant's consent requirement on or off; `false` when no such tenant.
+    async fn set_require_consent(&self, tenant_id: &str, required: bool) -> Result<bool, StoreError>;
+    /// The consent recorded for the user named by `pseudonym`.
+    async fn consent(&self, pseudonym: &str) -> Result<Option<Consent>, StoreError>;
+    async fn set_consent(&self, pseudonym: &str, consent: &Consent) -> Result<(), StoreError>;
     /// A key whose id or hash exists already is a `Conflict`.
     async fn insert_key(&self, record: &ApiKeyRecord, hash: &str) -> Result<(), StoreError>;
     async fn key_by_hash(&self, hash: &str) -> Result<Option<ApiKeyRecord>, StoreError>;

@@ -13,7 +13,7 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// A client's id is kept when it is short printable ASCII; otherwise a new
 /// UUIDv7 is made (an id goes into logs and headers: bound it).
-fn usable(id: &str) -> bool {
+pub fn usable_request_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 128 && id.chars().all(|c| c.is_ascii_graphic())
 }
 
@@ -23,7 +23,7 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
         .headers()
         .get(REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())
-        .filter(|v| usable(v))
+        .filter(|v| usable_request_id(v))
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let header = HeaderValue::from_str(&id).ok();

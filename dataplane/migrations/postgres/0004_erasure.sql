@@ -5,3 +5,14 @@ CREATE TABLE erasures (
     pseudonym TEXT PRIMARY KEY,
     erased_at TIMESTAMPTZ NOT NULL
 );
+
+-- Consent per user, keyed by the user's pseudonym (a hash of the scoped key),
+-- so a withdrawal outlives the erasure it triggers without keeping the id. A
+-- tenant may require consent before any extraction.
+CREATE TABLE consents (
+    pseudonym TEXT PRIMARY KEY,
+    state     TEXT NOT NULL,
+    set_by    TEXT,
+    set_at    TIMESTAMPTZ NOT NULL
+);
+ALTER TABLE tenants ADD COLUMN require_consent BOOLEAN NOT NULL DEFAULT false;

@@ -11,3 +11,14 @@ CREATE TABLE erasures (
 -- one another process still holds in memory.
 ALTER TABLE vector_meta ADD COLUMN clock INTEGER NOT NULL DEFAULT 0;
 UPDATE vector_meta SET clock = (SELECT COALESCE(MAX(version), 0) FROM vector_versions);
+
+-- Consent per user (issue 12), keyed by the user's pseudonym (a hash of the
+-- scoped key), so a withdrawal outlives the erasure it triggers without
+-- keeping the id. A tenant may require consent before any extraction.
+CREATE TABLE consents (
+    pseudonym TEXT PRIMARY KEY,
+    state     TEXT NOT NULL,
+    set_by    TEXT,
+    set_at    INTEGER NOT NULL
+);
+ALTER TABLE tenants ADD COLUMN require_consent INTEGER NOT NULL DEFAULT 0;

@@ -35,6 +35,14 @@ impl From<ServiceError> for ApiError {
                 ErrorCode::Forbidden,
                 format!("this API key lacks the {p} permission"),
             ),
+            ServiceError::ConsentWithdrawn => ApiError::new(
+                ErrorCode::ConsentWithdrawn,
+                "the user has withdrawn consent; no memories are extracted",
+            ),
+            ServiceError::ConsentRequired => ApiError::new(
+                ErrorCode::ConsentRequired,
+                "this tenant requires the user's consent before extraction (PUT /v1/users/{id}/consent)",
+            ),
             ServiceError::OutsideKeyScope => {
                 ApiError::new(ErrorCode::Forbidden, "this API key does not cover this user")
             }
@@ -106,6 +114,8 @@ mod tests {
         assert_eq!(status(ServiceError::Unauthorized), 401);
         assert_eq!(status(ServiceError::Forbidden("admin")), 403);
         assert_eq!(status(ServiceError::OutsideKeyScope), 403);
+        assert_eq!(status(ServiceError::ConsentWithdrawn), 409);
+        assert_eq!(status(ServiceError::ConsentRequired), 409);
         assert_eq!(status(ServiceError::NotFound("fact".into())), 404);
         assert_eq!(status(StoreError::Conflict("x".into()).into()), 409);
         assert_eq!(status(StoreError::unavailable("postgres", "down").into()), 503);

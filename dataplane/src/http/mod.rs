@@ -54,11 +54,19 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/facts/{fact_id}", axum::routing::delete(facts::delete_fact))
         .route("/v1/users/{user_id}", axum::routing::delete(facts::delete_user))
         .route("/v1/users/{user_id}/export", get(facts::export_user))
+        .route(
+            "/v1/users/{user_id}/consent",
+            get(facts::get_consent).put(facts::set_consent),
+        )
         .route_layer(with(Permission::Admin));
     let operator = Router::new()
         .route(
             "/v1/tenants",
             post(access::create_tenant).get(access::list_tenants),
+        )
+        .route(
+            "/v1/tenants/{tenant_id}",
+            axum::routing::patch(access::change_tenant),
         )
         .route("/v1/keys", post(access::create_key).get(access::list_keys))
         .route("/v1/keys/{key_id}", axum::routing::delete(access::revoke_key))

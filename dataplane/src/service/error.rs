@@ -14,6 +14,12 @@ pub enum ServiceError {
     Unauthorized,
     #[error("this API key lacks the {0} permission")]
     Forbidden(&'static str),
+    /// The user withdrew consent; nothing more is extracted.
+    #[error("the user has withdrawn consent; no memories are extracted")]
+    ConsentWithdrawn,
+    /// The tenant requires consent first, and none is recorded.
+    #[error("this tenant requires the user's consent before extraction")]
+    ConsentRequired,
     /// A device key asked for a user outside its list.
     #[error("this API key does not cover this user")]
     OutsideKeyScope,

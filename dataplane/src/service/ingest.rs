@@ -3,10 +3,12 @@
 //! accepted job survives a crash between the two (the queue recovers queued
 //! jobs at start-up).
 
-use crate::domain::Job;
+use crate::domain::{ConsentState, Job};
 use crate::ports::{JobQueue, MetaStore, NewJob};
 use crate::service::ServiceError;
 use crate::service::audit::{Access, Actor, AuditLog};
+use crate::service::forget::pseudonym;
+use pika_common::tenancy::split_scoped;
 use pika_common::wire::ExtractRequest;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -49,6 +51,7 @@ impl ExtractService {
         // keyed by tenant + user.
         let mut req = req;
         req.user_id = actor.scope(&req.user_id)?;
+        self.check_consent(&req.user_id).await?;
         let key = match idempotency_key {
             // Scope client keys by user so two tenants' keys can never collide.
             Some(k) => format!("{}/client/{k}", req.user_id),
@@ -75,5 +78,23 @@ impl ExtractService {
         };
         self.audit.read(actor, access).await;
         Ok((job, created))
+    }
+
+    /// Withdrawn consent refuses extraction; so does no consent, when the
+    /// user's tenant requires it.
+    async fn check_consent(&self, scoped: &str) -> Result<(), ServiceError> {
+        match self.meta.consent(&pseudonym(scoped)).await? {
+            Some(c) if c.state == ConsentState::Withdrawn => Err(ServiceError::ConsentWithdrawn),
+            Some(_) => Ok(()),
+            None => {
+                let tenant = split_scoped(scoped).0;
+                let required = self.meta.tenant(tenant).await?.is_some_and(|t| t.require_consent);
+                if required {
+                    Err(ServiceError::ConsentRequired)
+                } else {
+                    Ok(())
+                }
+            }
+        }
     }
 }

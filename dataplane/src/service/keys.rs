@@ -84,7 +84,12 @@ impl KeySpec {
 }
 
 /// Creates a tenant.
-pub async fn create_tenant(store: &dyn KeyStore, tenant_id: &str, name: &str) -> Result<Tenant, KeyError> {
+pub async fn create_tenant(
+    store: &dyn KeyStore,
+    tenant_id: &str,
+    name: &str,
+    require_consent: bool,
+) -> Result<Tenant, KeyError> {
     check_tenant_id(tenant_id).map_err(|reason| KeyError::Invalid {
         field: "tenant_id",
         reason,
@@ -100,6 +105,7 @@ pub async fn create_tenant(store: &dyn KeyStore, tenant_id: &str, name: &str) ->
         tenant_id: tenant_id.to_string(),
         name: if name.is_empty() { tenant_id } else { name }.to_string(),
         created_at: Utc::now(),
+        require_consent,
     };
     if !store.insert_tenant(&tenant).await? {
         return Err(KeyError::TenantExists(tenant_id.to_string()));
@@ -175,10 +181,30 @@ impl KeyService {
         actor: &Actor,
         tenant_id: &str,
         name: &str,
+        require_consent: bool,
     ) -> Result<Tenant, KeyError> {
-        let tenant = create_tenant(self.meta.as_ref(), tenant_id, name).await?;
+        let tenant = create_tenant(self.meta.as_ref(), tenant_id, name, require_consent).await?;
         self.record(actor, "create_tenant", tenant_id).await?;
         Ok(tenant)
+    }
+
+    /// Turns a tenant's consent requirement on or off.
+    pub async fn set_require_consent(
+        &self,
+        actor: &Actor,
+        tenant_id: &str,
+        required: bool,
+    ) -> Result<(), KeyError> {
+        if !self.meta.set_require_consent(tenant_id, required).await? {
+            return Err(KeyError::UnknownTenant(tenant_id.to_string()));
+        }
+        let action = if required {
+            "require_consent"
+        } else {
+            "waive_consent"
+        };
+        self.record(actor, action, tenant_id).await?;
+        Ok(())
     }
 
     pub async fn tenants(&self) -> Result<Vec<Tenant>, KeyError> {

@@ -1,11 +1,11 @@
 //! The users use case: export everything held about a user, and erase them
 //! (the right to be forgotten). Both are audited before the answer.
 
-use crate::domain::{Fact, HistoryEntry, Job};
+use crate::domain::{Consent, ConsentState, Fact, HistoryEntry, Job};
 use crate::ports::MetaStore;
 use crate::service::ServiceError;
 use crate::service::audit::{Access, Actor, AuditLog};
-use crate::service::forget::{ErasureReceipt, Forget};
+use crate::service::forget::{ErasureReceipt, Forget, pseudonym};
 use std::sync::Arc;
 
 pub struct UserService {
@@ -49,6 +49,52 @@ impl UserService {
         };
         self.audit.write_now(actor, access).await?;
         Ok(receipt)
+    }
+}
+
+impl UserService {
+    /// The user's recorded consent (`None`: never set).
+    pub async fn consent(&self, actor: &Actor, user_id: &str) -> Result<Option<Consent>, ServiceError> {
+        let user_id = &actor.scope(user_id)?;
+        let consent = self.meta.consent(&pseudonym(user_id)).await?;
+        self.audit.read(actor, access("get_consent", user_id)).await;
+        Ok(consent)
+    }
+
+    /// Records consent granted or withdrawn (audited before the answer); a
+    /// withdrawal with `erase` also erases the user (the record, keyed by
+    /// pseudonym, outlives the erasure and keeps refusing extraction).
+    pub async fn set_consent(
+        &self,
+        actor: &Actor,
+        user_id: &str,
+        state: ConsentState,
+        erase: bool,
+    ) -> Result<(Consent, Option<ErasureReceipt>), ServiceError> {
+        let scoped = actor.scope(user_id)?;
+        let consent = Consent {
+            state,
+            set_by: actor.key_id.clone(),
+            set_at: chrono::Utc::now(),
+        };
+        self.meta.set_consent(&pseudonym(&scoped), &consent).await?;
+        let action = match state {
+            ConsentState::Granted => "grant_consent",
+            ConsentState::Withdrawn => "withdraw_consent",
+        };
+        let receipt = if erase && state == ConsentState::Withdrawn {
+            Some(self.delete(actor, user_id).await?)
+        } else {
+            None
+        };
+        // After an erasure the audit names the user by pseudonym only.
+        let named = if receipt.is_some() {
+            pseudonym(&scoped)
+        } else {
+            scoped
+        };
+        self.audit.write_now(actor, access(action, &named)).await?;
+        Ok((consent, receipt))
     }
 }
 

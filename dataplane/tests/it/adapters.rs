@@ -9,8 +9,8 @@ use chrono::Utc;
 use pika_common::signals::{INVALIDATE_CHANNEL, generation_key};
 use pika_common::wire::{Category, ExtractRequest, ExtractResult, JobState, Message, Role};
 use pika_dataplane::domain::{
-    ApiKeyRecord, AuditEntry, ExtractionPlan, Fact, FactStatus, HistoryEntry, HistoryEvent, MemoryKind,
-    Permission, Polarity, Tenant,
+    ApiKeyRecord, AuditEntry, Consent, ConsentState, ExtractionPlan, Fact, FactStatus, HistoryEntry,
+    HistoryEvent, MemoryKind, Permission, Polarity, Tenant,
 };
 use pika_dataplane::ports::{
     CacheSignals, Delivery, FactGraph, JobQueue, MetaStore, NewJob, StoreError, VectorIndex,
@@ -388,6 +388,7 @@ async fn meta_suite(meta: &dyn MetaStore) {
         tenant_id: "fleet-a".into(),
         name: "Fleet A".into(),
         created_at: Utc::now(),
+        require_consent: true,
     };
     assert!(meta.insert_tenant(&fleet).await.expect("tenant"));
     assert!(!meta.insert_tenant(&fleet).await.expect("tenant again"), "exists");
@@ -396,6 +397,28 @@ async fn meta_suite(meta: &dyn MetaStore) {
         "Fleet A"
     );
     assert!(meta.tenant("nope").await.expect("get").is_none());
+    assert!(
+        meta.tenant("fleet-a")
+            .await
+            .expect("get")
+            .expect("tenant")
+            .require_consent
+    );
+    assert!(meta.set_require_consent("fleet-a", false).await.expect("set"));
+    assert!(!meta.set_require_consent("nope", true).await.expect("set"));
+    assert!(meta.consent("erased:x").await.expect("consent").is_none());
+    let c = Consent {
+        state: ConsentState::Withdrawn,
+        set_by: Some("key_1".into()),
+        set_at: Utc::now(),
+    };
+    meta.set_consent("erased:x", &c).await.expect("set consent");
+    let got = meta
+        .consent("erased:x")
+        .await
+        .expect("consent")
+        .expect("recorded");
+    assert_eq!((got.state, got.set_by), (ConsentState::Withdrawn, c.set_by));
     let device = ApiKeyRecord {
         key_id: "key_dev".into(),
         tenant_id: "fleet-a".into(),

@@ -246,3 +246,115 @@ async fn keys_reach_only_their_tenant_and_users_on_postgres() {
     s.stop().await;
     schema.drop_schema().await;
 }
+
+/// Consent: a tenant may require it; withdrawal refuses extraction (409 with
+/// its own code) and can erase the user at once, and the refusal outlives
+/// the erasure.
+pub async fn consent_scenario(op: &TestServer) {
+    let (status, body) = op
+        .post(
+            "/v1/tenants",
+            &json!({"tenant_id": "school", "require_consent": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let admin = as_key(op, &new_key(op, "school", &["admin"], None).await);
+    let talk = |user: &str| {
+        conversation(
+            user,
+            "c1",
+            &[("assistant", "Hi"), ("user", "I love the red kite.")],
+        )
+    };
+
+    let (status, body) = admin.post("/v1/extract_facts", &talk("kid1")).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_error(&body, "CONSENT_REQUIRED");
+    let (status, body) = admin.get("/v1/users/kid1/consent").await;
+    assert_eq!(
+        (status, &body["data"]["consent"]),
+        (StatusCode::OK, &Value::Null),
+        "{body}"
+    );
+
+    let (status, body) = admin
+        .send(
+            admin
+                .http
+                .put(admin.url("/v1/users/kid1/consent"))
+                .bearer_auth(&admin.key)
+                .json(&json!({"state": "granted"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["consent"]["state"], "granted", "{body}");
+    let job = admin
+        .extract_and_wait(
+            "kid1",
+            "c1",
+            &[("assistant", "Hi"), ("user", "I love the red kite.")],
+        )
+        .await;
+    assert_eq!(job["state"], "completed", "{job}");
+
+    // Withdrawn, with erasure: the memories go, and extraction stays refused.
+    let (status, body) = admin
+        .send(
+            admin
+                .http
+                .put(admin.url("/v1/users/kid1/consent"))
+                .bearer_auth(&admin.key)
+                .json(&json!({"state": "withdrawn", "erase": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["data"]["receipt"]["receipt_id"].is_string(), "{body}");
+    let (_, body) = admin.get("/v1/users/kid1/facts?kind=all").await;
+    assert_eq!(body["data"]["facts"], json!([]), "{body}");
+    let (status, body) = admin.post("/v1/extract_facts", &talk("kid1")).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_error(&body, "CONSENT_WITHDRAWN");
+    let (_, body) = admin.get("/v1/users/kid1/consent").await;
+    assert_eq!(body["data"]["consent"]["state"], "withdrawn", "{body}");
+
+    // The requirement can be lifted by an operator; withdrawal still refuses.
+    let (status, body) = op
+        .send(
+            op.http
+                .patch(op.url("/v1/tenants/school"))
+                .bearer_auth(&op.key)
+                .json(&json!({"require_consent": false})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _) = admin.post("/v1/extract_facts", &talk("kid2")).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (status, _) = admin.post("/v1/extract_facts", &talk("kid1")).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn consent_gates_extraction_on_the_embedded_store() {
+    if !have_model() {
+        return;
+    }
+    let s = TestServer::start(|_| {}).await;
+    consent_scenario(&s).await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn consent_gates_extraction_on_postgres() {
+    let Some(pg) = crate::backends::server_url("PIKA_TEST_POSTGRES_URL") else {
+        return;
+    };
+    if !have_model() {
+        return;
+    }
+    let schema = crate::split::PrivateSchema::new(&pg, "pika_consent").await;
+    let url = schema.url.clone();
+    let s = TestServer::start(move |c| c.storage.meta_url = pika_dataplane::config::Secret::new(url)).await;
+    consent_scenario(&s).await;
+    s.stop().await;
+    schema.drop_schema().await;
+}

@@ -22,6 +22,31 @@ pub struct NewTenant {
     tenant_id: String,
     #[serde(default)]
     name: String,
+    #[serde(default)]
+    require_consent: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantChange {
+    require_consent: bool,
+}
+
+pub async fn change_tenant(
+    State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    Path(tenant_id): Path<String>,
+    Body(body): Body<TenantChange>,
+) -> ApiResult {
+    state
+        .services
+        .keys
+        .set_require_consent(&actor(&caller), &tenant_id, body.require_consent)
+        .await
+        .map_err(ServiceError::from)?;
+    Ok(ok(
+        json!({ "tenant_id": tenant_id, "require_consent": body.require_consent }),
+    ))
 }
 
 pub async fn create_tenant(
@@ -32,7 +57,7 @@ pub async fn create_tenant(
     let t = state
         .services
         .keys
-        .create_tenant(&actor(&caller), &body.tenant_id, &body.name)
+        .create_tenant(&actor(&caller), &body.tenant_id, &body.name, body.require_consent)
         .await
         .map_err(ServiceError::from)?;
     Ok((StatusCode::CREATED, axum::Json(Envelope::success(t))).into_response())

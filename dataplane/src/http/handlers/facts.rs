@@ -3,7 +3,7 @@
 
 use super::{ApiResult, actor, invalid, ok, path_id};
 use crate::app::AppState;
-use crate::domain::MemoryKind;
+use crate::domain::{ConsentState, MemoryKind};
 use crate::http::auth::Caller;
 use crate::http::views::{self, ExportView, FactView};
 use crate::service::facts::PageQuery;
@@ -104,4 +104,44 @@ pub async fn export_user(
     path_id("user_id", &user_id)?;
     let export = state.services.users.export(&actor(&caller), &user_id).await?;
     Ok(ok(ExportView::new(user_id, export)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentChange {
+    /// `granted` or `withdrawn`.
+    state: String,
+    /// With `withdrawn`: erase the user now (the answer carries the receipt).
+    #[serde(default)]
+    erase: bool,
+}
+
+pub async fn get_consent(
+    State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    Path(user_id): Path<String>,
+) -> ApiResult {
+    path_id("user_id", &user_id)?;
+    let consent = state.services.users.consent(&actor(&caller), &user_id).await?;
+    Ok(ok(json!({"user_id": user_id, "consent": consent})))
+}
+
+pub async fn set_consent(
+    State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    Path(user_id): Path<String>,
+    crate::http::json::Body(body): crate::http::json::Body<ConsentChange>,
+) -> ApiResult {
+    path_id("user_id", &user_id)?;
+    let Some(consent_state) = ConsentState::parse(&body.state) else {
+        return Err(invalid("state", "must be granted or withdrawn"));
+    };
+    let (consent, receipt) = state
+        .services
+        .users
+        .set_consent(&actor(&caller), &user_id, consent_state, body.erase)
+        .await?;
+    Ok(ok(
+        json!({"user_id": user_id, "consent": consent, "receipt": receipt}),
+    ))
 }

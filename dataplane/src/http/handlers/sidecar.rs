@@ -17,6 +17,7 @@ use crate::service::ServiceError;
 use crate::service::audit::{Access, Actor};
 use axum::extract::{Request, State};
 use axum::response::IntoResponse;
+use pika_common::http::usable_request_id;
 use pika_common::keys::presented_key;
 use pika_common::validate::check_id;
 use pika_common::wire::{CacheHitBatch, MAX_CACHE_HITS_PER_BATCH};
@@ -47,8 +48,14 @@ pub async fn cache_hits(
     }
     for (i, hit) in batch.hits.iter().enumerate() {
         check_id(&hit.user_id).map_err(|reason| invalid(&format!("hits[{i}].user_id"), reason))?;
-        if hit.request_id.len() > 128 || hit.layer.len() > 8 {
-            return Err(invalid(&format!("hits[{i}]"), "request_id or layer too long"));
+        if !usable_request_id(&hit.request_id) {
+            return Err(invalid(
+                &format!("hits[{i}].request_id"),
+                "must be 1..128 printable ASCII characters",
+            ));
+        }
+        if !matches!(hit.layer.as_str(), "L0" | "L1") {
+            return Err(invalid(&format!("hits[{i}].layer"), "must be L0 or L1"));
         }
     }
     for hit in &batch.hits {

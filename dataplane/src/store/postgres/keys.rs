@@ -7,12 +7,13 @@ use super::*;
 impl KeyStore for PostgresMetaStore {
     async fn insert_tenant(&self, t: &Tenant) -> Result<bool, StoreError> {
         let n = sqlx::query(
-            "INSERT INTO tenants (tenant_id, name, created_at) VALUES ($1, $2, $3)
+            "INSERT INTO tenants (tenant_id, name, created_at, require_consent) VALUES ($1, $2, $3, $4)
              ON CONFLICT (tenant_id) DO NOTHING",
         )
         .bind(&t.tenant_id)
         .bind(&t.name)
         .bind(ms(t.created_at))
+        .bind(t.require_consent)
         .execute(&self.pool)
         .await
         .map_err(db_err)?
@@ -39,6 +40,43 @@ impl KeyStore for PostgresMetaStore {
             .iter()
             .map(tenant_from_row)
             .collect()
+    }
+
+    async fn set_require_consent(&self, tenant_id: &str, required: bool) -> Result<bool, StoreError> {
+        let n = sqlx::query("UPDATE tenants SET require_consent = $1 WHERE tenant_id = $2")
+            .bind(required)
+            .bind(tenant_id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn consent(&self, pseudonym: &str) -> Result<Option<Consent>, StoreError> {
+        sqlx::query("SELECT state, set_by, set_at FROM consents WHERE pseudonym = $1")
+            .bind(pseudonym)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?
+            .as_ref()
+            .map(consent_from_row)
+            .transpose()
+    }
+
+    async fn set_consent(&self, pseudonym: &str, c: &Consent) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO consents (pseudonym, state, set_by, set_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (pseudonym) DO UPDATE SET state = excluded.state, set_by = excluded.set_by, set_at = excluded.set_at",
+        )
+        .bind(pseudonym)
+        .bind(c.state.as_str())
+        .bind(&c.set_by)
+        .bind(ms(c.set_at))
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
     }
 
     async fn insert_key(&self, k: &ApiKeyRecord, hash: &str) -> Result<(), StoreError> {

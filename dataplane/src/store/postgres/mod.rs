@@ -7,8 +7,8 @@
 
 use super::{parse_permissions, parse_stored, to_ms};
 use crate::domain::{
-    ApiKeyRecord, AuditEntry, Claim, ExtractionPlan, Fact, FactStatus, HistoryEntry, HistoryEvent, Job,
-    MemoryKind, Polarity, Tenant,
+    ApiKeyRecord, AuditEntry, Claim, Consent, ConsentState, ExtractionPlan, Fact, FactStatus, HistoryEntry,
+    HistoryEvent, Job, MemoryKind, Polarity, Tenant,
 };
 use crate::ports::{AuditStore, FactStore, JobStore, KeyStore};
 use crate::ports::{FactPage, KeywordMatches, MetaErasure, MetaStore, NewJob, StoreError};
@@ -174,6 +174,16 @@ fn tenant_from_row(r: &PgRow) -> Result<Tenant, StoreError> {
         tenant_id: r.try_get("tenant_id").map_err(db_err)?,
         name: r.try_get("name").map_err(db_err)?,
         created_at: r.try_get("created_at").map_err(db_err)?,
+        require_consent: r.try_get("require_consent").map_err(db_err)?,
+    })
+}
+
+fn consent_from_row(r: &PgRow) -> Result<Consent, StoreError> {
+    let state: String = r.try_get("state").map_err(db_err)?;
+    Ok(Consent {
+        state: parse_stored("consent state", &state, ConsentState::parse)?,
+        set_by: r.try_get("set_by").map_err(db_err)?,
+        set_at: r.try_get("set_at").map_err(db_err)?,
     })
 }
 
