@@ -241,6 +241,12 @@ pub async fn start_with(config: Config, deps: Deps, role: Role) -> Result<Runnin
             shutdown_rx.clone(),
         )));
     }
+    // Retention runs where workers run (one sweep per process; idempotent).
+    if run_workers && config.retention.enabled {
+        let retention = crate::service::retention::Retention::new(deps.clone(), config.retention.batch);
+        let every = Duration::from_secs(config.retention.every_s.max(1));
+        workers.push(tokio::spawn(retention.run(every, shutdown_rx.clone())));
+    }
     let state = AppState {
         services,
         grants,

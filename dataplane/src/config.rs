@@ -29,7 +29,30 @@ pub struct Config {
     pub worker: WorkerConfig,
     pub search: SearchConfig,
     pub auth: AuthConfig,
+    pub retention: RetentionConfig,
     pub log: LogConfig,
+}
+
+/// The retention sweep (each tenant's `retention_days`), run by the
+/// processes that run workers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    pub enabled: bool,
+    /// Seconds between sweeps.
+    pub every_s: u64,
+    /// Facts and episodes removed per tenant per transaction.
+    pub batch: usize,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            enabled: true,
+            every_s: 3600,
+            batch: 1000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

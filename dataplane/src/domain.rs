@@ -330,6 +330,17 @@ pub struct Tenant {
     /// Extraction is refused for a user without granted consent.
     #[serde(default)]
     pub require_consent: bool,
+    /// Memories, conversations, jobs, history and audit rows older than this
+    /// expire (SDD 9.5: 2 years).
+    #[serde(default = "default_retention_days")]
+    pub retention_days: u32,
+}
+
+/// SDD 9.5: two years.
+pub const DEFAULT_RETENTION_DAYS: u32 = 730;
+
+fn default_retention_days() -> u32 {
+    DEFAULT_RETENTION_DAYS
 }
 
 /// A user's consent to having memories kept (Decree 13/2023: a child's data

@@ -66,6 +66,9 @@ enum TenantsAction {
         /// Refuse extraction for users without granted consent.
         #[arg(long)]
         require_consent: bool,
+        /// Days after which the tenant's data expires (default 730).
+        #[arg(long)]
+        retention_days: Option<u32>,
     },
     /// List tenants.
     List,
@@ -271,15 +274,30 @@ async fn tenants_command(meta: &dyn MetaStore, action: TenantsAction) -> Result<
             tenant_id,
             name,
             require_consent,
+            retention_days,
         } => {
+            if retention_days.is_some_and(|d| !(1..=36_500).contains(&d)) {
+                bail!("--retention-days must be from 1 to 36500");
+            }
             let t = keys::create_tenant(meta, &tenant_id, &name, require_consent).await?;
+            if let Some(days) = retention_days {
+                meta.set_retention_days(&t.tenant_id, days).await?;
+            }
             println!("created tenant {} ({})", t.tenant_id, t.name);
         }
         TenantsAction::List => {
-            println!("{:<42} {:<30} CREATED", "TENANT", "NAME");
+            println!(
+                "{:<42} {:<30} {:<10} {:<8} CREATED",
+                "TENANT", "NAME", "RETENTION", "CONSENT"
+            );
             for t in meta.list_tenants().await? {
                 let created = t.created_at.format("%Y-%m-%d %H:%M");
-                println!("{:<42} {:<30} {created}", t.tenant_id, t.name);
+                let consent = if t.require_consent { "required" } else { "-" };
+                let days = format!("{}d", t.retention_days);
+                println!(
+                    "{:<42} {:<30} {days:<10} {consent:<8} {created}",
+                    t.tenant_id, t.name
+                );
             }
         }
     }

@@ -23,6 +23,8 @@ pub struct Metrics {
     /// Time per step of one search (embed, vector, keyword, hydrate, graph),
     /// so a slow search can be attributed without a profiler.
     pub search_stage: HistogramVec,
+    /// Rows removed by the retention sweep, by kind.
+    pub retention_expired: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -68,6 +70,14 @@ impl Metrics {
             .buckets(LATENCY_BUCKETS.to_vec()),
             &["stage"],
         )?;
+        let retention_expired = IntCounterVec::new(
+            Opts::new(
+                "retention_expired_total",
+                "Rows removed by the retention sweep (items, jobs, history, audit)",
+            ),
+            &["kind"],
+        )?;
+        registry.register(Box::new(retention_expired.clone()))?;
         registry.register(Box::new(jobs.clone()))?;
         registry.register(Box::new(job_duration.clone()))?;
         registry.register(Box::new(queue_depth.clone()))?;
@@ -86,6 +96,7 @@ impl Metrics {
             dependency_up,
             dependency_duration,
             search_stage,
+            retention_expired,
         })
     }
 

@@ -178,6 +178,26 @@ pub trait FactStore: Send + Sync {
     async fn record_access(&self, fact_ids: &[String]) -> Result<(), StoreError>;
     /// Every history entry of a user's facts, oldest first (one query).
     async fn user_history(&self, user_id: &str) -> Result<Vec<HistoryEntry>, StoreError>;
+    /// Retention: removes up to `limit` facts and episodes of `tenant_id`
+    /// created before `cutoff` (with their history and keyword terms), and
+    /// that tenant's finished jobs, history and audit rows older than it.
+    /// Returns the removed items, so the caller clears the side stores.
+    async fn expire_before(
+        &self,
+        tenant_id: &str,
+        cutoff: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Expired, StoreError>;
+}
+
+/// What one retention pass removed from the metadata store.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Expired {
+    /// `(scoped user key, fact id)` of every fact and episode removed.
+    pub items: Vec<(String, String)>,
+    pub jobs: u64,
+    pub history: u64,
+    pub audit: u64,
 }
 
 /// Tenants and their API keys (stored as hashes).
@@ -189,6 +209,8 @@ pub trait KeyStore: Send + Sync {
     async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError>;
     /// Turns the tenant's consent requirement on or off; `false` when no such tenant.
     async fn set_require_consent(&self, tenant_id: &str, required: bool) -> Result<bool, StoreError>;
+    /// Sets the tenant's retention period; `false` when no such tenant.
+    async fn set_retention_days(&self, tenant_id: &str, days: u32) -> Result<bool, StoreError>;
     /// The consent recorded for the user named by `pseudonym`.
     async fn consent(&self, pseudonym: &str) -> Result<Option<Consent>, StoreError>;
     async fn set_consent(&self, pseudonym: &str, consent: &Consent) -> Result<(), StoreError>;

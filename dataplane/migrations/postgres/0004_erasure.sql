@@ -16,3 +16,8 @@ CREATE TABLE consents (
     set_at    TIMESTAMPTZ NOT NULL
 );
 ALTER TABLE tenants ADD COLUMN require_consent BOOLEAN NOT NULL DEFAULT false;
+-- Retention per tenant (SDD 9.5: 2 years by default), enforced by the worker.
+ALTER TABLE tenants ADD COLUMN retention_days INTEGER NOT NULL DEFAULT 730;
+CREATE INDEX facts_created ON facts (created_at);
+CREATE INDEX fact_history_created ON fact_history (created_at);
+CREATE INDEX audit_at ON audit_log (at);

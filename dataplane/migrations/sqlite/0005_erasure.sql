@@ -22,3 +22,8 @@ CREATE TABLE consents (
     set_at    INTEGER NOT NULL
 );
 ALTER TABLE tenants ADD COLUMN require_consent INTEGER NOT NULL DEFAULT 0;
+-- Retention per tenant (SDD 9.5: 2 years by default), enforced by the worker.
+ALTER TABLE tenants ADD COLUMN retention_days INTEGER NOT NULL DEFAULT 730;
+CREATE INDEX facts_created ON facts (created_at);
+CREATE INDEX fact_history_created ON fact_history (created_at);
+CREATE INDEX audit_at ON audit_log (at);

@@ -106,6 +106,7 @@ pub async fn create_tenant(
         name: if name.is_empty() { tenant_id } else { name }.to_string(),
         created_at: Utc::now(),
         require_consent,
+        retention_days: crate::domain::DEFAULT_RETENTION_DAYS,
     };
     if !store.insert_tenant(&tenant).await? {
         return Err(KeyError::TenantExists(tenant_id.to_string()));
@@ -186,6 +187,26 @@ impl KeyService {
         let tenant = create_tenant(self.meta.as_ref(), tenant_id, name, require_consent).await?;
         self.record(actor, "create_tenant", tenant_id).await?;
         Ok(tenant)
+    }
+
+    /// Sets a tenant's retention period (1..36500 days).
+    pub async fn set_retention_days(
+        &self,
+        actor: &Actor,
+        tenant_id: &str,
+        days: u32,
+    ) -> Result<(), KeyError> {
+        if !(1..=36_500).contains(&days) {
+            return Err(KeyError::Invalid {
+                field: "retention_days",
+                reason: "must be from 1 to 36500".into(),
+            });
+        }
+        if !self.meta.set_retention_days(tenant_id, days).await? {
+            return Err(KeyError::UnknownTenant(tenant_id.to_string()));
+        }
+        self.record(actor, "set_retention", tenant_id).await?;
+        Ok(())
     }
 
     /// Turns a tenant's consent requirement on or off.

@@ -15,6 +15,7 @@ pub mod jobs;
 pub mod keys;
 pub mod ranking;
 pub mod reindex;
+pub mod retention;
 pub mod search;
 pub mod sweeper;
 pub mod users;

@@ -43,6 +43,17 @@ pub(crate) fn parse_permissions(text: &str) -> Result<Vec<Permission>, StoreErro
         .collect()
 }
 
+/// How one tenant's scoped user keys are matched by position of a needle
+/// (`instr`/`strpos`): the default tenant's keys hold no `/` (position 0),
+/// another tenant's start with `tenant/` (position 1).
+pub(crate) fn tenant_match(tenant_id: &str) -> (String, i32) {
+    if tenant_id == pika_common::tenancy::DEFAULT_TENANT {
+        ("/".to_string(), 0)
+    } else {
+        (format!("{tenant_id}/"), 1)
+    }
+}
+
 pub(crate) fn to_ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }

@@ -389,6 +389,7 @@ async fn meta_suite(meta: &dyn MetaStore) {
         name: "Fleet A".into(),
         created_at: Utc::now(),
         require_consent: true,
+        retention_days: 30,
     };
     assert!(meta.insert_tenant(&fleet).await.expect("tenant"));
     assert!(!meta.insert_tenant(&fleet).await.expect("tenant again"), "exists");
@@ -405,6 +406,23 @@ async fn meta_suite(meta: &dyn MetaStore) {
             .require_consent
     );
     assert!(meta.set_require_consent("fleet-a", false).await.expect("set"));
+    assert_eq!(
+        meta.tenant("fleet-a")
+            .await
+            .expect("get")
+            .expect("tenant")
+            .retention_days,
+        30
+    );
+    assert!(meta.set_retention_days("fleet-a", 7).await.expect("set"));
+    assert_eq!(
+        meta.tenant("fleet-a")
+            .await
+            .expect("get")
+            .expect("tenant")
+            .retention_days,
+        7
+    );
     assert!(!meta.set_require_consent("nope", true).await.expect("set"));
     assert!(meta.consent("erased:x").await.expect("consent").is_none());
     let c = Consent {

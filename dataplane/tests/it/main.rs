@@ -15,6 +15,7 @@ mod memory;
 mod milvus;
 mod openai_compat;
 mod restart;
+mod retention;
 mod split;
 mod tenancy;
 mod validation;

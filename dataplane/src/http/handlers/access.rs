@@ -29,7 +29,10 @@ pub struct NewTenant {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantChange {
-    require_consent: bool,
+    #[serde(default)]
+    require_consent: Option<bool>,
+    #[serde(default)]
+    retention_days: Option<u32>,
 }
 
 pub async fn change_tenant(
@@ -38,15 +41,23 @@ pub async fn change_tenant(
     Path(tenant_id): Path<String>,
     Body(body): Body<TenantChange>,
 ) -> ApiResult {
-    state
-        .services
-        .keys
-        .set_require_consent(&actor(&caller), &tenant_id, body.require_consent)
-        .await
-        .map_err(ServiceError::from)?;
-    Ok(ok(
-        json!({ "tenant_id": tenant_id, "require_consent": body.require_consent }),
-    ))
+    let keys = &state.services.keys;
+    let actor = actor(&caller);
+    if let Some(required) = body.require_consent {
+        keys.set_require_consent(&actor, &tenant_id, required)
+            .await
+            .map_err(ServiceError::from)?;
+    }
+    if let Some(days) = body.retention_days {
+        keys.set_retention_days(&actor, &tenant_id, days)
+            .await
+            .map_err(ServiceError::from)?;
+    }
+    Ok(ok(json!({
+        "tenant_id": tenant_id,
+        "require_consent": body.require_consent,
+        "retention_days": body.retention_days,
+    })))
 }
 
 pub async fn create_tenant(

@@ -278,4 +278,72 @@ impl FactStore for PostgresMetaStore {
     async fn user_history(&self, user_id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
         self.history_where("user_id", user_id).await
     }
+
+    async fn expire_before(
+        &self,
+        tenant_id: &str,
+        cutoff: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Expired, StoreError> {
+        let (needle, pos) = super::super::tenant_match(tenant_id);
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let items: Vec<(String, String)> = sqlx::query_as(&format!(
+            "DELETE FROM facts WHERE fact_id IN (
+                 SELECT fact_id FROM facts WHERE strpos(user_id, $1) = {pos} AND created_at < $2
+                 ORDER BY created_at LIMIT $3 FOR UPDATE)
+             RETURNING user_id, fact_id"
+        ))
+        .bind(&needle)
+        .bind(cutoff)
+        .bind(limit as i64)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let ids: Vec<&str> = items.iter().map(|(_, id)| id.as_str()).collect();
+        let history = sqlx::query("DELETE FROM fact_history WHERE fact_id = ANY($1)")
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        let mut out = Expired {
+            history,
+            ..Expired::default()
+        };
+        out.jobs = sqlx::query(&format!(
+            "DELETE FROM jobs WHERE strpos(user_id, $1) = {pos} AND created_at < $2 AND state IN ('completed', 'failed')"
+        ))
+        .bind(&needle)
+        .bind(cutoff)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        out.history += sqlx::query(&format!(
+            "DELETE FROM fact_history WHERE strpos(user_id, $1) = {pos} AND created_at < $2"
+        ))
+        .bind(&needle)
+        .bind(cutoff)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        // Audit lines of no user (key management) and of erased users (named
+        // by pseudonym) are the default tenant's.
+        let audit_clause = if pos == 0 {
+            "(user_id IS NULL OR strpos(user_id, $1) = 0)"
+        } else {
+            "strpos(user_id, $1) = 1"
+        };
+        out.audit = sqlx::query(&format!("DELETE FROM audit_log WHERE {audit_clause} AND at < $2"))
+            .bind(&needle)
+            .bind(cutoff)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        tx.commit().await.map_err(db_err)?;
+        out.items = items;
+        Ok(out)
+    }
 }

@@ -347,4 +347,76 @@ impl FactStore for SqliteMetaStore {
     async fn user_history(&self, user_id: &str) -> Result<Vec<HistoryEntry>, StoreError> {
         self.history_where("user_id", user_id).await
     }
+
+    async fn expire_before(
+        &self,
+        tenant_id: &str,
+        cutoff: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Expired, StoreError> {
+        let (needle, pos) = super::super::tenant_match(tenant_id);
+        let cut = to_ms(cutoff);
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let items: Vec<(String, String)> = sqlx::query_as(&format!(
+            "SELECT user_id, fact_id FROM facts WHERE instr(user_id, ?) = {pos} AND created_at < ?
+             ORDER BY created_at LIMIT ?"
+        ))
+        .bind(&needle)
+        .bind(cut)
+        .bind(limit as i64)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let mut out = Expired::default();
+        for (_, id) in &items {
+            for table in ["facts", "fact_terms"] {
+                sqlx::query(&format!("DELETE FROM {table} WHERE fact_id = ?"))
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+            }
+            out.history += sqlx::query("DELETE FROM fact_history WHERE fact_id = ?")
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?
+                .rows_affected();
+        }
+        out.jobs = sqlx::query(&format!(
+            "DELETE FROM jobs WHERE instr(user_id, ?) = {pos} AND created_at < ? AND state IN ('completed', 'failed')"
+        ))
+        .bind(&needle)
+        .bind(cut)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        out.history += sqlx::query(&format!(
+            "DELETE FROM fact_history WHERE instr(user_id, ?) = {pos} AND created_at < ?"
+        ))
+        .bind(&needle)
+        .bind(cut)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        // Audit lines of no user (key management) and of erased users (named
+        // by pseudonym) are the default tenant's.
+        let audit_clause = if pos == 0 {
+            "(user_id IS NULL OR instr(user_id, ?) = 0)"
+        } else {
+            "instr(user_id, ?) = 1"
+        };
+        out.audit = sqlx::query(&format!("DELETE FROM audit_log WHERE {audit_clause} AND at < ?"))
+            .bind(&needle)
+            .bind(cut)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        tx.commit().await.map_err(db_err)?;
+        out.items = items;
+        Ok(out)
+    }
 }

@@ -7,13 +7,14 @@ use super::*;
 impl KeyStore for SqliteMetaStore {
     async fn insert_tenant(&self, t: &Tenant) -> Result<bool, StoreError> {
         let n = sqlx::query(
-            "INSERT INTO tenants (tenant_id, name, created_at, require_consent) VALUES (?, ?, ?, ?)
+            "INSERT INTO tenants (tenant_id, name, created_at, require_consent, retention_days) VALUES (?, ?, ?, ?, ?)
              ON CONFLICT (tenant_id) DO NOTHING",
         )
         .bind(&t.tenant_id)
         .bind(&t.name)
         .bind(to_ms(t.created_at))
         .bind(t.require_consent)
+        .bind(t.retention_days as i32)
         .execute(&self.pool)
         .await
         .map_err(db_err)?
@@ -45,6 +46,17 @@ impl KeyStore for SqliteMetaStore {
     async fn set_require_consent(&self, tenant_id: &str, required: bool) -> Result<bool, StoreError> {
         let n = sqlx::query("UPDATE tenants SET require_consent = ? WHERE tenant_id = ?")
             .bind(required)
+            .bind(tenant_id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn set_retention_days(&self, tenant_id: &str, days: u32) -> Result<bool, StoreError> {
+        let n = sqlx::query("UPDATE tenants SET retention_days = ? WHERE tenant_id = ?")
+            .bind(days as i32)
             .bind(tenant_id)
             .execute(&self.pool)
             .await

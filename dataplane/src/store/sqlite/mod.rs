@@ -10,7 +10,7 @@ use crate::domain::{
     HistoryEvent, Job, MemoryKind, Polarity, Tenant,
 };
 use crate::ports::{AuditStore, FactStore, JobStore, KeyStore};
-use crate::ports::{FactPage, KeywordMatches, MetaErasure, MetaStore, NewJob, StoreError};
+use crate::ports::{Expired, FactPage, KeywordMatches, MetaErasure, MetaStore, NewJob, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use pika_common::wire::{Category, JobState};
@@ -198,6 +198,7 @@ fn tenant_from_row(r: &SqliteRow) -> Result<Tenant, StoreError> {
         name: r.try_get("name").map_err(db_err)?,
         created_at: from_ms(r.try_get("created_at").map_err(db_err)?),
         require_consent: r.try_get::<i64, _>("require_consent").map_err(db_err)? != 0,
+        retention_days: r.try_get::<i64, _>("retention_days").map_err(db_err)?.max(1) as u32,
     })
 }
 
