@@ -100,10 +100,29 @@ fn push(
     None
 }
 
+/// How long a failing audit write is retried (with backoff) before the
+/// batch is given up: the queue behind it fills meanwhile and makes callers
+/// wait, so an outage of the metadata store slows reads instead of losing
+/// their audit lines.
+const AUDIT_RETRY_FOR: Duration = Duration::from_secs(60);
+
 async fn flush(meta: &dyn MetaStore, audits: &mut Vec<AuditEntry>, accessed: &mut Vec<String>) {
     if !audits.is_empty() {
-        if let Err(e) = meta.append_audit(audits).await {
-            tracing::error!(error = %e, lost = audits.len(), "audit log write failed");
+        let started = tokio::time::Instant::now();
+        let mut pause = Duration::from_millis(50);
+        loop {
+            match meta.append_audit(audits).await {
+                Ok(()) => break,
+                Err(e) if started.elapsed() < AUDIT_RETRY_FOR => {
+                    tracing::warn!(error = %e, queued = audits.len(), "audit log write failed; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, lost = audits.len(), "audit log write failed for a minute; batch lost");
+                    break;
+                }
+            }
         }
         audits.clear();
     }

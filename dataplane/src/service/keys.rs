@@ -116,7 +116,9 @@ pub async fn create_tenant(
 
 /// Creates and stores a key in an existing tenant.
 pub async fn create(store: &dyn KeyStore, env: &str, spec: KeySpec) -> Result<NewKey, KeyError> {
-    let key_id = format!("key_{}", &uuid::Uuid::now_v7().simple().to_string()[..16]);
+    // 64 random bits: the first 16 hex digits of a UUIDv7 are its millisecond
+    // and version, equal for two keys made in the same millisecond.
+    let key_id = format!("key_{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
     insert(store, env, key_id, spec).await
 }
 
