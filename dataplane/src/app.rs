@@ -259,6 +259,7 @@ pub async fn start_with(config: Config, deps: Deps, role: Role) -> Result<Runnin
         Role::Worker => crate::http::ops_router(state.clone()),
     };
     let mut rx = shutdown_rx.clone();
+    let header_read_timeout = Duration::from_millis(state.config.server.header_read_timeout_ms.max(1));
     let server = tokio::spawn(async move {
         let graceful = async move {
             while !*rx.borrow() {
@@ -267,12 +268,7 @@ pub async fn start_with(config: Config, deps: Deps, role: Role) -> Result<Runnin
                 }
             }
         };
-        if let Err(e) = axum::serve(listener, router)
-            .with_graceful_shutdown(graceful)
-            .await
-        {
-            tracing::error!(error = %e, "http server failed");
-        }
+        pika_common::http::serve(listener, router, header_read_timeout, graceful).await;
     });
     tracing::info!(%addr, ?role, "pika-dataplane listening");
     Ok(Running {

@@ -72,6 +72,10 @@ pub struct ServerConfig {
     /// beyond, the extract answers 202 at once (the client polls the job).
     pub max_waiting: usize,
     pub max_waiting_per_key: usize,
+    /// A client must send a request's headers within this, else its
+    /// connection is closed (slow-header attacks); idle keep-alive
+    /// connections close after it too.
+    pub header_read_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -317,6 +321,7 @@ impl Default for ServerConfig {
             max_in_flight: 512,
             max_waiting: 256,
             max_waiting_per_key: 32,
+            header_read_timeout_ms: 10_000,
         }
     }
 }

@@ -26,6 +26,10 @@ pub struct SidecarConfig {
     /// Requests in flight at once; beyond, 503 with `Retry-After` at once
     /// (load shedding). Liveness and metrics are exempt.
     pub max_in_flight: usize,
+    /// A client must send a request's headers within this, else its
+    /// connection is closed (slow-header attacks); idle keep-alive
+    /// connections close after it too.
+    pub header_read_timeout_ms: u64,
     /// The cache policy file (JSON, as the operator renders it, or TOML);
     /// empty: the defaults of `CachePolicySpec`.
     pub policy: PathBuf,
@@ -98,6 +102,7 @@ impl Default for SidecarConfig {
             upstream: "http://127.0.0.1:8081".into(),
             upstream_timeout_ms: 30_000,
             max_in_flight: 2048,
+            header_read_timeout_ms: 10_000,
             policy: PathBuf::new(),
             insecure_dev: false,
             warmup_key: Secret::default(),

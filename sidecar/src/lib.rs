@@ -206,15 +206,13 @@ pub async fn start(config: SidecarConfig, policy: CachePolicySpec) -> Result<Run
         source,
     })?;
     let (shutdown, mut rx) = watch::channel(false);
-    let app = stack::build(state.clone(), config.max_in_flight)
-        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let app = stack::build(state.clone(), config.max_in_flight);
+    let header_read_timeout = Duration::from_millis(config.header_read_timeout_ms.max(1));
     let server = tokio::spawn(async move {
         let stopped = async move {
             let _ = rx.wait_for(|s| *s).await;
         };
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stopped).await {
-            tracing::error!(error = %e, "sidecar server failed");
-        }
+        pika_common::http::serve(listener, app, header_read_timeout, stopped).await;
     });
     Ok(Running {
         addr,
