@@ -178,7 +178,7 @@ pub async fn start(config: SidecarConfig, policy: CachePolicySpec) -> Result<Run
         grants,
         state::Limits {
             per_key: ratelimit::limiter(config.rate_limit.per_second, config.rate_limit.burst),
-            per_address: ratelimit::address_limiter(
+            per_address: ratelimit::limiter(
                 config.rate_limit.unknown_key_per_second,
                 config.rate_limit.unknown_key_burst,
             ),

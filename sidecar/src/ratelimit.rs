@@ -20,16 +20,12 @@ use std::num::NonZeroU32;
 pub type KeyLimiter = DefaultKeyedRateLimiter<String>;
 pub type AddressLimiter = DefaultKeyedRateLimiter<IpAddr>;
 
-/// A limiter allowing `per_second` on average and bursts of `burst`; None when
-/// `per_second` is 0 (no limit).
-pub fn limiter(per_second: u32, burst: u32) -> Option<KeyLimiter> {
-    let rate = NonZeroU32::new(per_second)?;
-    let burst = NonZeroU32::new(burst.max(per_second)).unwrap_or(rate);
-    Some(RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)))
-}
-
-/// A per-address limiter; None when `per_second` is 0.
-pub fn address_limiter(per_second: u32, burst: u32) -> Option<AddressLimiter> {
+/// A keyed limiter allowing `per_second` on average and bursts of `burst`
+/// (per key or per address); None when `per_second` is 0 (no limit).
+pub fn limiter<K: Clone + Eq + std::hash::Hash>(
+    per_second: u32,
+    burst: u32,
+) -> Option<DefaultKeyedRateLimiter<K>> {
     let rate = NonZeroU32::new(per_second)?;
     let burst = NonZeroU32::new(burst.max(per_second)).unwrap_or(rate);
     Some(RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)))
