@@ -17,6 +17,8 @@ pub mod grants;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod keys;
+#[cfg(feature = "seal")]
+pub mod seal;
 pub mod secret;
 pub mod shutdown;
 pub mod signals;

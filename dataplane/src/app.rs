@@ -37,6 +37,8 @@ pub enum StartError {
     DataDir { path: String, source: std::io::Error },
     #[error("keys: {0}")]
     Keys(#[from] keys::KeyError),
+    #[error("encryption: {0}")]
+    Vault(#[from] crate::vault::VaultError),
     #[error(
         "cannot write the bootstrap admin key to {path} (the key was revoked; fix and restart): {source}"
     )]
@@ -154,7 +156,7 @@ pub fn bootstrap_key_path(config: &Config) -> std::path::PathBuf {
 }
 
 /// Creates `path` (never overwrites) readable by its owner only.
-fn write_secret_file(path: &std::path::Path, secret: &str) -> std::io::Result<()> {
+pub(crate) fn write_secret_file(path: &std::path::Path, secret: &str) -> std::io::Result<()> {
     use std::io::Write;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;

@@ -30,7 +30,50 @@ pub struct Config {
     pub search: SearchConfig,
     pub auth: AuthConfig,
     pub retention: RetentionConfig,
+    pub encryption: EncryptionConfig,
     pub log: LogConfig,
+}
+
+/// Sealing at rest (docs/SECURITY.md): per-child data keys in a keyring,
+/// wrapped by key-encryption keys (KEKs) from a file or a Secret.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct EncryptionConfig {
+    /// Seal conversation text, fact and episode content, history text and
+    /// user names, and blind the keyword index and graph entity names.
+    pub enabled: bool,
+    /// The KEK file: one `ID BASE64KEY` per line, the last one active.
+    /// Empty: `{storage.data_dir}/kek.keys`.
+    pub kek_file: PathBuf,
+    /// KEKs given inline instead of a file (`ID=BASE64;ID=BASE64`, the last
+    /// active), e.g. from a Kubernetes Secret as `PIKA__ENCRYPTION__KEKS`.
+    pub keks: Secret,
+    /// The KEK that wraps new data keys; empty: the last one listed.
+    pub active_kek: String,
+    /// Create the KEK file (mode 0600) when it does not exist. Right for one
+    /// machine (the embedded default); off where replicas must share a KEK
+    /// from a Secret (the operator turns it off).
+    pub generate_kek: bool,
+    /// Where data keys live. Empty: `{storage.data_dir}/keyring.db` when
+    /// the metadata store is SQLite, the metadata database otherwise (name a
+    /// separate database so metadata backups hold no keys).
+    pub keyring_url: Secret,
+    /// How long an unwrapped data key stays in memory for reads.
+    pub key_cache_ttl_ms: u64,
+}
+
+impl Default for EncryptionConfig {
+    fn default() -> Self {
+        EncryptionConfig {
+            enabled: true,
+            kek_file: PathBuf::new(),
+            keks: Secret::default(),
+            active_kek: String::new(),
+            generate_kek: true,
+            keyring_url: Secret::default(),
+            key_cache_ttl_ms: 60_000,
+        }
+    }
 }
 
 /// The retention sweep (each tenant's `retention_days`), run by the

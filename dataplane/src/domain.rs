@@ -262,9 +262,19 @@ pub struct Claim {
     pub token: String,
 }
 
+/// What the keyword index and episode dedup store for one item, when they
+/// are not computed from its (sealed) text: see `vault::SealedMeta`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IndexKeys {
+    pub terms: Vec<String>,
+    pub dedup_key: Option<String>,
+}
+
 /// Everything one extraction changes, committed atomically with the job's completion.
 #[derive(Debug, Clone, Default)]
 pub struct ExtractionPlan {
+    /// The scoped user the job is for.
+    pub user_id: String,
     pub new_facts: Vec<Fact>,
     /// `(old_fact_id, new_fact_id)`: the old one becomes superseded.
     pub superseded: Vec<(String, String)>,
@@ -277,6 +287,27 @@ pub struct ExtractionPlan {
     /// Names the user was called by in this job (request or conversation).
     pub user_names: Vec<String>,
     pub result: ExtractResult,
+    /// Index terms and dedup keys by fact id, set when the text is sealed;
+    /// otherwise they come from the text ([`ExtractionPlan::index_terms_of`]).
+    pub index: std::collections::HashMap<String, IndexKeys>,
+}
+
+impl ExtractionPlan {
+    /// The keyword-index terms to store for `f`.
+    pub fn index_terms_of(&self, f: &Fact) -> Vec<String> {
+        match self.index.get(&f.fact_id) {
+            Some(k) => k.terms.clone(),
+            None => f.index_terms(),
+        }
+    }
+
+    /// The episode dedup key to store for `f`.
+    pub fn dedup_key_of(&self, f: &Fact) -> Option<String> {
+        match self.index.get(&f.fact_id) {
+            Some(k) => k.dedup_key.clone(),
+            None => f.dedup_key(),
+        }
+    }
 }
 
 pub use pika_common::keys::{KeyGrant, Permission};

@@ -20,3 +20,4 @@ pub mod resilience;
 pub mod resolve;
 pub mod service;
 pub mod store;
+pub mod vault;

@@ -8,6 +8,7 @@ use pika_dataplane::config::Config;
 use pika_dataplane::ports::MetaStore;
 use pika_dataplane::service::{keys, reindex};
 use pika_dataplane::store::{MilvusIndex, SqliteVectorIndex};
+use pika_dataplane::vault::kek;
 use pika_dataplane::{app, resolve};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -99,6 +100,16 @@ enum KeysAction {
     List,
     /// Revoke a key by id.
     Revoke { key_id: String },
+    /// Re-wrap every child's data key under another key-encryption key
+    /// (data is not re-encrypted). Without --to, a new KEK is added to the
+    /// KEK file first and becomes the active one.
+    RotateKek {
+        /// An existing KEK id (from the file or `encryption.keks`).
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Print a new KEK entry (`ID BASE64KEY`) for a KEK file or Secret.
+    NewKek,
 }
 
 fn load_config(cli: &Cli) -> Result<Config> {
@@ -264,7 +275,43 @@ async fn keys_command(config: &Config, meta: &dyn MetaStore, action: KeysAction)
             }
             println!("revoked {key_id}");
         }
+        KeysAction::RotateKek { to } => rotate_kek(config, to).await?,
+        KeysAction::NewKek => {
+            let (_, line) = kek::new_kek_line()?;
+            println!("{line}");
+        }
     }
+    Ok(())
+}
+
+/// `keys rotate-kek`: see [`KeysAction::RotateKek`].
+async fn rotate_kek(config: &Config, to: Option<String>) -> Result<()> {
+    let mut config = config.clone();
+    if !config.encryption.enabled {
+        bail!("encryption.enabled is off: there are no data keys to rotate");
+    }
+    match to {
+        Some(id) => config.encryption.active_kek = id,
+        None => {
+            if !config.encryption.keks.is_empty() {
+                bail!("the KEKs are inline (encryption.keks): add one there and pass --to ID");
+            }
+            let path = kek::kek_path(&config.encryption, &config.storage.data_dir);
+            if !path.exists() {
+                bail!("no KEK file at {}: nothing to rotate", path.display());
+            }
+            let id = kek::append_kek(&path)?;
+            println!("added KEK {id} to {} (now the active one)", path.display());
+            config.encryption.active_kek = id;
+        }
+    }
+    let vault = resolve::open_vault(&config).await?.context("encryption is off")?;
+    let done = vault.rotate().await?;
+    println!(
+        "re-wrapped {} data keys under KEK {} ({} were under it already); no data was re-encrypted. \
+         Older KEKs can leave the file once every replica has restarted with it.",
+        done.rewrapped, done.kek_id, done.already
+    );
     Ok(())
 }
 

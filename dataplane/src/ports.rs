@@ -74,6 +74,9 @@ pub struct MetaErasure {
     pub names: u64,
     /// Audit rows kept, their user id replaced by the pseudonym.
     pub audit_pseudonymised: u64,
+    /// Data keys destroyed (1 when the child's data was sealed): every copy
+    /// of its sealed data, backups included, is unreadable from now on.
+    pub data_keys: u64,
 }
 
 /// One page of a user's facts.
@@ -236,6 +239,42 @@ pub trait AuditStore: Send + Sync {
 pub trait MetaStore: JobStore + FactStore + KeyStore + AuditStore {
     /// Round trip used by health checks.
     async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// One child's data key as stored: wrapped (sealed) by a key-encryption
+/// key, never in the clear.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrappedKey {
+    /// Globally unique; sealed values name it, so a reader finds the key.
+    pub dek_id: String,
+    /// The scoped user key the data key belongs to.
+    pub owner: String,
+    /// The key-encryption key that wraps it.
+    pub kek_id: String,
+    /// `seal_bytes` output under that KEK, base64.
+    pub wrapped: String,
+}
+
+/// The keyring: one data key per child. Deleting a row destroys the key,
+/// and with it every copy of that child's sealed data (crypto-shredding).
+/// It lives apart from the metadata store (its own SQLite file, or its own
+/// PostgreSQL database when configured), so a backup of the metadata holds
+/// no keys.
+#[async_trait]
+pub trait DataKeyStore: Send + Sync {
+    async fn data_key(&self, owner: &str) -> Result<Option<WrappedKey>, StoreError>;
+    async fn data_key_by_id(&self, dek_id: &str) -> Result<Option<WrappedKey>, StoreError>;
+    /// Inserts `key` unless the owner has one already; returns the stored
+    /// one (the first writer wins, so replicas agree on one key per child).
+    async fn insert_data_key(&self, key: &WrappedKey) -> Result<WrappedKey, StoreError>;
+    /// Destroys the owner's key; `false` when there was none.
+    async fn delete_data_key(&self, owner: &str) -> Result<bool, StoreError>;
+    /// Keys in owner order after `after` (KEK rotation pages through all).
+    async fn data_keys_after(&self, after: Option<&str>, limit: usize)
+    -> Result<Vec<WrappedKey>, StoreError>;
+    /// Replaces the wrapping of `key.owner`'s key if it is still `key.dek_id`
+    /// wrapped by `old_kek`; `false` when it changed meanwhile.
+    async fn rewrap_data_key(&self, key: &WrappedKey, old_kek: &str) -> Result<bool, StoreError>;
 }
 
 /// Fact vectors, searched per user.

@@ -8,15 +8,20 @@ use crate::app::{Deps, StartError};
 use crate::config::Config;
 use crate::extract::{LlmExtractor, LlmOptions, RuleExtractor};
 use crate::metrics::Metrics;
-use crate::ports::{CacheSignals, Extractor, FactGraph, JobQueue, MetaStore, StoreError, VectorIndex};
+use crate::ports::{
+    CacheSignals, DataKeyStore, Extractor, FactGraph, JobQueue, MetaStore, StoreError, VectorIndex,
+};
 use crate::queue::{EmbeddedQueue, RabbitMqOptions, RabbitMqQueue};
 use crate::resilience::{
     Breaker, BreakerSettings, GuardedGraph, GuardedQueue, GuardedSignals, GuardedVectors,
 };
 use crate::store::{
     FalkorGraph, IndexSpec, LocalSignals, MilvusIndex, MilvusOptions, Neo4jGraph, Neo4jOptions,
-    PostgresMetaStore, RedisSignals, SqliteGraph, SqliteMetaStore, SqliteVectorIndex,
+    PostgresDataKeys, PostgresMetaStore, RedisSignals, SqliteDataKeys, SqliteGraph, SqliteMetaStore,
+    SqliteVectorIndex,
 };
+use crate::vault::kek::KekRing;
+use crate::vault::{SealedGraph, SealedMeta, Vault};
 use pika_embed::Embedder;
 use std::sync::Arc;
 use std::time::Duration;
@@ -133,17 +138,68 @@ pub async fn open_embedded_db(config: &Config) -> Result<SqliteMetaStore, StartE
     Ok(SqliteMetaStore::connect(&url).await?)
 }
 
-/// Opens the metadata store (and applies its migrations).
+/// Opens the metadata store (and applies its migrations), sealed when
+/// encryption is on.
 pub async fn open_meta(config: &Config) -> Result<Arc<dyn MetaStore>, StartError> {
-    match meta_backend(config)? {
-        MetaBackend::Postgres(url) => Ok(Arc::new(
-            PostgresMetaStore::connect(&url, None, config.storage.max_connections).await?,
-        )),
+    let vault = open_vault(config).await?;
+    open_meta_with(config, vault.as_ref()).await
+}
+
+async fn open_meta_with(
+    config: &Config,
+    vault: Option<&Arc<Vault>>,
+) -> Result<Arc<dyn MetaStore>, StartError> {
+    let plain: Arc<dyn MetaStore> = match meta_backend(config)? {
+        MetaBackend::Postgres(url) => {
+            Arc::new(PostgresMetaStore::connect(&url, None, config.storage.max_connections).await?)
+        }
         MetaBackend::Sqlite(url) => {
             create_data_dir(config)?;
-            Ok(Arc::new(SqliteMetaStore::connect(&url).await?))
+            Arc::new(SqliteMetaStore::connect(&url).await?)
         }
+    };
+    Ok(match vault {
+        Some(v) => Arc::new(SealedMeta::new(plain, v.clone())),
+        None => plain,
+    })
+}
+
+/// The KEKs and the keyring (`[encryption]`), or `None` when sealing is off.
+pub async fn open_vault(config: &Config) -> Result<Option<Arc<Vault>>, StartError> {
+    let e = &config.encryption;
+    if !e.enabled {
+        return Ok(None);
     }
+    create_data_dir(config)?;
+    let keks = KekRing::load(e, &config.storage.data_dir)?;
+    let url = if e.keyring_url.is_empty() {
+        match meta_backend(config)? {
+            MetaBackend::Sqlite(_) => format!(
+                "sqlite://{}",
+                config.storage.data_dir.join("keyring.db").display()
+            ),
+            MetaBackend::Postgres(url) => url,
+        }
+    } else {
+        e.keyring_url.expose().to_string()
+    };
+    let store: Arc<dyn DataKeyStore> = match scheme(&url).as_str() {
+        "sqlite" => Arc::new(SqliteDataKeys::connect(&url).await?),
+        "postgres" | "postgresql" => {
+            Arc::new(PostgresDataKeys::connect(&url, config.storage.max_connections).await?)
+        }
+        other => {
+            return Err(StartError::Unsupported {
+                what: "encryption.keyring_url scheme",
+                value: other.to_string(),
+            });
+        }
+    };
+    Ok(Some(Arc::new(Vault::new(
+        keks,
+        store,
+        Duration::from_millis(e.key_cache_ttl_ms),
+    ))))
 }
 
 /// The Milvus connection and index settings of `[vector]`.
@@ -247,7 +303,8 @@ async fn open_graph(
 /// recovers unfinished jobs.
 pub async fn build_deps(config: &Config) -> Result<Deps, StartError> {
     let metrics = Arc::new(Metrics::new()?);
-    let meta = open_meta(config).await?;
+    let vault = open_vault(config).await?;
+    let meta = open_meta_with(config, vault.as_ref()).await?;
     let embedder = build_embedder(config)?;
     // The embedded SQLite file is opened once, when some port lives in it.
     let embedded = if vector_backend(config)? == VectorBackend::Embedded
@@ -259,6 +316,10 @@ pub async fn build_deps(config: &Config) -> Result<Deps, StartError> {
     };
     let vectors = open_vectors(config, embedder.as_ref(), embedded.as_ref()).await?;
     let graph = open_graph(config, embedded.as_ref()).await?;
+    let graph: Arc<dyn FactGraph> = match &vault {
+        Some(v) => Arc::new(SealedGraph::new(graph, v.clone())),
+        None => graph,
+    };
     let queue: Arc<dyn JobQueue> = if config.queue.url.is_empty() {
         let (queue, pending) = EmbeddedQueue::recover(meta.as_ref()).await?;
         if pending > 0 {

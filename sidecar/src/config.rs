@@ -83,6 +83,10 @@ pub struct RedisConfig {
     pub url: Secret,
     /// Deadline of each generation bump.
     pub timeout_ms: u64,
+    /// The key that seals L1 entries (32 bytes, base64), the same in every
+    /// sidecar of a service so they share L1. Empty: a random key of this
+    /// process (entries are still sealed, but only this sidecar reads them).
+    pub seal_key: Secret,
 }
 
 /// Audit lines for answers served from cache, sent to the dataplane.
@@ -142,6 +146,7 @@ impl Default for RedisConfig {
         RedisConfig {
             url: Secret::default(),
             timeout_ms: 250,
+            seal_key: Secret::default(),
         }
     }
 }

@@ -63,6 +63,23 @@ pub enum StartError {
     Metrics(#[from] prometheus::Error),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: String, source: std::io::Error },
+    #[error("redis.seal_key: {0}")]
+    SealKey(pika_common::seal::SealError),
+}
+
+/// The L1 sealing key: configured (shared by every sidecar), or a random one
+/// of this process.
+fn l1_seal_key(config: &SidecarConfig) -> Result<pika_common::seal::SecretKey, StartError> {
+    use pika_common::seal::SecretKey;
+    let configured = config.redis.seal_key.expose();
+    if configured.is_empty() {
+        tracing::warn!(
+            "redis.seal_key is not set: L1 entries are sealed with a key only this sidecar knows, \
+             so other sidecars cannot use them; set the same key in every sidecar to share L1"
+        );
+        return SecretKey::generate().map_err(StartError::SealKey);
+    }
+    SecretKey::from_base64(configured).map_err(StartError::SealKey)
 }
 
 /// Reads a policy file: JSON (`.json`, as the operator renders it) or TOML.
@@ -140,6 +157,7 @@ pub async fn start(config: SidecarConfig, policy: CachePolicySpec) -> Result<Run
             Duration::from_millis(policy.l1.timeout_ms),
             policy.l1.ttl_seconds,
             policy.l1.max_entries_per_user,
+            l1_seal_key(&config)?,
         )?))
     } else {
         None

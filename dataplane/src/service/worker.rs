@@ -285,7 +285,10 @@ impl Worker {
                 max_chars: cfg.episode_max_chars,
             },
         );
-        let mut plan = ExtractionPlan::default();
+        let mut plan = ExtractionPlan {
+            user_id: job.user_id.clone(),
+            ..ExtractionPlan::default()
+        };
         if let Some(n) = &req.user_name {
             plan.user_names.push(n.clone());
         }

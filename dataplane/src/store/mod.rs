@@ -5,6 +5,7 @@
 //! production vector index, graph and cache signals.
 
 pub mod cypher;
+mod data_keys;
 mod falkordb;
 mod local_signals;
 mod milvus;
@@ -15,6 +16,7 @@ mod sqlite;
 mod sqlite_graph;
 mod sqlite_vectors;
 
+pub use data_keys::{PostgresDataKeys, SqliteDataKeys};
 pub use falkordb::FalkorGraph;
 pub use local_signals::LocalSignals;
 pub use milvus::{IndexSpec, MilvusIndex, MilvusOptions, collection_name};

@@ -10,6 +10,7 @@ mod adapters;
 
 mod api;
 mod broker;
+mod encryption;
 mod hardening;
 mod memory;
 mod milvus;

@@ -47,7 +47,7 @@ pub(crate) fn spawn(args: &[&str], env: &[(String, String)], until: &str) -> (Pr
 /// A private PostgreSQL schema, created and migrated, named in a URL that both processes use.
 pub(crate) struct PrivateSchema {
     pub(crate) store: pika_dataplane::store::PostgresMetaStore,
-    name: String,
+    pub(crate) name: String,
     pub(crate) url: String,
 }
 

@@ -7,10 +7,16 @@
 //! bounded list holds the recent queries with their embeddings for semantic
 //! matching. Redis is optional: every call has a deadline, and after a failure
 //! L1 is skipped for a second instead of slowing each request (fail open).
+//!
+//! Values are sealed (AES-256-GCM) under a key per user derived from the
+//! configured L1 key, bound to their Redis key name: a Redis dump holds no
+//! answer or query text, and an entry copied under another user's name does
+//! not open. A value that does not open is a miss.
 
 use super::key::{Digest128, SearchKeys};
 use super::semantic::SemanticEntry;
 use bytes::Bytes;
+use pika_common::seal::{SecretKey, open_bytes, seal_bytes};
 use pika_common::signals::generation_key;
 use redis::aio::ConnectionManager;
 use std::sync::Arc;
@@ -53,6 +59,12 @@ pub struct L1 {
     started: Instant,
     /// Milliseconds since `started` before which L1 is skipped.
     skip_until_ms: AtomicU64,
+    seal_key: SecretKey,
+}
+
+/// The user's L1 sealing key.
+fn user_key(root: &SecretKey, user: &str) -> SecretKey {
+    root.derive(&format!("pika/l1/v1/{user}"))
 }
 
 fn entry_prefix(user: &str) -> String {
@@ -99,8 +111,15 @@ fn unpack(b: &[u8]) -> Option<SemanticEntry> {
 
 impl L1 {
     /// Checks the URL; connects on first use.
-    pub fn new(url: &str, timeout: Duration, ttl_seconds: u64, max_per_user: u64) -> Result<Self, L1Error> {
+    pub fn new(
+        url: &str,
+        timeout: Duration,
+        ttl_seconds: u64,
+        max_per_user: u64,
+        seal_key: SecretKey,
+    ) -> Result<Self, L1Error> {
         Ok(L1 {
+            seal_key,
             client: redis::Client::open(url).map_err(|e| L1Error::Unavailable(e.to_string()))?,
             conn: Mutex::new(None),
             lookup_script: redis::Script::new(LOOKUP_SCRIPT),
@@ -187,10 +206,12 @@ impl L1 {
                     .await
             })
             .await?;
-        Ok(Lookup {
-            generation: generation.parse().unwrap_or(0),
-            body: body.map(Bytes::from),
-        })
+        let generation = generation.parse().unwrap_or(0);
+        let body = body.and_then(|b| {
+            let name = entry_key(&keys.user_id, generation, keys.exact);
+            self.open(&keys.user_id, &name, &b)
+        });
+        Ok(Lookup { generation, body })
     }
 
     /// The user's recent queries under `generation`, newest first.
@@ -207,7 +228,11 @@ impl L1 {
                     .await
             })
             .await?;
-        Ok(raw.iter().filter_map(|b| unpack(b)).collect())
+        Ok(raw
+            .iter()
+            .filter_map(|b| self.open(user, &key, b))
+            .filter_map(|b| unpack(&b))
+            .collect())
     }
 
     pub async fn body(
@@ -220,7 +245,20 @@ impl L1 {
         let body: Option<Vec<u8>> = self
             .call(async |c| redis::cmd("GET").arg(&key).query_async(c).await)
             .await?;
-        Ok(body.map(Bytes::from))
+        Ok(body.and_then(|b| self.open(user, &key, &b)))
+    }
+
+    /// Seals a value stored under the Redis key `name`.
+    fn seal(&self, user: &str, name: &str, plain: &[u8]) -> Result<Vec<u8>, L1Error> {
+        seal_bytes(&user_key(&self.seal_key, user), name.as_bytes(), plain)
+            .map_err(|e| L1Error::Unavailable(e.to_string()))
+    }
+
+    /// Opens a value read from `name`; `None` (a miss) when it does not open.
+    fn open(&self, user: &str, name: &str, sealed: &[u8]) -> Option<Bytes> {
+        open_bytes(&user_key(&self.seal_key, user), name.as_bytes(), sealed)
+            .ok()
+            .map(Bytes::from)
     }
 
     /// Stores an answer under `generation` and lists its query for matching.
@@ -233,7 +271,8 @@ impl L1 {
     ) -> Result<(), L1Error> {
         let ekey = entry_key(user, generation, entry.exact);
         let ikey = index_key(user, generation);
-        let packed = pack(entry);
+        let packed = self.seal(user, &ikey, &pack(entry))?;
+        let body = self.seal(user, &ekey, body)?;
         let ttl = self.ttl_seconds;
         let keep = self.max_per_user as isize;
         self.call(async |c| {
@@ -241,7 +280,7 @@ impl L1 {
                 .atomic()
                 .cmd("SET")
                 .arg(&ekey)
-                .arg(body.as_ref())
+                .arg(&body)
                 .arg("EX")
                 .arg(ttl)
                 .ignore()

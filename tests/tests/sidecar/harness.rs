@@ -10,6 +10,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
+/// The L1 sealing key of test stacks (test data only).
+const L1_SEAL_KEY: &str = "FWlRkgUu6YFvPaD20i9ivGRAhBazC5K+fngrkIJjsZI=";
+
 pub struct Stack {
     pub config: Config,
     pub dataplane: String,
@@ -109,6 +112,9 @@ impl Stack {
             ..Default::default()
         };
         config.redis.url = Secret::new(redis_url);
+        // One L1 sealing key for every sidecar of the stack, as the operator
+        // renders it, so they share L1.
+        config.redis.seal_key = Secret::new(L1_SEAL_KEY);
         let mut setup = SidecarSetup {
             config,
             policy: CachePolicySpec::default(),

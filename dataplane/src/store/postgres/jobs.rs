@@ -161,8 +161,8 @@ impl JobStore for PostgresMetaStore {
             .bind(&f.context)
             .bind(f.occurred_at.map(ms))
             .bind(f.said_at.map(ms))
-            .bind(f.index_terms())
-            .bind(f.dedup_key())
+            .bind(plan.index_terms_of(f))
+            .bind(plan.dedup_key_of(f))
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;

@@ -135,7 +135,7 @@ impl JobStore for SqliteMetaStore {
             return Err(StoreError::ClaimLost);
         };
         for f in &plan.new_facts {
-            let terms = f.index_terms();
+            let terms = plan.index_terms_of(f);
             sqlx::query(&format!(
                 "INSERT INTO facts ({FACT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                  ON CONFLICT (fact_id) DO NOTHING"
@@ -163,7 +163,7 @@ impl JobStore for SqliteMetaStore {
             .bind(f.occurred_at.map(to_ms))
             .bind(f.said_at.map(to_ms))
             .bind(terms.len() as i64)
-            .bind(f.dedup_key())
+            .bind(plan.dedup_key_of(f))
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
