@@ -213,33 +213,33 @@ mod tests {
 
     #[test]
     fn text_round_trips_and_names_its_key() {
-        let key = SecretKey::generate().unwrap();
-        let sealed = seal_text("dk1", &key, "tenant/kid", "Bé thích con mèo").unwrap();
+        let key = SecretKey::generate().expect("test value");
+        let sealed = seal_text("dk1", &key, "tenant/kid", "Bé thích con mèo").expect("test value");
         assert!(is_sealed(&sealed));
         assert!(!sealed.contains("mèo"));
-        assert_eq!(sealed_key_id(&sealed).unwrap(), "dk1");
+        assert_eq!(sealed_key_id(&sealed).expect("test value"), "dk1");
         assert_eq!(
-            open_text(&key, "tenant/kid", &sealed).unwrap(),
+            open_text(&key, "tenant/kid", &sealed).expect("test value"),
             "Bé thích con mèo"
         );
     }
 
     #[test]
     fn the_same_text_seals_differently_each_time() {
-        let key = SecretKey::generate().unwrap();
-        let a = seal_text("k", &key, "u", "same").unwrap();
-        let b = seal_text("k", &key, "u", "same").unwrap();
+        let key = SecretKey::generate().expect("test value");
+        let a = seal_text("k", &key, "u", "same").expect("test value");
+        let b = seal_text("k", &key, "u", "same").expect("test value");
         assert_ne!(a, b);
     }
 
     #[test]
     fn another_key_another_owner_or_a_flipped_byte_does_not_open() {
-        let key = SecretKey::generate().unwrap();
-        let other = SecretKey::generate().unwrap();
-        let sealed = seal_text("k", &key, "u1", "secret").unwrap();
+        let key = SecretKey::generate().expect("test value");
+        let other = SecretKey::generate().expect("test value");
+        let sealed = seal_text("k", &key, "u1", "secret").expect("test value");
         assert_eq!(open_text(&other, "u1", &sealed), Err(SealError::Tampered));
         assert_eq!(open_text(&key, "u2", &sealed), Err(SealError::Tampered));
-        let mut bytes = seal_bytes(&key, b"u1", b"secret").unwrap();
+        let mut bytes = seal_bytes(&key, b"u1", b"secret").expect("test value");
         let last = bytes.len() - 1;
         bytes[last] ^= 1;
         assert_eq!(open_bytes(&key, b"u1", &bytes), Err(SealError::Tampered));
@@ -250,16 +250,16 @@ mod tests {
 
     #[test]
     fn keys_parse_from_base64_and_reject_other_lengths() {
-        let key = SecretKey::generate().unwrap();
-        let back = SecretKey::from_base64(&key.to_base64()).unwrap();
+        let key = SecretKey::generate().expect("test value");
+        let back = SecretKey::from_base64(&key.to_base64()).expect("test value");
         assert_eq!(back.as_bytes(), key.as_bytes());
         let standard = base64::engine::general_purpose::STANDARD.encode(key.as_bytes());
         assert_eq!(
-            SecretKey::from_base64(&standard).unwrap().as_bytes(),
+            SecretKey::from_base64(&standard).expect("test value").as_bytes(),
             key.as_bytes()
         );
         assert_eq!(
-            SecretKey::from_base64("c2hvcnQ").unwrap_err(),
+            SecretKey::from_base64("c2hvcnQ").expect_err("test error"),
             SealError::KeyLength
         );
         assert_eq!(format!("{key:?}"), "SecretKey(***)");
@@ -267,8 +267,8 @@ mod tests {
 
     #[test]
     fn blind_tokens_are_stable_per_key_and_differ_across_keys() {
-        let a = BlindIndex::new(&SecretKey::generate().unwrap());
-        let b = BlindIndex::new(&SecretKey::generate().unwrap());
+        let a = BlindIndex::new(&SecretKey::generate().expect("test value"));
+        let b = BlindIndex::new(&SecretKey::generate().expect("test value"));
         assert_eq!(a.token("meo"), a.token("meo"));
         assert_ne!(a.token("meo"), a.token("meo "));
         assert_ne!(a.token("meo"), b.token("meo"));
@@ -278,7 +278,7 @@ mod tests {
 
     #[test]
     fn derived_keys_differ_by_label() {
-        let k = SecretKey::generate().unwrap();
+        let k = SecretKey::generate().expect("test value");
         assert_ne!(k.derive("a").as_bytes(), k.derive("b").as_bytes());
         assert_eq!(k.derive("a").as_bytes(), k.derive("a").as_bytes());
     }

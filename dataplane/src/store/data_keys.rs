@@ -145,7 +145,7 @@ impl DataKeyStore for SqliteDataKeys {
         .await
         .map_err(sqlite_err)?;
         rows.iter()
-            .map(|r| key_from_row(r))
+            .map(key_from_row)
             .collect::<Result<_, _>>()
             .map_err(sqlite_err)
     }
@@ -254,7 +254,7 @@ impl DataKeyStore for PostgresDataKeys {
         .await
         .map_err(pg_err)?;
         rows.iter()
-            .map(|r| key_from_row(r))
+            .map(key_from_row)
             .collect::<Result<_, _>>()
             .map_err(pg_err)
     }

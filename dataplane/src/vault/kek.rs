@@ -200,20 +200,22 @@ mod tests {
 
     #[test]
     fn the_last_entry_is_active_unless_one_is_selected() {
-        let (a, la) = new_kek_line().unwrap();
-        let (b, lb) = new_kek_line().unwrap();
-        let mut ring = KekRing::parse(&format!("# c\n{la}\n\n{lb}\n"), false, KekSource::Inline).unwrap();
+        let (a, la) = new_kek_line().expect("test value");
+        let (b, lb) = new_kek_line().expect("test value");
+        let mut ring =
+            KekRing::parse(&format!("# c\n{la}\n\n{lb}\n"), false, KekSource::Inline).expect("test value");
         assert_eq!(ring.active().0, b);
         assert!(ring.get(&a).is_some());
-        ring.select(&a).unwrap();
+        ring.select(&a).expect("test value");
         assert_eq!(ring.active().0, a);
         assert!(ring.select("nope").is_err());
     }
 
     #[test]
     fn inline_form_and_bad_entries() {
-        let key = SecretKey::generate().unwrap().to_base64();
-        let ring = KekRing::parse(&format!("one={key};two={key}"), true, KekSource::Inline).unwrap();
+        let key = SecretKey::generate().expect("test value").to_base64();
+        let ring =
+            KekRing::parse(&format!("one={key};two={key}"), true, KekSource::Inline).expect("test value");
         assert_eq!(ring.ids(), vec!["one", "two"]);
         assert!(KekRing::parse("", false, KekSource::Inline).is_err());
         assert!(KekRing::parse("only-an-id", false, KekSource::Inline).is_err());
@@ -224,29 +226,29 @@ mod tests {
 
     #[test]
     fn a_missing_file_is_created_once_and_appended_to() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("test value");
         let config = EncryptionConfig::default();
-        let first = KekRing::load(&config, dir.path()).unwrap();
-        let again = KekRing::load(&config, dir.path()).unwrap();
+        let first = KekRing::load(&config, dir.path()).expect("test value");
+        let again = KekRing::load(&config, dir.path()).expect("test value");
         assert_eq!(first.ids(), again.ids());
         let path = kek_path(&config, dir.path());
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
             assert_eq!(
-                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                std::fs::metadata(&path).expect("test value").permissions().mode() & 0o777,
                 0o600
             );
         }
-        let id = append_kek(&path).unwrap();
-        let ring = read_file(&path).unwrap();
+        let id = append_kek(&path).expect("test value");
+        let ring = read_file(&path).expect("test value");
         assert_eq!(ring.active().0, id);
         assert_eq!(ring.ids().len(), 2);
         let off = EncryptionConfig {
             generate_kek: false,
             ..EncryptionConfig::default()
         };
-        let empty = tempfile::tempdir().unwrap();
+        let empty = tempfile::tempdir().expect("test value");
         assert!(KekRing::load(&off, empty.path()).is_err());
     }
 }

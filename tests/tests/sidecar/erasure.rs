@@ -23,8 +23,15 @@ impl Traces {
     }
 }
 
+/// The metadata database and the keyring (data keys by owner), as tables and as raw bytes.
 async fn scan_sqlite(dir: &std::path::Path, needles: &[&str], traces: &mut Traces) {
-    let url = format!("sqlite://{}", dir.join("pika.db").display());
+    for db in ["pika.db", "keyring.db"] {
+        scan_sqlite_file(dir, db, needles, traces).await;
+    }
+}
+
+async fn scan_sqlite_file(dir: &std::path::Path, db: &str, needles: &[&str], traces: &mut Traces) {
+    let url = format!("sqlite://{}", dir.join(db).display());
     let pool = sqlx::SqlitePool::connect(&url).await.expect("open sqlite");
     let tables: Vec<String> = sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
         .fetch_all(&pool)
@@ -45,14 +52,14 @@ async fn scan_sqlite(dir: &std::path::Path, needles: &[&str], traces: &mut Trace
                 .await
                 .unwrap_or(0);
                 if hits > 0 {
-                    traces.found(format!("sqlite {table}.{col} holds {n:?} ({hits} rows)"));
+                    traces.found(format!("sqlite {db} {table}.{col} holds {n:?} ({hits} rows)"));
                 }
             }
         }
     }
     pool.close().await;
-    for file in ["pika.db", "pika.db-wal"] {
-        let Ok(bytes) = std::fs::read(dir.join(file)) else {
+    for file in [db.to_string(), format!("{db}-wal")] {
+        let Ok(bytes) = std::fs::read(dir.join(&file)) else {
             continue;
         };
         let lower = bytes.to_ascii_lowercase();
@@ -313,4 +320,98 @@ async fn an_erased_user_leaves_no_trace_on_the_real_backends() {
         .expect("drop schema");
     let _ = deps.graph.delete_user(&kid).await;
     assert!(traces.0.is_empty(), "{:?}", traces.0);
+}
+
+/// Every L1 value of a user (answers and the semantic index of queries), raw.
+async fn l1_values(url: &str, user: &str) -> Vec<Vec<u8>> {
+    let client = redis::Client::open(url).expect("redis url");
+    let mut conn = client.get_multiplexed_async_connection().await.expect("redis");
+    let mut keys: Vec<String> = Vec::new();
+    for pattern in pika_common::signals::l1_patterns(user) {
+        let found: Vec<String> = redis::cmd("KEYS")
+            .arg(pattern)
+            .query_async(&mut conn)
+            .await
+            .expect("keys");
+        keys.extend(found);
+    }
+    let mut out = Vec::new();
+    for key in keys {
+        let kind: String = redis::cmd("TYPE")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .expect("type");
+        if kind == "list" {
+            let items: Vec<Vec<u8>> = redis::cmd("LRANGE")
+                .arg(&key)
+                .arg(0)
+                .arg(-1)
+                .query_async(&mut conn)
+                .await
+                .expect("lrange");
+            out.extend(items);
+        } else {
+            let v: Option<Vec<u8>> = redis::cmd("GET")
+                .arg(&key)
+                .query_async(&mut conn)
+                .await
+                .expect("get");
+            out.extend(v);
+        }
+    }
+    out
+}
+
+/// L1 holds sealed values only: neither the answer's text nor the query's
+/// is in Redis, yet a second sidecar (same key) answers from L1.
+#[tokio::test]
+async fn l1_values_are_sealed() {
+    let Some(stack) = Stack::start().await else { return };
+    let first = stack.sidecar(&stack.redis_url, |_| {}).await;
+    let second = stack.sidecar(&stack.redis_url, |_| {}).await;
+    let (a, b) = (
+        format!("http://{}", first.addr),
+        format!("http://{}", second.addr),
+    );
+    let kid = user("sealed-l1");
+    let marker = format!("Zq{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let job = stack
+        .extract(&a, &kid, &format!("Con rồng của mình tên là {marker}"))
+        .await;
+    stack.wait_completed(&a, &job).await;
+    let query = format!("{marker} là con gì");
+    let miss = stack.search(&a, &kid, &query).await;
+    assert!(miss.body.to_string().contains(&marker), "{}", miss.body);
+    let mut values = Vec::new();
+    for _ in 0..50 {
+        values = l1_values(&stack.redis_url, &kid).await;
+        if values.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        values.len() >= 2,
+        "an answer and its query entry in L1: {}",
+        values.len()
+    );
+    let needle = marker.to_ascii_lowercase();
+    let clear = values
+        .iter()
+        .filter(|v| {
+            let lower = v.to_ascii_lowercase();
+            lower.windows(needle.len()).any(|w| w == needle.as_bytes())
+        })
+        .count();
+    let other = stack.search(&b, &kid, &query).await;
+    assert_eq!(other.x_cache, "L1-HIT", "{}", other.body);
+    assert!(other.body.to_string().contains(&marker), "{}", other.body);
+    println!(
+        "L1 sealed: {} values of the user in Redis, {clear} hold the text in the clear",
+        values.len()
+    );
+    assert_eq!(clear, 0);
+    first.stop().await;
+    second.stop().await;
 }
