@@ -432,6 +432,7 @@ mod tests {
             "images": {"dataplane": "d", "sidecar": "s"},
             "postgres": {"secretName": "b"}, "redis": {"secretName": "b"},
             "rabbitmq": {"secretName": "b"}, "neo4j": {"secretName": "b"},
+            "encryption": {"keks": {"secretName": "k"}, "cacheSealKey": {"secretName": "k"}},
             "sidecar": {"cachePolicyRef": policy},
         }))
         .expect("spec");

@@ -58,7 +58,11 @@ fn minimal_ms() -> Value {
             "postgres": {"secretName": "b", "key": "postgres"},
             "redis": {"secretName": "b", "key": "redis"},
             "rabbitmq": {"secretName": "b", "key": "rabbitmq"},
-            "neo4j": {"secretName": "b", "key": "graph"}
+            "neo4j": {"secretName": "b", "key": "graph"},
+            "encryption": {
+                "keks": {"secretName": "k", "key": "keks"},
+                "cacheSealKey": {"secretName": "k", "key": "seal"}
+            }
         }
     })
 }

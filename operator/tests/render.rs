@@ -253,3 +253,41 @@ fn an_invalid_policy_or_index_override_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn every_replica_reads_the_kek_from_its_secret_and_sidecars_share_the_cache_seal_key() {
+    let d = check_golden("memoryservice-minimal.yaml");
+    let toml = &d.config_maps[0].data.as_ref().expect("data")["dataplane.toml"];
+    assert!(toml.contains("kek_file = \"/etc/pika-kek/kek.keys\""), "{toml}");
+    assert!(toml.contains("generate_kek = false"), "{toml}");
+    let mounts_kek = |c: &k8s_openapi::api::core::v1::Container| {
+        c.volume_mounts
+            .iter()
+            .flatten()
+            .any(|m| m.name == "kek" && m.read_only == Some(true))
+    };
+    assert!(mounts_kek(container(&d, "pika-dev-api", "dataplane")));
+    assert!(mounts_kek(container(&d, "pika-dev-worker", "worker")));
+    let sidecar = container(&d, "pika-dev-api", "sidecar");
+    assert!(!mounts_kek(sidecar), "the sidecar never sees the KEK");
+    let seal = sidecar
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == "PIKA_SIDECAR__REDIS__SEAL_KEY")
+        .and_then(|e| e.value_from.as_ref()?.secret_key_ref.as_ref())
+        .expect("seal key from a Secret");
+    assert_eq!(
+        (seal.name.as_str(), seal.key.as_str()),
+        ("pika-keys", "cache-seal-key")
+    );
+    let volume = d.deployments[0]
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref()?.volumes.as_ref())
+        .and_then(|v| v.iter().find(|v| v.name == "kek"))
+        .and_then(|v| v.secret.as_ref())
+        .expect("kek volume");
+    assert_eq!(volume.secret_name.as_deref(), Some("pika-keys"));
+    assert_eq!(volume.default_mode, Some(0o400));
+}

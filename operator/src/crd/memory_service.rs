@@ -84,6 +84,26 @@ pub struct MemoryServiceSpec {
     /// Public HTTPS entry point; without it the API is reachable in-cluster only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingress: Option<IngressSpec>,
+    /// Encryption at rest (docs/SECURITY.md): required, because every
+    /// replica must share the keys that seal children's data.
+    pub encryption: EncryptionSpec,
+}
+
+/// The keys of encryption at rest, from Secrets.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EncryptionSpec {
+    /// A KEK file: `ID BASE64KEY` per line, the last one active (one line
+    /// from `pika-dataplane keys new-kek`). Mounted as a file, so a line
+    /// added to the Secret reaches running pods; then `keys rotate-kek`.
+    pub keks: SecretKeyRef,
+    /// 32 random bytes in base64 (`openssl rand -base64 32`): seals the L1
+    /// cache, the same in every sidecar.
+    pub cache_seal_key: SecretKeyRef,
+    /// URL of the keyring database (children's data keys). Default: the
+    /// Postgres database; name another so metadata backups hold no keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyring_url: Option<SecretKeyRef>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]

@@ -36,7 +36,7 @@ pub fn deployment(owner: &Owner, config_map: &str, config_hash: &str) -> Deploym
         "768Mi",
         "1536Mi",
     ));
-    dataplane.volume_mounts = Some(pod::mounts(true));
+    dataplane.volume_mounts = Some(pod::mounts(true, true));
 
     let mut sidecar = pod::container("sidecar", &images.sidecar, &images.pull_policy);
     // Its own file (listen, upstream, policy, embedder); only its own secrets.
@@ -56,7 +56,7 @@ pub fn deployment(owner: &Owner, config_map: &str, config_hash: &str) -> Deploym
         "384Mi",
         "768Mi",
     ));
-    sidecar.volume_mounts = Some(pod::mounts(true));
+    sidecar.volume_mounts = Some(pod::mounts(true, false));
 
     Deployment {
         metadata: owner.metadata(owner.child_name("api"), Some(Component::Api)),
@@ -81,7 +81,7 @@ pub fn deployment(owner: &Owner, config_map: &str, config_hash: &str) -> Deploym
                 )),
                 spec: Some(PodSpec {
                     containers: vec![dataplane, sidecar],
-                    volumes: Some(pod::volumes(config_map)),
+                    volumes: Some(pod::volumes(owner, config_map)),
                     security_context: Some(pod::pod_security()),
                     termination_grace_period_seconds: Some(30),
                     ..Default::default()

@@ -18,6 +18,9 @@ pub const CONFIG_DIR: &str = "/etc/pika";
 pub const DATAPLANE_FILE: &str = "dataplane.toml";
 pub const POLICY_FILE: &str = "cache-policy.json";
 pub const SIDECAR_FILE: &str = "sidecar.toml";
+/// Where the KEK Secret is mounted in dataplane containers, and its file.
+pub const KEK_DIR: &str = "/etc/pika-kek";
+pub const KEK_FILE: &str = "kek.keys";
 /// Dataplane HTTP port (inside the API pod; the sidecar forwards to it).
 pub const DATAPLANE_PORT: i32 = 8081;
 /// Worker health and metrics port.
@@ -108,6 +111,10 @@ pub fn dataplane_toml(owner: &Owner, index: &IndexPlan) -> String {
         }
         None => line("provider = \"rules\"".into()),
     }
+    line("\n[encryption]".into());
+    line(format!("kek_file = \"{KEK_DIR}/{KEK_FILE}\""));
+    // Replicas share the KEK from the Secret; a pod never makes its own.
+    line("generate_kek = false".into());
     line("\n[log]".into());
     line("format = \"json\"".into());
     t
@@ -171,7 +178,10 @@ fn from_secret(var: &str, r: &SecretKeyRef) -> EnvVar {
 /// The sidecar's secrets as `PIKA_SIDECAR__SECTION__KEY` variables.
 pub fn sidecar_secret_env(owner: &Owner) -> Vec<EnvVar> {
     let spec = &owner.ms.spec;
-    let mut env = vec![from_secret("PIKA_SIDECAR__REDIS__URL", &spec.redis)];
+    let mut env = vec![
+        from_secret("PIKA_SIDECAR__REDIS__URL", &spec.redis),
+        from_secret("PIKA_SIDECAR__REDIS__SEAL_KEY", &spec.encryption.cache_seal_key),
+    ];
     if let Some(key) = spec.embedding.as_ref().and_then(|e| e.api_key.as_ref()) {
         env.push(from_secret("PIKA_SIDECAR__EMBEDDING__API_KEY", key));
     }
@@ -188,6 +198,9 @@ pub fn secret_env(owner: &Owner) -> Vec<EnvVar> {
         from_secret("PIKA__CACHE__REDIS_URL", &spec.redis),
         from_secret("PIKA__QUEUE__URL", &spec.rabbitmq),
     ];
+    if let Some(url) = &spec.encryption.keyring_url {
+        env.push(from_secret("PIKA__ENCRYPTION__KEYRING_URL", url));
+    }
     if let (MilvusMode::External, Some(token)) = (spec.milvus.mode, &spec.milvus.token) {
         env.push(from_secret("PIKA__VECTOR__TOKEN", token));
     }

@@ -5,8 +5,8 @@ use super::config::{self, CONFIG_DIR, DATAPLANE_FILE};
 use super::meta::{Component, Owner};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    HTTPGetAction, PodSecurityContext, Probe, ResourceRequirements, SeccompProfile, SecurityContext, Volume,
-    VolumeMount,
+    HTTPGetAction, KeyToPath, PodSecurityContext, Probe, ResourceRequirements, SeccompProfile,
+    SecretVolumeSource, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -68,14 +68,31 @@ pub fn pod_security() -> PodSecurityContext {
     }
 }
 
-/// The config ConfigMap at `/etc/pika`, plus writable scratch space.
-pub fn volumes(config_map: &str) -> Vec<Volume> {
+/// The config ConfigMap at `/etc/pika`, the KEK file from its Secret, plus
+/// writable scratch space.
+pub fn volumes(owner: &Owner, config_map: &str) -> Vec<Volume> {
+    let keks = &owner.ms.spec.encryption.keks;
     vec![
         Volume {
             name: "config".into(),
             config_map: Some(ConfigMapVolumeSource {
                 name: config_map.to_string(),
                 ..Default::default()
+            }),
+            ..Default::default()
+        },
+        Volume {
+            name: "kek".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(keks.secret_name.clone()),
+                items: Some(vec![KeyToPath {
+                    key: keks.key.clone(),
+                    path: config::KEK_FILE.into(),
+                    mode: None,
+                }]),
+                // Owner read-only (the pods run as one non-root user).
+                default_mode: Some(0o400),
+                optional: Some(false),
             }),
             ..Default::default()
         },
@@ -92,7 +109,8 @@ pub fn volumes(config_map: &str) -> Vec<Volume> {
     ]
 }
 
-pub fn mounts(with_data: bool) -> Vec<VolumeMount> {
+/// Mounts of a container; `with_keys` for the dataplane (KEK file).
+pub fn mounts(with_data: bool, with_keys: bool) -> Vec<VolumeMount> {
     let mut m = vec![
         VolumeMount {
             name: "config".into(),
@@ -106,6 +124,14 @@ pub fn mounts(with_data: bool) -> Vec<VolumeMount> {
             ..Default::default()
         },
     ];
+    if with_keys {
+        m.push(VolumeMount {
+            name: "kek".into(),
+            mount_path: config::KEK_DIR.into(),
+            read_only: Some(true),
+            ..Default::default()
+        });
+    }
     if with_data {
         m.push(VolumeMount {
             name: "data".into(),

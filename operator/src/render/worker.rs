@@ -28,7 +28,7 @@ pub fn deployment(owner: &Owner, config_map: &str, config_hash: &str) -> Deploym
         "768Mi",
         "1536Mi",
     ));
-    worker.volume_mounts = Some(pod::mounts(true));
+    worker.volume_mounts = Some(pod::mounts(true, true));
     Deployment {
         metadata: owner.metadata(owner.child_name("worker"), Some(Component::Worker)),
         spec: Some(DeploymentSpec {
@@ -43,7 +43,7 @@ pub fn deployment(owner: &Owner, config_map: &str, config_hash: &str) -> Deploym
                 )),
                 spec: Some(PodSpec {
                     containers: vec![worker],
-                    volumes: Some(pod::volumes(config_map)),
+                    volumes: Some(pod::volumes(owner, config_map)),
                     security_context: Some(pod::pod_security()),
                     // A job in flight finishes or goes back to the queue.
                     termination_grace_period_seconds: Some(60),
