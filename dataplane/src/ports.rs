@@ -158,8 +158,23 @@ pub trait FactStore: Send + Sync {
     /// conversations they carry, names, keyword terms) in one transaction,
     /// and replaces the user id in the audit log with `pseudonym`.
     async fn delete_user(&self, user_id: &str, pseudonym: &str) -> Result<MetaErasure, StoreError>;
-    /// Every fact (any status) and job of a user.
-    async fn export_user(&self, user_id: &str) -> Result<(Vec<Fact>, Vec<Job>), StoreError>;
+    /// One page of a user's items (facts and episodes, any status) in id
+    /// order after `after`: the streamed export reads them page by page.
+    async fn export_items(
+        &self,
+        user_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Fact>, StoreError>;
+    /// One page of a user's jobs (with the conversations they carry) in id order after `after`.
+    async fn export_jobs(
+        &self,
+        user_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Job>, StoreError>;
+    /// The history of `fact_ids`, in the order it was written (one query).
+    async fn history_of(&self, fact_ids: &[String]) -> Result<Vec<HistoryEntry>, StoreError>;
     /// The user's active memory items holding any of `terms` (index terms
     /// from `pika_common::text::index_terms`), at most `limit`, each with its
     /// own index terms, plus the user's item count and mean length: what
@@ -230,6 +245,17 @@ pub trait KeyStore: Send + Sync {
 pub trait AuditStore: Send + Sync {
     /// Appends audit lines in one transaction.
     async fn append_audit(&self, entries: &[AuditEntry]) -> Result<(), StoreError>;
+    /// The user's audit rows with an id above `after`, oldest first.
+    async fn audit_of(&self, user_id: &str, after: i64, limit: usize) -> Result<Vec<AuditRow>, StoreError>;
+}
+
+/// One stored audit line.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AuditRow {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    #[serde(flatten)]
+    pub entry: AuditEntry,
 }
 
 /// The critical metadata store: every capability above in one database

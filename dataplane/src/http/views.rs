@@ -4,10 +4,11 @@
 //! contract by accident, and a domain change is a visible API change here.
 
 use crate::domain::{Fact, FactStatus, HistoryEntry, HistoryEvent, Job, MemoryKind};
-use crate::service::users::UserExport;
+use crate::service::export::ExportRecord;
 use chrono::{DateTime, Utc};
 use pika_common::wire::{Category, JobState, JobView};
 use serde::Serialize;
+use serde_json::json;
 
 /// One fact or episode (`GET /v1/facts/{id}`, listings, export).
 #[derive(Debug, Clone, Serialize)]
@@ -122,34 +123,55 @@ pub struct ConversationView {
     pub created_at: DateTime<Utc>,
 }
 
-/// `GET /v1/users/{id}/export`.
-#[derive(Debug, Clone, Serialize)]
-pub struct ExportView {
-    pub user_id: String,
-    pub facts: Vec<FactView>,
-    pub history: Vec<HistoryView>,
-    pub conversations: Vec<ConversationView>,
+/// One NDJSON line of `GET /v1/users/{id}/export` (see `service::export`).
+pub fn export_line(record: ExportRecord) -> Vec<u8> {
+    let value = match record {
+        ExportRecord::Item(f) => json!({"type": "item", "item": FactView::from(f)}),
+        ExportRecord::History(h) => json!({"type": "history", "entry": HistoryView::from(h)}),
+        ExportRecord::Mention { fact_id, entity } => {
+            json!({"type": "mention", "fact_id": fact_id, "entity": entity})
+        }
+        ExportRecord::Supersedes { fact_id, supersedes } => {
+            json!({"type": "supersedes", "fact_id": fact_id, "supersedes": supersedes})
+        }
+        ExportRecord::Entity { name, items } => json!({"type": "entity", "name": name, "items": items}),
+        ExportRecord::Conversation(j) => json!({"type": "conversation", "conversation": ConversationView {
+            job_id: j.job_id,
+            request: pika_common::wire::ExtractRequest {
+                user_id: user_of(&j.request.user_id),
+                ..j.request
+            },
+            state: j.state,
+            created_at: j.created_at,
+        }}),
+        ExportRecord::Audit(a) => json!({"type": "audit", "entry": {
+            "id": a.id,
+            "at": a.at,
+            "key_id": a.entry.key_id,
+            "action": a.entry.action,
+            "target": a.entry.target,
+            "request_id": a.entry.request_id,
+        }}),
+        ExportRecord::End(counts) => json!({"type": "end", "counts": counts}),
+        ExportRecord::Failed(_) => json!({"type": "error", "error": {
+            "code": "EXPORT_INTERRUPTED",
+            "message": "a store failed during the export; what came before is valid, but incomplete: retry",
+        }}),
+    };
+    let mut line = serde_json::to_vec(&value).unwrap_or_default();
+    line.push(b'\n');
+    line
 }
 
-impl ExportView {
-    pub fn new(user_id: String, e: UserExport) -> Self {
-        ExportView {
-            user_id,
-            facts: facts(e.facts),
-            history: history(e.history),
-            conversations: e
-                .jobs
-                .into_iter()
-                .map(|j| ConversationView {
-                    job_id: j.job_id,
-                    request: pika_common::wire::ExtractRequest {
-                        user_id: user_of(&j.request.user_id),
-                        ..j.request
-                    },
-                    state: j.state,
-                    created_at: j.created_at,
-                })
-                .collect(),
-        }
-    }
+/// The first NDJSON line of an export.
+pub fn export_header(user_id: &str) -> Vec<u8> {
+    let mut line = serde_json::to_vec(&json!({
+        "type": "export",
+        "format": "pika-export/1",
+        "user_id": user_id,
+        "generated_at": Utc::now(),
+    }))
+    .unwrap_or_default();
+    line.push(b'\n');
+    line
 }

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod bm25;
 pub mod bookkeeping;
 pub mod error;
+pub mod export;
 pub mod facts;
 pub mod forget;
 pub mod health;

@@ -1,10 +1,11 @@
-//! The users use case: export everything held about a user, and erase them
+//! The users use case: export everything held about a user (streamed), and erase them
 //! (the right to be forgotten). Both are audited before the answer.
 
-use crate::domain::{Consent, ConsentState, Fact, HistoryEntry, Job};
+use crate::domain::{Consent, ConsentState};
 use crate::ports::MetaStore;
 use crate::service::ServiceError;
 use crate::service::audit::{Access, Actor, AuditLog};
+use crate::service::export::{self, ExportRecord};
 use crate::service::forget::{ErasureReceipt, Forget, pseudonym};
 use std::sync::Arc;
 
@@ -14,24 +15,19 @@ pub struct UserService {
     pub audit: AuditLog,
 }
 
-/// Everything stored about one user.
-#[derive(Debug, Clone)]
-pub struct UserExport {
-    pub facts: Vec<Fact>,
-    pub history: Vec<HistoryEntry>,
-    /// The stored conversations, as the jobs that carried them.
-    pub jobs: Vec<Job>,
-}
-
 impl UserService {
-    pub async fn export(&self, actor: &Actor, user_id: &str) -> Result<UserExport, ServiceError> {
-        let user_id = &actor.scope(user_id)?;
-        let (facts, jobs) = self.meta.export_user(user_id).await?;
-        let history = self.meta.user_history(user_id).await?;
+    /// Streams everything stored about the user (see [`export`]); the
+    /// access is audited before the first record.
+    pub async fn export(
+        &self,
+        actor: &Actor,
+        user_id: &str,
+    ) -> Result<tokio::sync::mpsc::Receiver<ExportRecord>, ServiceError> {
+        let user_id = actor.scope(user_id)?;
         self.audit
-            .write_now(actor, access("export_user", user_id))
+            .write_now(actor, access("export_user", &user_id))
             .await?;
-        Ok(UserExport { facts, history, jobs })
+        Ok(export::start(self.meta.clone(), user_id))
     }
 
     /// Erases the user from every store and cache; audited (under the

@@ -15,8 +15,8 @@ use crate::domain::{
     Tenant,
 };
 use crate::ports::{
-    AuditStore, Expired, FactPage, FactStore, JobStore, KeyStore, KeywordMatches, MetaErasure, MetaStore,
-    NewJob, StoreError,
+    AuditRow, AuditStore, Expired, FactPage, FactStore, JobStore, KeyStore, KeywordMatches, MetaErasure,
+    MetaStore, NewJob, StoreError,
 };
 use crate::service::forget::pseudonym;
 use async_trait::async_trait;
@@ -326,13 +326,34 @@ impl FactStore for SealedMeta {
         Ok(out)
     }
 
-    async fn export_user(&self, user_id: &str) -> Result<(Vec<Fact>, Vec<Job>), StoreError> {
-        let (mut facts, mut jobs) = self.inner.export_user(user_id).await?;
+    async fn export_items(
+        &self,
+        user_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Fact>, StoreError> {
+        let mut facts = self.inner.export_items(user_id, after, limit).await?;
         self.open_facts(&mut facts).await?;
+        Ok(facts)
+    }
+
+    async fn export_jobs(
+        &self,
+        user_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Job>, StoreError> {
+        let mut jobs = self.inner.export_jobs(user_id, after, limit).await?;
         for j in &mut jobs {
             self.open_job(j).await?;
         }
-        Ok((facts, jobs))
+        Ok(jobs)
+    }
+
+    async fn history_of(&self, fact_ids: &[String]) -> Result<Vec<HistoryEntry>, StoreError> {
+        let mut entries = self.inner.history_of(fact_ids).await?;
+        self.open_history(&mut entries).await?;
+        Ok(entries)
     }
 
     async fn keyword_candidates(
@@ -459,6 +480,10 @@ impl KeyStore for SealedMeta {
 impl AuditStore for SealedMeta {
     async fn append_audit(&self, entries: &[AuditEntry]) -> Result<(), StoreError> {
         self.inner.append_audit(entries).await
+    }
+
+    async fn audit_of(&self, user_id: &str, after: i64, limit: usize) -> Result<Vec<AuditRow>, StoreError> {
+        self.inner.audit_of(user_id, after, limit).await
     }
 }
 

@@ -339,8 +339,20 @@ async fn meta_suite(meta: &dyn MetaStore) {
             .items
             .is_empty()
     );
-    let (facts, jobs) = meta.export_user("u1").await.expect("export");
+    let facts = meta.export_items("u1", None, 100).await.expect("export");
+    let jobs = meta.export_jobs("u1", None, 100).await.expect("export");
     assert_eq!((facts.len(), jobs.len()), (2, 2));
+    // Paged: one at a time, in id order, nothing twice.
+    let first = meta.export_items("u1", None, 1).await.expect("page");
+    let second = meta
+        .export_items("u1", Some(&first[0].fact_id), 1)
+        .await
+        .expect("page");
+    assert_eq!(second.len(), 1);
+    assert!(second[0].fact_id > first[0].fact_id);
+    let ids: Vec<String> = facts.iter().map(|f| f.fact_id.clone()).collect();
+    let hist = meta.history_of(&ids).await.expect("history");
+    assert_eq!(hist.len(), meta.user_history("u1").await.expect("history").len());
     let before = Utc::now();
     assert!(!meta.erased_since("erased:u1", before).await.expect("tombstone"));
     meta.record_erasure("erased:u1", before).await.expect("tombstone");
@@ -361,6 +373,15 @@ async fn meta_suite(meta: &dyn MetaStore) {
     }])
     .await
     .expect("audit");
+    let audit = meta.audit_of("u1", 0, 10).await.expect("audit of");
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].entry.action, "search");
+    assert!(
+        meta.audit_of("u1", audit[0].id, 10)
+            .await
+            .expect("audit of")
+            .is_empty()
+    );
     let erased = meta.delete_user("u1", "erased:u1").await.expect("forget");
     assert_eq!(
         (erased.facts + erased.episodes, erased.jobs),
@@ -368,9 +389,23 @@ async fn meta_suite(meta: &dyn MetaStore) {
         "{erased:?}"
     );
     assert_eq!(erased.audit_pseudonymised, 1, "{erased:?}");
-    let (facts, jobs) = meta.export_user("u1").await.expect("export");
-    assert!(facts.is_empty() && jobs.is_empty());
+    assert!(
+        meta.export_items("u1", None, 100)
+            .await
+            .expect("export")
+            .is_empty()
+    );
+    assert!(
+        meta.export_jobs("u1", None, 100)
+            .await
+            .expect("export")
+            .is_empty()
+    );
     assert!(meta.user_history("u1").await.expect("history").is_empty());
+    assert!(
+        meta.audit_of("u1", 0, 10).await.expect("audit of").is_empty(),
+        "pseudonymised"
+    );
     assert_eq!(
         meta.active_facts(std::slice::from_ref(&other.fact_id))
             .await

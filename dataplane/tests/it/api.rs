@@ -186,21 +186,41 @@ async fn idempotent_accept_wait_and_fact_lifecycle() {
         .await;
     assert_eq!(status, StatusCode::OK);
 
-    let (status, export) = s.get("/v1/users/kid-w/export").await;
-    assert_eq!(status, StatusCode::OK);
-    // The export is complete: the fact and the episode (the child's turn) it came from.
-    let kinds: Vec<&str> = export["data"]["facts"]
-        .as_array()
-        .expect("facts")
+    // The export is complete and streamed as NDJSON: a header, the fact and
+    // the episode (the child's turn) it came from with their history, the
+    // graph (mentions, entities), the conversation, the audit of the
+    // child's data, and an end line whose counts match.
+    let lines = s.export("kid-w").await;
+    let of = |t: &str| lines.iter().filter(|l| l["type"] == t).collect::<Vec<_>>();
+    assert_eq!(lines[0]["type"], "export", "{lines:?}");
+    assert_eq!(lines[0]["user_id"], "kid-w");
+    let kinds: Vec<&str> = of("item")
         .iter()
-        .filter_map(|f| f["kind"].as_str())
+        .filter_map(|l| l["item"]["kind"].as_str())
         .collect();
-    assert_eq!(kinds.iter().filter(|k| **k == "fact").count(), 1, "{export}");
-    assert_eq!(kinds.iter().filter(|k| **k == "episode").count(), 1, "{export}");
+    assert_eq!(kinds.iter().filter(|k| **k == "fact").count(), 1, "{lines:?}");
+    assert_eq!(kinds.iter().filter(|k| **k == "episode").count(), 1, "{lines:?}");
+    assert!(!of("history").is_empty(), "{lines:?}");
+    assert!(!of("mention").is_empty() && !of("entity").is_empty(), "{lines:?}");
     assert_eq!(
-        export["data"]["conversations"][0]["request"]["conversation"][1]["content"],
+        of("conversation")[0]["conversation"]["request"]["conversation"][1]["content"],
         "I love drawing cats every day."
     );
+    let actions: Vec<&str> = of("audit")
+        .iter()
+        .filter_map(|l| l["entry"]["action"].as_str())
+        .collect();
+    assert!(actions.contains(&"export_user"), "{actions:?}");
+    let end = lines.last().expect("lines");
+    assert_eq!(end["type"], "end", "{lines:?}");
+    for (kind, count) in [
+        ("item", "items"),
+        ("history", "history"),
+        ("audit", "audit"),
+        ("conversation", "conversations"),
+    ] {
+        assert_eq!(end["counts"][count], of(kind).len(), "{kind}: {end}");
+    }
 
     let (status, _) = s.delete(&format!("/v1/facts/{fact_id}")).await;
     assert_eq!(status, StatusCode::OK);

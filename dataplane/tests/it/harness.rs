@@ -144,6 +144,26 @@ impl TestServer {
         }
     }
 
+    /// The user's export, one JSON value per NDJSON line (asserts 200 and the content type).
+    pub async fn export(&self, user: &str) -> Vec<Value> {
+        let resp = self
+            .http
+            .get(self.url(&format!("/v1/users/{user}/export")))
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .expect("export sent");
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(
+            resp.headers().get("content-type").and_then(|v| v.to_str().ok()),
+            Some("application/x-ndjson")
+        );
+        let text = resp.text().await.expect("export body");
+        text.lines()
+            .map(|l| serde_json::from_str(l).expect("each export line is JSON"))
+            .collect()
+    }
+
     /// Search results' contents, best first.
     pub async fn search(&self, user: &str, query: &str) -> Vec<String> {
         let (status, body) = self

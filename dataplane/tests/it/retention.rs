@@ -60,8 +60,8 @@ async fn retention_scenario(config: Config) {
     );
     let (_, body) = short.get("/v1/users/kid/facts?kind=all").await;
     assert_eq!(body["data"]["facts"], json!([]), "{body}");
-    let (_, body) = short.get("/v1/users/kid/export").await;
-    assert!(!body.to_string().contains("bicycle"), "{body}");
+    let export = short.export("kid").await;
+    assert!(!format!("{export:?}").contains("bicycle"), "{export:?}");
     let (_, body) = s.get("/v1/users/kid/facts?kind=all").await;
     assert!(
         !body["data"]["facts"].as_array().expect("facts").is_empty(),

@@ -5,9 +5,11 @@ use super::{ApiResult, actor, invalid, ok, path_id};
 use crate::app::AppState;
 use crate::domain::{ConsentState, MemoryKind};
 use crate::http::auth::Caller;
-use crate::http::views::{self, ExportView, FactView};
+use crate::http::views::{self, FactView};
 use crate::service::facts::PageQuery;
 use axum::extract::{Path, Query, State};
+use axum::response::IntoResponse;
+use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -96,14 +98,26 @@ pub async fn delete_user(
     ))
 }
 
+/// NDJSON, streamed as it is read (`service::export`): a header line,
+/// records, then an `end` line with the counts.
 pub async fn export_user(
     State(state): State<AppState>,
     axum::Extension(caller): axum::Extension<Caller>,
     Path(user_id): Path<String>,
 ) -> ApiResult {
     path_id("user_id", &user_id)?;
-    let export = state.services.users.export(&actor(&caller), &user_id).await?;
-    Ok(ok(ExportView::new(user_id, export)))
+    let records = state.services.users.export(&actor(&caller), &user_id).await?;
+    let header = futures::stream::once(std::future::ready(views::export_header(&user_id)));
+    let lines = futures::stream::unfold(records, |mut rx| async move {
+        let record = rx.recv().await?;
+        Some((views::export_line(record), rx))
+    });
+    let body = header.chain(lines).map(Ok::<_, std::convert::Infallible>);
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/x-ndjson")],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response())
 }
 
 #[derive(Debug, Deserialize)]

@@ -155,28 +155,58 @@ impl FactStore for PostgresMetaStore {
         Ok(out)
     }
 
-    async fn export_user(&self, user_id: &str) -> Result<(Vec<Fact>, Vec<Job>), StoreError> {
-        let facts = sqlx::query(&format!(
-            "SELECT {FACT_COLUMNS} FROM facts WHERE user_id = $1 ORDER BY fact_id"
+    async fn export_items(
+        &self,
+        user_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Fact>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {FACT_COLUMNS} FROM facts WHERE user_id = $1 AND fact_id > $2 ORDER BY fact_id LIMIT $3"
         ))
         .bind(user_id)
+        .bind(after.unwrap_or(""))
+        .bind(limit as i64)
         .fetch_all(&self.pool)
         .await
         .map_err(db_err)?
         .iter()
         .map(fact_from_row)
-        .collect::<Result<Vec<_>, _>>()?;
-        let jobs = sqlx::query(&format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE user_id = $1 ORDER BY created_at"
+        .collect()
+    }
+
+    async fn export_jobs(
+        &self,
+        user_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Job>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE user_id = $1 AND job_id > $2 ORDER BY job_id LIMIT $3"
         ))
         .bind(user_id)
+        .bind(after.unwrap_or(""))
+        .bind(limit as i64)
         .fetch_all(&self.pool)
         .await
         .map_err(db_err)?
         .iter()
         .map(job_from_row)
-        .collect::<Result<Vec<_>, _>>()?;
-        Ok((facts, jobs))
+        .collect()
+    }
+
+    async fn history_of(&self, fact_ids: &[String]) -> Result<Vec<HistoryEntry>, StoreError> {
+        sqlx::query(
+            "SELECT fact_id, event, old_content, new_content, related_fact_id, job_id, created_at
+             FROM fact_history WHERE fact_id = ANY($1) ORDER BY id",
+        )
+        .bind(fact_ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(history_from_row)
+        .collect()
     }
 
     async fn keyword_candidates(

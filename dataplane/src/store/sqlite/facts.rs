@@ -195,28 +195,65 @@ impl FactStore for SqliteMetaStore {
         Ok(out)
     }
 
-    async fn export_user(&self, user_id: &str) -> Result<(Vec<Fact>, Vec<Job>), StoreError> {
-        let facts = sqlx::query(&format!(
-            "SELECT {FACT_COLUMNS} FROM facts WHERE user_id = ? ORDER BY fact_id"
+    async fn export_items(
+        &self,
+        user_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Fact>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {FACT_COLUMNS} FROM facts WHERE user_id = ? AND fact_id > ? ORDER BY fact_id LIMIT ?"
         ))
         .bind(user_id)
+        .bind(after.unwrap_or(""))
+        .bind(limit as i64)
         .fetch_all(&self.pool)
         .await
         .map_err(db_err)?
         .iter()
         .map(fact_from_row)
-        .collect::<Result<Vec<_>, _>>()?;
-        let jobs = sqlx::query(&format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE user_id = ? ORDER BY created_at"
+        .collect()
+    }
+
+    async fn export_jobs(
+        &self,
+        user_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Job>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE user_id = ? AND job_id > ? ORDER BY job_id LIMIT ?"
         ))
         .bind(user_id)
+        .bind(after.unwrap_or(""))
+        .bind(limit as i64)
         .fetch_all(&self.pool)
         .await
         .map_err(db_err)?
         .iter()
         .map(job_from_row)
-        .collect::<Result<Vec<_>, _>>()?;
-        Ok((facts, jobs))
+        .collect()
+    }
+
+    async fn history_of(&self, fact_ids: &[String]) -> Result<Vec<HistoryEntry>, StoreError> {
+        if fact_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let marks = vec!["?"; fact_ids.len()].join(", ");
+        let sql = format!(
+            "SELECT fact_id, event, old_content, new_content, related_fact_id, job_id, created_at
+             FROM fact_history WHERE fact_id IN ({marks}) ORDER BY id"
+        );
+        let mut q = sqlx::query(&sql);
+        for id in fact_ids {
+            q = q.bind(id);
+        }
+        q.fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?
+            .iter()
+            .map(history_from_row)
+            .collect()
     }
 
     async fn keyword_candidates(

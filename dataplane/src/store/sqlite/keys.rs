@@ -167,4 +167,32 @@ impl AuditStore for SqliteMetaStore {
         }
         tx.commit().await.map_err(db_err)
     }
+
+    async fn audit_of(&self, user_id: &str, after: i64, limit: usize) -> Result<Vec<AuditRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, at, key_id, action, user_id, target, request_id FROM audit_log
+             WHERE user_id = ? AND id > ? ORDER BY id LIMIT ?",
+        )
+        .bind(user_id)
+        .bind(after)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditRow {
+                    id: r.try_get("id").map_err(db_err)?,
+                    at: from_ms(r.try_get("at").map_err(db_err)?),
+                    entry: AuditEntry {
+                        key_id: r.try_get("key_id").map_err(db_err)?,
+                        action: r.try_get("action").map_err(db_err)?,
+                        user_id: r.try_get("user_id").map_err(db_err)?,
+                        target: r.try_get("target").map_err(db_err)?,
+                        request_id: r.try_get("request_id").map_err(db_err)?,
+                    },
+                })
+            })
+            .collect()
+    }
 }

@@ -9,8 +9,8 @@ use crate::domain::{
     ApiKeyRecord, AuditEntry, Claim, Consent, ConsentState, ExtractionPlan, Fact, FactStatus, HistoryEntry,
     HistoryEvent, Job, MemoryKind, Polarity, Tenant,
 };
+use crate::ports::{AuditRow, Expired, FactPage, KeywordMatches, MetaErasure, MetaStore, NewJob, StoreError};
 use crate::ports::{AuditStore, FactStore, JobStore, KeyStore};
-use crate::ports::{Expired, FactPage, KeywordMatches, MetaErasure, MetaStore, NewJob, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use pika_common::wire::{Category, JobState};
