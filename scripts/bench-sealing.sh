@@ -26,10 +26,11 @@ run() {
     --listen "127.0.0.1:$port" >"$data/server.log" 2>&1 &
   local server=$!
   for _ in $(seq 1 300); do grep -q 'listening on' "$data/server.log" 2>/dev/null && break; sleep 0.1; done
+  # Searches only first: the mixed run leaves extraction jobs queued.
   "$bin/pika-loadgen" --url "http://127.0.0.1:$port" --key "$(cat "$data/bootstrap-admin.key")" \
-    --users 20 --prefill 3 --rate 50 --duration 30 --search-fraction 0.7 || true
+    --users 20 --prefill 3 --rate 50 --duration 30 --search-fraction 1.0 || true
   "$bin/pika-loadgen" --url "http://127.0.0.1:$port" --key "$(cat "$data/bootstrap-admin.key")" \
-    --users 20 --prefill 0 --rate 50 --duration 30 --search-fraction 1.0 || true
+    --users 20 --prefill 0 --rate 50 --duration 30 --search-fraction 0.7 || true
   kill "$server" 2>/dev/null || true
   wait "$server" 2>/dev/null || true
   rm -rf "$data"

@@ -20,6 +20,8 @@ fi
 bin="${PIKA_BENCH_BIN:-$CARGO_TARGET_DIR/release}"
 export PIKA__CACHE__REDIS_URL="${PIKA_TEST_REDIS_URL:-redis://127.0.0.1:6379}"
 export PIKA_SIDECAR__REDIS__URL="$PIKA__CACHE__REDIS_URL"
+# Both sidecars seal L1 with one key, so B reads what A cached (as in a pod fleet).
+export PIKA_SIDECAR__REDIS__SEAL_KEY="${PIKA_SIDECAR__REDIS__SEAL_KEY:-$(head -c 32 /dev/urandom | base64)}"
 export RUST_LOG=warn
 data="$(mktemp -d)"
 dp=18291 a=18290 b=18292
