@@ -22,7 +22,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service};
-use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
@@ -209,6 +209,7 @@ async fn apply(ms: &MemoryService, ctx: &Context) -> Result<Action, Error> {
     children.sync(desired.hpas.clone(), false).await?;
     children.sync(desired.pdbs.clone(), false).await?;
     children.sync(desired.ingresses.clone(), false).await?;
+    children.sync(desired.network_policies.clone(), false).await?;
     let changes = children.changes;
     count_writes(ctx, &changes);
 
@@ -343,6 +344,7 @@ async fn cleanup(ms: &MemoryService, ctx: &Context) -> Result<Action, Error> {
         changes: Changes::default(),
     };
     children.remove_all::<Ingress>(false).await?;
+    children.remove_all::<NetworkPolicy>(false).await?;
     children.remove_all::<HorizontalPodAutoscaler>(false).await?;
     children.remove_all::<PodDisruptionBudget>(false).await?;
     children.remove_all::<Deployment>(false).await?;
@@ -410,7 +412,8 @@ pub async fn run(
         .owns(api::<ConfigMap>(&client, &namespace), owned.clone())
         .owns(api::<Service>(&client, &namespace), owned.clone())
         .owns(api::<HorizontalPodAutoscaler>(&client, &namespace), owned.clone())
-        .owns(api::<Ingress>(&client, &namespace), owned)
+        .owns(api::<Ingress>(&client, &namespace), owned.clone())
+        .owns(api::<NetworkPolicy>(&client, &namespace), owned)
         .watches(
             api::<CachePolicy>(&client, &namespace),
             watcher::Config::default(),

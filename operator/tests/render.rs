@@ -51,6 +51,9 @@ fn objects(d: &Desired) -> Vec<Value> {
     d.ingresses
         .iter()
         .for_each(|o| push(serde_json::to_value(o).expect("json")));
+    d.network_policies
+        .iter()
+        .for_each(|o| push(serde_json::to_value(o).expect("json")));
     all
 }
 
@@ -118,6 +121,9 @@ fn minimal_managed_cpu_fixed_replicas_no_ingress() {
             "Deployment/pika-dev-milvus",
             "PodDisruptionBudget/pika-dev-api",
             "PodDisruptionBudget/pika-dev-worker",
+            "NetworkPolicy/pika-dev-api",
+            "NetworkPolicy/pika-dev-worker",
+            "NetworkPolicy/pika-dev-milvus",
         ]
     );
     let api = &d.deployments[0];
@@ -290,4 +296,69 @@ fn every_replica_reads_the_kek_from_its_secret_and_sidecars_share_the_cache_seal
         .expect("kek volume");
     assert_eq!(volume.secret_name.as_deref(), Some("pika-keys"));
     assert_eq!(volume.default_mode, Some(0o400));
+}
+
+#[test]
+fn network_policies_let_in_only_the_sidecar_port_and_milvus_only_from_its_pods() {
+    let d = check_golden("memoryservice-minimal.yaml");
+    let by_name = |n: &str| {
+        d.network_policies
+            .iter()
+            .find(|p| p.metadata.name.as_deref() == Some(n))
+            .and_then(|p| p.spec.clone())
+            .expect("policy")
+    };
+    let api = by_name("pika-dev-api");
+    assert_eq!(api.policy_types, Some(vec!["Ingress".to_string()]));
+    let rules = api.ingress.expect("rules");
+    assert_eq!(rules.len(), 1);
+    let ports: Vec<_> = rules[0]
+        .ports
+        .iter()
+        .flatten()
+        .filter_map(|p| p.port.clone())
+        .collect();
+    assert_eq!(
+        ports,
+        vec![k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(
+            8080
+        )],
+        "the dataplane port 8081 is not reachable from outside the pod"
+    );
+    // No Ingress in this example: only the MemoryService's own namespace.
+    let from = serde_json::to_value(&rules[0].from).expect("json");
+    assert_eq!(
+        from[0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"], "pika",
+        "{from}"
+    );
+    let worker = by_name("pika-dev-worker");
+    assert_eq!(worker.ingress, Some(Vec::new()), "nothing connects to workers");
+    let milvus = serde_json::to_value(by_name("pika-dev-milvus")).expect("json");
+    let peer = &milvus["ingress"][0]["from"][0]["podSelector"];
+    assert_eq!(
+        peer["matchLabels"]["app.kubernetes.io/instance"], "pika-dev",
+        "{milvus}"
+    );
+    assert_eq!(
+        peer["matchExpressions"][0]["values"],
+        serde_json::json!(["api", "worker"]),
+        "{milvus}"
+    );
+    assert_eq!(milvus["ingress"][0]["ports"][0]["port"], 19530);
+}
+
+#[test]
+fn with_an_ingress_the_api_is_reachable_from_the_ingress_controller_only() {
+    let d = check_golden("memoryservice-gpu.yaml");
+    let api = d
+        .network_policies
+        .iter()
+        .find(|p| p.metadata.name.as_deref().is_some_and(|n| n.ends_with("-api")))
+        .expect("api policy");
+    let from = serde_json::to_value(&api.spec.as_ref().expect("spec").ingress).expect("json");
+    assert_eq!(
+        from[0]["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+        "ingress-nginx",
+        "{from}"
+    );
 }

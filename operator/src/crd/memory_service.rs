@@ -10,6 +10,7 @@
 //! field docs that become the CRD's descriptions.
 
 use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
+use k8s_openapi::api::networking::v1::NetworkPolicyPeer;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -87,6 +88,50 @@ pub struct MemoryServiceSpec {
     /// Encryption at rest (docs/SECURITY.md): required, because every
     /// replica must share the keys that seal children's data.
     pub encryption: EncryptionSpec,
+    /// Who may connect to which pod (NetworkPolicies, on by default).
+    #[serde(default)]
+    pub network: NetworkSpec,
+}
+
+/// NetworkPolicies rendered for the installation.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkSpec {
+    /// Render the policies (turn off only where the cluster's network
+    /// plugin does not enforce them, or another tool owns them).
+    #[serde(default = "default_true")]
+    pub policies: bool,
+    /// Who may reach the API pods' sidecar port. Default: with `ingress`,
+    /// the ingress controller's namespace (`ingressNamespace`); without,
+    /// pods of the MemoryService's own namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_from: Option<Vec<NetworkPolicyPeer>>,
+    /// Namespace of the ingress controller.
+    #[serde(default = "default_ingress_namespace")]
+    pub ingress_namespace: String,
+    /// Who may scrape metrics (API sidecar and worker ports), e.g. the
+    /// Prometheus namespace. Default: nobody beyond `apiFrom`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metrics_from: Vec<NetworkPolicyPeer>,
+}
+
+impl Default for NetworkSpec {
+    fn default() -> Self {
+        NetworkSpec {
+            policies: true,
+            api_from: None,
+            ingress_namespace: default_ingress_namespace(),
+            metrics_from: Vec::new(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_ingress_namespace() -> String {
+    "ingress-nginx".into()
 }
 
 /// The keys of encryption at rest, from Secrets.

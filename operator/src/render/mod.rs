@@ -9,6 +9,7 @@ pub mod config;
 pub mod ingress;
 pub mod meta;
 pub mod milvus;
+pub mod network;
 pub mod pod;
 pub mod worker;
 
@@ -19,7 +20,7 @@ use k8s_openapi::api::autoscaling::v2::{
     CrossVersionObjectReference, HorizontalPodAutoscaler, HorizontalPodAutoscalerSpec, MetricSpec,
 };
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service};
-use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use meta::{Component, Owner};
 use std::collections::BTreeMap;
@@ -50,6 +51,7 @@ pub struct Desired {
     pub pdbs: Vec<PodDisruptionBudget>,
     pub ingresses: Vec<Ingress>,
     pub pvcs: Vec<PersistentVolumeClaim>,
+    pub network_policies: Vec<NetworkPolicy>,
     /// Hash of the configuration on the API pods' template.
     pub config_hash: String,
     pub index: Option<IndexPlan>,
@@ -149,6 +151,7 @@ pub fn render(ms: &MemoryService, policy: &Policy) -> Result<Desired, RenderErro
         ],
         ingresses: ingress::ingress(&owner).into_iter().collect(),
         pvcs: Vec::new(),
+        network_policies: network::policies(&owner),
         config_hash: api_hash,
         index: Some(plan),
         endpoint: ingress::endpoint(&owner),

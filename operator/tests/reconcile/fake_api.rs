@@ -19,6 +19,7 @@ const PLURALS: &[&str] = &[
     "horizontalpodautoscalers",
     "poddisruptionbudgets",
     "ingresses",
+    "networkpolicies",
     "persistentvolumeclaims",
     "memoryservices",
     "cachepolicies",

@@ -99,6 +99,7 @@ fn children_paths(fake: &FakeApi) -> Vec<String> {
         "/apis/autoscaling/v2/namespaces/pika/horizontalpodautoscalers/",
         "/apis/policy/v1/namespaces/pika/poddisruptionbudgets/",
         "/apis/networking.k8s.io/v1/namespaces/pika/ingresses/",
+        "/apis/networking.k8s.io/v1/namespaces/pika/networkpolicies/",
     ]
     .iter()
     .flat_map(|p| fake.paths_under(p))
@@ -141,6 +142,9 @@ async fn first_reconcile_adds_the_finalizer_then_applies_children_and_status() {
         "poddisruptionbudgets/pika-api",
         "poddisruptionbudgets/pika-worker",
         "ingresses/pika-api",
+        "networkpolicies/pika-api",
+        "networkpolicies/pika-worker",
+        "networkpolicies/pika-milvus",
     ] {
         assert!(
             applied.iter().any(|a| a == want),
@@ -195,7 +199,7 @@ async fn a_second_reconcile_with_nothing_changed_makes_no_writes() {
     s.reconcile().await.expect("reconcile");
     assert_eq!(s.writes(), Vec::<Call>::new(), "idle reconcile wrote");
     // It did look: the CachePolicy and one list per child kind.
-    assert_eq!(s.fake.calls().len(), 8, "{:?}", s.fake.calls());
+    assert_eq!(s.fake.calls().len(), 9, "{:?}", s.fake.calls());
 }
 
 #[tokio::test]
@@ -341,7 +345,7 @@ async fn deletion_runs_cleanup_keeps_a_retained_volume_and_removes_the_finalizer
     );
     assert!(s.fake.get(MS_PATH).is_none(), "finalizer removed, object gone");
     let deletes = s.writes().iter().filter(|c| c.method == Method::DELETE).count();
-    assert_eq!(deletes, 12);
+    assert_eq!(deletes, 15, "12 objects and 3 network policies");
 }
 
 #[tokio::test]
