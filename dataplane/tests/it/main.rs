@@ -11,6 +11,7 @@ mod adapters;
 mod api;
 mod broker;
 mod encryption;
+mod fuzz;
 mod hardening;
 mod memory;
 mod milvus;
