@@ -28,7 +28,8 @@ search_bench() {
   local server=$!
   for _ in $(seq 1 300); do grep -q 'listening on' "$data/server.log" 2>/dev/null && break; sleep 0.1; done
   local key
-  key="$(grep -o 'pika_live_sk_[A-Za-z0-9]*' "$data/server.log")"
+  # The first admin key goes to a file (since issue 12), older builds logged it.
+  key="$(cat "$data/bootstrap-admin.key" 2>/dev/null || grep -o 'pika_live_sk_[A-Za-z0-9]*' "$data/server.log")"
   "$bin/pika-loadgen" --url "http://127.0.0.1:$port" --key "$key" --users 20 \
     --rate 50 --duration 30 --search-fraction 1.0 --prefill 3 || true
   kill "$server" 2>/dev/null || true

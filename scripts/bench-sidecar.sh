@@ -34,7 +34,8 @@ cleanup() {
 }
 trap cleanup EXIT
 for _ in $(seq 1 300); do grep -q 'listening on' "$data/dp.log" 2>/dev/null && break; sleep 0.1; done
-key="$(grep -o 'pika_live_sk_[A-Za-z0-9]*' "$data/dp.log")"
+# The first admin key goes to a file (since issue 12), older builds logged it.
+key="$(cat "$data/bootstrap-admin.key" 2>/dev/null || grep -o 'pika_live_sk_[A-Za-z0-9]*' "$data/dp.log")"
 for port in $a $b; do
   # Rate limit off: the load generator uses one key for everything.
   # PIKA_BENCH_SIDECAR_ARGS: extra flags (@DATA@ is the dataplane's data folder;
