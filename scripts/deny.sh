@@ -96,4 +96,8 @@ age_days=$(( ($(date -u +%s) - $(date -u -d "$stamp" +%s)) / 86400 ))
 echo "deny.sh: $(cargo deny --version), advisory-db snapshot of $snap_date ($age_days days old)"
 
 # 3. The check itself, offline (no crate, database or std-replacement fetches).
+#    It reads the dependency graph from `cargo metadata`, which needs every
+#    locked crate in cargo's registry cache: on a fresh machine nothing is
+#    there yet, so fetch them first (a no-op once the cache holds them).
+cargo fetch --locked --quiet
 cargo deny --offline --locked check --show-stats
