@@ -25,6 +25,8 @@ pub mod signals;
 pub mod telemetry;
 pub mod tenancy;
 pub mod text;
+#[cfg(feature = "http")]
+pub mod tls;
 pub mod validate;
 pub mod vector;
 pub mod wire;

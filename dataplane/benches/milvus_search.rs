@@ -135,6 +135,7 @@ async fn main() -> anyhow::Result<()> {
     let options = MilvusOptions {
         url,
         token: String::new(),
+        ca_file: Default::default(),
         collection_prefix: format!("bench{}", std::process::id()),
         num_partitions: 64,
         index: index_spec,

@@ -29,6 +29,8 @@ pub enum StartError {
     Extract(#[from] crate::ports::ExtractError),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: String, source: std::io::Error },
+    #[error("server.{0}")]
+    Tls(#[from] pika_common::tls::TlsError),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
     #[error("unsupported {what} {value:?}")]
@@ -261,7 +263,10 @@ pub async fn start_with(config: Config, deps: Deps, role: Role) -> Result<Runnin
         Role::Worker => crate::http::ops_router(state.clone()),
     };
     let mut rx = shutdown_rx.clone();
-    let header_read_timeout = Duration::from_millis(state.config.server.header_read_timeout_ms.max(1));
+    let serve_options = pika_common::http::ServeOptions {
+        header_read_timeout: Duration::from_millis(state.config.server.header_read_timeout_ms.max(1)),
+        tls: state.config.server.tls.acceptor()?,
+    };
     let server = tokio::spawn(async move {
         let graceful = async move {
             while !*rx.borrow() {
@@ -270,7 +275,7 @@ pub async fn start_with(config: Config, deps: Deps, role: Role) -> Result<Runnin
                 }
             }
         };
-        pika_common::http::serve(listener, router, header_read_timeout, graceful).await;
+        pika_common::http::serve(listener, router, serve_options, graceful).await;
     });
     tracing::info!(%addr, ?role, "pika-dataplane listening");
     Ok(Running {

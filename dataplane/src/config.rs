@@ -8,6 +8,7 @@
 
 use pika_common::config::load_layered;
 pub use pika_common::telemetry::LogConfig;
+use pika_common::tls::ServerTlsConfig;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -119,6 +120,9 @@ pub struct ServerConfig {
     /// connection is closed (slow-header attacks); idle keep-alive
     /// connections close after it too.
     pub header_read_timeout_ms: u64,
+    /// HTTPS (rustls) when `tls.cert_file` is set; in a pod the sidecar is
+    /// the way in and serves TLS, and this listens on loopback in plain HTTP.
+    pub tls: ServerTlsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -145,8 +149,12 @@ pub struct StorageConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct QueueConfig {
     /// Empty: the embedded queue (jobs table, in-process workers, one process
-    /// only). `amqp://user:pass@host:5672/%2f`: RabbitMQ.
+    /// only). `amqp://user:pass@host:5672/%2f`: RabbitMQ; `amqps://` over
+    /// TLS (system roots, or `ca_file`).
     pub url: Secret,
+    /// PEM CA certificate(s) that sign the broker's certificate, for a
+    /// private CA; empty: the system roots.
+    pub ca_file: PathBuf,
     /// Base name of the queues (`NAME`, `NAME.retry`, `NAME.dead`).
     pub name: String,
     pub publish_timeout_ms: u64,
@@ -158,8 +166,11 @@ pub struct QueueConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct CacheConfig {
     /// Empty: in-process generations. `redis://host:6379`: Redis generations
-    /// and `pika:invalidate` messages for the sidecars.
+    /// and `pika:invalidate` messages for the sidecars; `rediss://` over TLS
+    /// (system roots, or `redis_ca_file`).
     pub redis_url: Secret,
+    /// PEM CA certificate(s) of a Redis with a private CA.
+    pub redis_ca_file: PathBuf,
     pub timeout_ms: u64,
 }
 
@@ -170,6 +181,7 @@ impl Default for QueueConfig {
             name: "pika.jobs".into(),
             publish_timeout_ms: 5_000,
             sweep_after_ms: 30_000,
+            ca_file: PathBuf::new(),
         }
     }
 }
@@ -178,8 +190,11 @@ impl Default for QueueConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct VectorConfig {
-    /// Empty: the embedded exact index. `http://host:19530`: Milvus.
+    /// Empty: the embedded exact index. `http://host:19530`: Milvus;
+    /// `https://` over TLS (system roots, or `ca_file`).
     pub url: Secret,
+    /// PEM CA certificate of a Milvus with a private CA (turns TLS on).
+    pub ca_file: PathBuf,
     /// Milvus token (`user:password`); empty when authentication is off.
     pub token: Secret,
     /// Collections are named `{collection_prefix}_{model}_{dimension}`.
@@ -210,6 +225,7 @@ impl Default for VectorConfig {
         VectorConfig {
             url: Secret::default(),
             token: Secret::default(),
+            ca_file: PathBuf::new(),
             collection_prefix: "pika_facts".into(),
             num_partitions: 64,
             index_type: "HNSW".into(),
@@ -255,6 +271,7 @@ impl Default for CacheConfig {
     fn default() -> Self {
         CacheConfig {
             redis_url: Secret::default(),
+            redis_ca_file: PathBuf::new(),
             timeout_ms: 500,
         }
     }
@@ -365,6 +382,7 @@ impl Default for ServerConfig {
             max_waiting: 256,
             max_waiting_per_key: 32,
             header_read_timeout_ms: 10_000,
+            tls: ServerTlsConfig::default(),
         }
     }
 }

@@ -53,6 +53,18 @@ enum Command {
         #[command(subcommand)]
         action: TenantsAction,
     },
+    /// Ask this process's own health endpoint and exit 0 when it answers
+    /// 2xx: the kubelet's exec probe, since in a pod the API listens on
+    /// loopback only (the sidecar is the way in) and HTTP probes cannot
+    /// reach it.
+    Probe {
+        /// `live` or `ready`.
+        #[arg(default_value = "live")]
+        what: String,
+        /// Base URL (default: `server.listen` of the configuration).
+        #[arg(long)]
+        url: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -168,6 +180,23 @@ async fn main() -> Result<()> {
                 let _ = stop.send(true);
             });
             running.wait().await;
+        }
+        Command::Probe { what, url } => {
+            let base = url.unwrap_or_else(|| format!("http://{}", config.server.listen));
+            let path = match what.as_str() {
+                "live" => "/health/live",
+                "ready" => "/health/ready",
+                other => anyhow::bail!("probe: {other:?} is neither live nor ready"),
+            };
+            let answer = reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(2))
+                .build()?
+                .get(format!("{}{path}", base.trim_end_matches('/')))
+                .send()
+                .await?;
+            if !answer.status().is_success() {
+                anyhow::bail!("probe: {path} answered {}", answer.status());
+            }
         }
         Command::Migrate => {
             resolve::open_meta(&config).await?;

@@ -18,7 +18,7 @@ use crate::resilience::{
 use crate::store::{
     FalkorGraph, IndexSpec, LocalSignals, MilvusIndex, MilvusOptions, Neo4jGraph, Neo4jOptions,
     PostgresDataKeys, PostgresMetaStore, RedisSignals, SqliteDataKeys, SqliteGraph, SqliteMetaStore,
-    SqliteVectorIndex,
+    SqliteVectorIndex, redis_client,
 };
 use crate::vault::kek::KekRing;
 use crate::vault::{SealedGraph, SealedMeta, Vault};
@@ -232,6 +232,7 @@ pub fn milvus_options(config: &Config) -> Result<MilvusOptions, StartError> {
     Ok(MilvusOptions {
         url: v.url.expose().to_string(),
         token: v.token.expose().to_string(),
+        ca_file: v.ca_file.clone(),
         collection_prefix: v.collection_prefix.clone(),
         num_partitions: v.num_partitions,
         index,
@@ -333,6 +334,7 @@ pub async fn build_deps(config: &Config) -> Result<Deps, StartError> {
                 queue: config.queue.name.clone(),
                 prefetch: config.worker.concurrency.min(u16::MAX as usize) as u16,
                 publish_timeout: Duration::from_millis(config.queue.publish_timeout_ms),
+                ca_file: config.queue.ca_file.clone(),
             })
             .await?,
         )
@@ -341,10 +343,14 @@ pub async fn build_deps(config: &Config) -> Result<Deps, StartError> {
         Arc::new(LocalSignals::default())
     } else {
         // Lazy: the service must start and serve while Redis is down.
-        Arc::new(RedisSignals::new(
-            config.cache.redis_url.expose(),
+        Arc::new(RedisSignals::from_client(
+            redis_client(
+                config.cache.redis_url.expose(),
+                &config.cache.redis_ca_file,
+                "redis",
+            )?,
             Duration::from_millis(config.cache.timeout_ms),
-        )?)
+        ))
     };
     let r = &config.resilience;
     let settings = BreakerSettings {

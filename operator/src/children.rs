@@ -10,7 +10,7 @@
 
 use crate::render::meta::MANAGER;
 use k8s_openapi::NamespaceResourceScope;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -117,6 +117,27 @@ impl Children<'_> {
             self.changes.deleted.push(format!("{kind}/{name}"));
         }
         Ok(now)
+    }
+
+    /// Creates `obj` unless an object of its name exists; never updates it
+    /// (generated credentials must stay what the server was started with).
+    pub async fn create_once<K: Child>(&mut self, obj: K) -> Result<(), crate::Error> {
+        let api: Api<K> = self.api();
+        let name = obj.name_any();
+        if api.get_opt(&name).await?.is_some() {
+            return Ok(());
+        }
+        match api.create(&PostParams::default(), &obj).await {
+            Ok(_) => {
+                self.changes
+                    .applied
+                    .push(format!("{}/{name} (generated)", K::kind(&())));
+                Ok(())
+            }
+            // Another reconcile made it meanwhile: that one stands.
+            Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Deletes every child of this kind (on MemoryService deletion). With

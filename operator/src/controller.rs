@@ -21,7 +21,7 @@ use crate::status;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -200,8 +200,14 @@ async fn apply(ms: &MemoryService, ctx: &Context) -> Result<Action, Error> {
         changes: Changes::default(),
     };
     let retain_pvc = ms.spec.milvus.storage.retain_on_delete;
-    // Config first, so new pods find their config; volumes before the pods
-    // that mount them.
+    // Credentials and config first, so new pods find them; volumes before
+    // the pods that mount them.
+    if let Some(metadata) = desired.milvus_auth.clone() {
+        let password = generated_password();
+        children
+            .create_once(render::milvus::auth_secret_with(metadata, &password))
+            .await?;
+    }
     children.sync(desired.config_maps.clone(), false).await?;
     children.sync(desired.pvcs.clone(), retain_pvc).await?;
     children.sync(desired.services.clone(), false).await?;
@@ -329,6 +335,13 @@ fn count_writes(ctx: &Context, changes: &Changes) {
     }
 }
 
+/// 32 random alphanumeric characters (about 190 bits) from the OS's
+/// generator, for the managed Milvus's root password.
+fn generated_password() -> String {
+    use rand::distr::{Alphanumeric, SampleString};
+    Alphanumeric.sample_string(&mut rand::rng(), 32)
+}
+
 /// Deletes the children (owner references would too, but only once the
 /// MemoryService itself is gone; doing it here makes deletion observable
 /// and lets a retained Milvus volume be released first).
@@ -351,6 +364,9 @@ async fn cleanup(ms: &MemoryService, ctx: &Context) -> Result<Action, Error> {
     children.remove_all::<Service>(false).await?;
     children.remove_all::<ConfigMap>(false).await?;
     children.remove_all::<PersistentVolumeClaim>(retain).await?;
+    // The Milvus credentials go with its volume: a retained volume is
+    // unreadable without the root password it was initialised with.
+    children.remove_all::<Secret>(retain).await?;
     let changes = children.changes;
     count_writes(ctx, &changes);
     let note = if changes.is_empty() {

@@ -362,3 +362,169 @@ fn with_an_ingress_the_api_is_reachable_from_the_ingress_controller_only() {
         "{from}"
     );
 }
+
+fn env_of<'a>(
+    c: &'a k8s_openapi::api::core::v1::Container,
+    name: &str,
+) -> Option<&'a k8s_openapi::api::core::v1::EnvVar> {
+    c.env.as_ref()?.iter().find(|e| e.name == name)
+}
+
+fn secret_ref(e: &k8s_openapi::api::core::v1::EnvVar) -> (String, String) {
+    let r = e
+        .value_from
+        .as_ref()
+        .and_then(|v| v.secret_key_ref.as_ref())
+        .expect("from a secret");
+    (r.name.clone(), r.key.clone())
+}
+
+#[test]
+fn managed_milvus_requires_a_password_the_operator_generates_and_runs_non_root() {
+    let d = render::render(&example("memoryservice-minimal.yaml"), &Policy::default()).expect("renders");
+    // The credentials Secret is created once by the controller, not applied.
+    let meta = d.milvus_auth.as_ref().expect("a generated Secret is asked for");
+    assert_eq!(meta.name.as_deref(), Some("pika-dev-milvus-auth"));
+    assert!(meta.owner_references.as_ref().is_some_and(|o| !o.is_empty()));
+    let secret = render::milvus::auth_secret_with(meta.clone(), "s3cret");
+    let data = secret.string_data.expect("data");
+    assert_eq!(data["password"], "s3cret");
+    assert_eq!(data["token"], "root:s3cret");
+
+    let milvus = container(&d, "pika-dev-milvus", "milvus");
+    assert_eq!(
+        env_of(milvus, "COMMON_SECURITY_AUTHORIZATIONENABLED").and_then(|e| e.value.as_deref()),
+        Some("true")
+    );
+    let root_password = env_of(milvus, "COMMON_SECURITY_DEFAULTROOTPASSWORD").expect("root password");
+    assert_eq!(
+        secret_ref(root_password),
+        ("pika-dev-milvus-auth".into(), "password".into())
+    );
+    // API and worker dataplanes present the token.
+    for (deployment, name) in [("pika-dev-api", "dataplane"), ("pika-dev-worker", "worker")] {
+        let token = env_of(container(&d, deployment, name), "PIKA__VECTOR__TOKEN").expect("token");
+        assert_eq!(secret_ref(token), ("pika-dev-milvus-auth".into(), "token".into()));
+    }
+    // Non-root, no capabilities, a group-writable volume.
+    let pod = d
+        .deployments
+        .iter()
+        .find(|x| x.metadata.name.as_deref() == Some("pika-dev-milvus"))
+        .and_then(|x| x.spec.as_ref()?.template.spec.clone())
+        .expect("milvus pod");
+    let security = pod.security_context.expect("pod security context");
+    assert_eq!(security.run_as_non_root, Some(true));
+    assert_eq!(security.run_as_user, Some(1000));
+    assert_eq!(security.fs_group, Some(1000));
+    let c = milvus.security_context.as_ref().expect("container security");
+    assert_eq!(c.allow_privilege_escalation, Some(false));
+    assert_eq!(
+        c.capabilities.as_ref().and_then(|c| c.drop.clone()),
+        Some(vec!["ALL".to_string()])
+    );
+
+    // Both can be turned off (an image that needs root; auth elsewhere).
+    let mut ms = example("memoryservice-minimal.yaml");
+    ms.spec.milvus.authentication = false;
+    ms.spec.milvus.run_as_non_root = false;
+    let d = render::render(&ms, &Policy::default()).expect("renders");
+    assert!(d.milvus_auth.is_none());
+    let milvus = container(&d, "pika-dev-milvus", "milvus");
+    assert!(env_of(milvus, "COMMON_SECURITY_AUTHORIZATIONENABLED").is_none());
+    assert!(env_of(container(&d, "pika-dev-api", "dataplane"), "PIKA__VECTOR__TOKEN").is_none());
+}
+
+#[test]
+fn an_external_milvus_gets_no_generated_secret() {
+    let d = check_golden("memoryservice-external.yaml");
+    assert!(d.milvus_auth.is_none());
+}
+
+#[test]
+fn the_dataplane_listens_on_loopback_and_is_probed_by_exec() {
+    let d = render::render(&example("memoryservice-minimal.yaml"), &Policy::default()).expect("renders");
+    let toml = d.config_maps[0].data.as_ref().expect("data")["dataplane.toml"].clone();
+    assert!(toml.contains("listen = \"127.0.0.1:8081\""), "{toml}");
+    let dataplane = container(&d, "pika-dev-api", "dataplane");
+    for probe in [&dataplane.liveness_probe, &dataplane.readiness_probe] {
+        let probe = probe.as_ref().expect("probe");
+        assert!(probe.http_get.is_none(), "an HTTP probe cannot reach loopback");
+        let command = probe.exec.as_ref().and_then(|e| e.command.clone()).expect("exec");
+        assert_eq!(
+            command[..2],
+            ["/usr/local/bin/pika-dataplane".to_string(), "probe".to_string()]
+        );
+    }
+}
+
+#[test]
+fn in_pod_tls_mounts_the_certificate_into_the_sidecar_and_probes_https() {
+    let mut ms = example("memoryservice-gpu.yaml");
+    ms.spec.tls = Some(pika_operator::crd::InPodTlsSpec {
+        secret_name: "pika-api-tls".into(),
+        min_version: pika_operator::crd::TlsMinVersion::Tls13,
+    });
+    let d = render::render(&ms, &policy()).expect("renders");
+    let sidecar_toml = d.config_maps[0].data.as_ref().expect("data")["sidecar.toml"].clone();
+    // (tests/tests/operator_config.rs loads this file into the sidecar's config.)
+    assert!(
+        sidecar_toml.contains("[tls]\ncert_file = \"/etc/pika-tls/tls.crt\"\nkey_file = \"/etc/pika-tls/tls.key\"\nmin_version = \"1.3\""),
+        "{sidecar_toml}"
+    );
+    let api = d
+        .deployments
+        .iter()
+        .find(|x| x.metadata.name.as_deref() == Some("pika-api"))
+        .expect("api");
+    let pod = api
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .expect("pod");
+    let volume = pod
+        .volumes
+        .as_ref()
+        .and_then(|v| v.iter().find(|v| v.name == "tls"))
+        .expect("tls volume");
+    let secret = volume.secret.as_ref().expect("secret volume");
+    assert_eq!(secret.secret_name.as_deref(), Some("pika-api-tls"));
+    assert_eq!(secret.default_mode, Some(0o400));
+    let sidecar = container(&d, "pika-api", "sidecar");
+    assert!(sidecar.volume_mounts.as_ref().is_some_and(|m| {
+        m.iter()
+            .any(|m| m.name == "tls" && m.mount_path == "/etc/pika-tls")
+    }));
+    let dataplane = container(&d, "pika-api", "dataplane");
+    assert!(
+        !dataplane
+            .volume_mounts
+            .as_ref()
+            .is_some_and(|m| m.iter().any(|m| m.name == "tls")),
+        "only the sidecar holds the certificate"
+    );
+    let scheme = sidecar
+        .readiness_probe
+        .as_ref()
+        .and_then(|p| p.http_get.as_ref())
+        .and_then(|g| g.scheme.clone());
+    assert_eq!(scheme.as_deref(), Some("HTTPS"));
+    let ingress = &d.ingresses[0];
+    assert_eq!(
+        ingress.metadata.annotations.as_ref().expect("annotations")["nginx.ingress.kubernetes.io/backend-protocol"],
+        "HTTPS"
+    );
+    // Worker pods do not mount it.
+    let worker = d
+        .deployments
+        .iter()
+        .find(|x| x.metadata.name.as_deref() == Some("pika-worker"))
+        .and_then(|x| x.spec.as_ref()?.template.spec.as_ref())
+        .expect("worker");
+    assert!(
+        !worker
+            .volumes
+            .as_ref()
+            .is_some_and(|v| v.iter().any(|v| v.name == "tls"))
+    );
+}

@@ -11,6 +11,7 @@
 use pika_common::config::load_layered;
 use pika_common::secret::Secret;
 use pika_common::telemetry::LogConfig;
+use pika_common::tls::ServerTlsConfig;
 use pika_embed::EmbeddingConfig;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -30,6 +31,9 @@ pub struct SidecarConfig {
     /// connection is closed (slow-header attacks); idle keep-alive
     /// connections close after it too.
     pub header_read_timeout_ms: u64,
+    /// HTTPS (rustls; TLS 1.3 preferred) when `tls.cert_file` is set: the
+    /// operator mounts the certificate from a Secret for in-pod TLS.
+    pub tls: ServerTlsConfig,
     /// The cache policy file (JSON, as the operator renders it, or TOML);
     /// empty: the defaults of `CachePolicySpec`.
     pub policy: PathBuf,
@@ -80,7 +84,10 @@ pub struct RateLimitConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct RedisConfig {
     /// L1 and invalidations; empty: L0 only, no cross-pod invalidation.
+    /// `rediss://` over TLS (system roots, or `ca_file`).
     pub url: Secret,
+    /// PEM CA certificate(s) of a Redis with a private CA.
+    pub ca_file: PathBuf,
     /// Deadline of each generation bump.
     pub timeout_ms: u64,
     /// The key that seals L1 entries (32 bytes, base64), the same in every
@@ -107,6 +114,7 @@ impl Default for SidecarConfig {
             upstream_timeout_ms: 30_000,
             max_in_flight: 2048,
             header_read_timeout_ms: 10_000,
+            tls: ServerTlsConfig::default(),
             policy: PathBuf::new(),
             insecure_dev: false,
             warmup_key: Secret::default(),
@@ -145,6 +153,7 @@ impl Default for RedisConfig {
     fn default() -> Self {
         RedisConfig {
             url: Secret::default(),
+            ca_file: PathBuf::new(),
             timeout_ms: 250,
             seal_key: Secret::default(),
         }

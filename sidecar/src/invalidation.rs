@@ -17,14 +17,7 @@ const PING_EVERY: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Runs until the process ends, reconnecting with back-off.
-pub async fn run(state: State, redis_url: String) {
-    let client = match redis::Client::open(redis_url.as_str()) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "invalid redis URL; no invalidation subscription");
-            return;
-        }
-    };
+pub async fn run(state: State, client: redis::Client) {
     let mut pause = Duration::from_millis(100);
     loop {
         match tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub()).await {

@@ -63,8 +63,36 @@ pub enum StartError {
     Metrics(#[from] prometheus::Error),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: String, source: std::io::Error },
+    #[error("{0}")]
+    Tls(#[from] pika_common::tls::TlsError),
+    #[error("redis.ca_file {path}: {source}")]
+    CaFile { path: String, source: std::io::Error },
     #[error("redis.seal_key: {0}")]
     SealKey(pika_common::seal::SealError),
+}
+
+/// The Redis client behind L1, generation bumps and invalidations; `None`
+/// without a URL. `rediss://` is TLS (rustls), with `ca_file` for a private CA.
+fn redis_client(config: &config::RedisConfig) -> Result<Option<redis::Client>, StartError> {
+    let url = config.url.expose();
+    if url.is_empty() {
+        return Ok(None);
+    }
+    pika_common::tls::install_default_provider();
+    if config.ca_file.as_os_str().is_empty() {
+        return Ok(Some(redis::Client::open(url).map_err(BumpError::from)?));
+    }
+    let root_cert = std::fs::read(&config.ca_file).map_err(|source| StartError::CaFile {
+        path: config.ca_file.display().to_string(),
+        source,
+    })?;
+    let tls = redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(root_cert),
+    };
+    Ok(Some(
+        redis::Client::build_with_tls(url, tls).map_err(BumpError::from)?,
+    ))
 }
 
 /// The L1 sealing key: configured (shared by every sidecar), or a random one
@@ -150,26 +178,21 @@ pub async fn start(config: SidecarConfig, policy: CachePolicySpec) -> Result<Run
         &config.upstream,
         Duration::from_millis(config.upstream_timeout_ms),
     )?;
-    let redis_url = config.redis.url.expose().to_string();
-    let l1 = if policy.l1.enabled && !redis_url.is_empty() {
+    let redis = redis_client(&config.redis)?;
+    let l1 = if let (true, Some(client)) = (policy.l1.enabled, &redis) {
         Some(Arc::new(L1::new(
-            &redis_url,
+            client.clone(),
             Duration::from_millis(policy.l1.timeout_ms),
             policy.l1.ttl_seconds,
             policy.l1.max_entries_per_user,
             l1_seal_key(&config)?,
-        )?))
+        )))
     } else {
         None
     };
-    let signals = if redis_url.is_empty() {
-        None
-    } else {
-        Some(GenerationBumper::new(
-            &redis_url,
-            Duration::from_millis(config.redis.timeout_ms),
-        )?)
-    };
+    let signals = redis
+        .as_ref()
+        .map(|client| GenerationBumper::new(client.clone(), Duration::from_millis(config.redis.timeout_ms)));
     let cache = SearchCache {
         l0: L0::new(policy.l0.max_entries, Duration::from_secs(policy.l0.ttl_seconds)),
         l1,
@@ -210,8 +233,7 @@ pub async fn start(config: SidecarConfig, policy: CachePolicySpec) -> Result<Run
         audit_sender,
     ));
     state.set_subscribed(false);
-    let listener_task =
-        (!redis_url.is_empty()).then(|| tokio::spawn(invalidation::run(state.clone(), redis_url.clone())));
+    let listener_task = redis.map(|client| tokio::spawn(invalidation::run(state.clone(), client)));
 
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
@@ -225,12 +247,15 @@ pub async fn start(config: SidecarConfig, policy: CachePolicySpec) -> Result<Run
     })?;
     let (shutdown, mut rx) = watch::channel(false);
     let app = stack::build(state.clone(), config.max_in_flight);
-    let header_read_timeout = Duration::from_millis(config.header_read_timeout_ms.max(1));
+    let serve_options = pika_common::http::ServeOptions {
+        header_read_timeout: Duration::from_millis(config.header_read_timeout_ms.max(1)),
+        tls: config.tls.acceptor()?,
+    };
     let server = tokio::spawn(async move {
         let stopped = async move {
             let _ = rx.wait_for(|s| *s).await;
         };
-        pika_common::http::serve(listener, app, header_read_timeout, stopped).await;
+        pika_common::http::serve(listener, app, serve_options, stopped).await;
     });
     Ok(Running {
         addr,

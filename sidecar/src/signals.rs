@@ -25,14 +25,14 @@ pub struct GenerationBumper {
 }
 
 impl GenerationBumper {
-    /// Checks the URL; the connection is made on first use.
-    pub fn new(url: &str, timeout: Duration) -> Result<Self, BumpError> {
-        Ok(GenerationBumper {
-            client: redis::Client::open(url)?,
+    /// Over `client`; the connection is made on first use.
+    pub fn new(client: redis::Client, timeout: Duration) -> Self {
+        GenerationBumper {
+            client,
             conn: Mutex::new(None),
             script: redis::Script::new(BUMP_SCRIPT),
             timeout,
-        })
+        }
     }
 
     async fn connection(&self) -> Result<ConnectionManager, BumpError> {

@@ -2,7 +2,7 @@
 //!
 //! The dataplane's and the sidecar's integration tests share [`support`]
 //! (server URLs, model weights) and [`fault_proxy`] (cutting a connection to
-//! a real server without stopping it).
+//! a real server without stopping it) and [`pki`] (a private CA for TLS tests).
 //!
 //! This is the one crate allowed to depend on all the others: tests that
 //! need two of them together (the sidecar in front of a real dataplane, the
@@ -11,4 +11,6 @@
 
 pub mod eval;
 pub mod fault_proxy;
+pub mod pki;
 pub mod support;
+pub mod tls_redis;

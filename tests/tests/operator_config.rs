@@ -74,3 +74,29 @@ fn the_rendered_sidecar_config_and_policy_load_in_the_sidecar() {
         assert!(policy.problems().is_empty());
     }
 }
+
+#[test]
+fn with_in_pod_tls_the_sidecar_loads_its_certificate_paths_and_the_dataplane_stays_on_loopback() {
+    let mut ms = example("memoryservice-gpu.yaml");
+    ms.spec.tls = Some(pika_operator::crd::InPodTlsSpec {
+        secret_name: "pika-api-tls".into(),
+        min_version: pika_operator::crd::TlsMinVersion::Tls13,
+    });
+    let d = render::render(&ms, &policy()).expect("renders");
+    let data = d.config_maps[0].data.as_ref().expect("data");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("sidecar.toml");
+    std::fs::write(&path, &data["sidecar.toml"]).expect("write");
+    let sidecar = pika_sidecar::config::SidecarConfig::load(Some(&path)).expect("sidecar config");
+    assert_eq!(sidecar.tls.cert_file, Path::new("/etc/pika-tls/tls.crt"));
+    assert_eq!(sidecar.tls.key_file, Path::new("/etc/pika-tls/tls.key"));
+    assert_eq!(sidecar.tls.min_version, pika_common::tls::TlsVersion::Tls13);
+    let dataplane_path = dir.path().join("dataplane.toml");
+    std::fs::write(&dataplane_path, &data["dataplane.toml"]).expect("write");
+    let dataplane = pika_dataplane::config::Config::load(Some(&dataplane_path)).expect("dataplane config");
+    assert_eq!(dataplane.server.listen, "127.0.0.1:8081");
+    assert!(
+        !dataplane.server.tls.enabled(),
+        "behind the sidecar the dataplane speaks plain HTTP on loopback"
+    );
+}

@@ -13,4 +13,4 @@ pub use error::{ApiError, current_request_id};
 pub use guards::{deadline, panic_response, shed_load};
 pub use metrics::{EmbedderQueueMetric, HttpMetrics, endpoint_label, method_label, record_http_metrics};
 pub use request_id::{REQUEST_ID_HEADER, request_id, usable_request_id};
-pub use serve::serve;
+pub use serve::{ServeOptions, serve};

@@ -2,9 +2,13 @@
 //! header-read timeout on HTTP/1 (a client that opens a connection and sends
 //! its headers slowly, or not at all, is cut off instead of holding the
 //! connection for ever: slowloris), which also closes idle keep-alive
-//! connections; and graceful shutdown that stops accepting, lets requests in
-//! flight finish and closes every connection. Each request carries the
-//! peer's `ConnectInfo<SocketAddr>` (per-address rate limits read it).
+//! connections; HTTP/2 keep-alive pings that close connections whose peer
+//! went away, and a bound on streams per connection; TLS (rustls) when an
+//! acceptor is given, with the handshake under the same deadline as the
+//! headers and done off the accept loop, so a slow handshake holds up no one
+//! else; and graceful shutdown that stops accepting, lets requests in flight
+//! finish and closes every connection. Each request carries the peer's
+//! `ConnectInfo<SocketAddr>` (per-address rate limits read it).
 
 use axum::Router;
 use axum::extract::ConnectInfo;
@@ -12,22 +16,56 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
+
+/// How a server treats its connections.
+#[derive(Clone)]
+pub struct ServeOptions {
+    /// Headers (and, with TLS, the handshake before them) must arrive
+    /// within this; idle HTTP/1 keep-alive connections close after it too.
+    pub header_read_timeout: Duration,
+    /// HTTPS when set.
+    pub tls: Option<TlsAcceptor>,
+}
+
+impl ServeOptions {
+    pub fn plain(header_read_timeout: Duration) -> ServeOptions {
+        ServeOptions {
+            header_read_timeout,
+            tls: None,
+        }
+    }
+}
+
+/// Requests in flight on one HTTP/2 connection at most (hyper's default is
+/// unbounded in the server): one client cannot open thousands of streams.
+const H2_MAX_STREAMS: u32 = 256;
 
 /// Serves `app` on `listener` until `shutdown` completes, then drains.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
-    header_read_timeout: Duration,
+    options: ServeOptions,
     shutdown: impl Future<Output = ()>,
 ) {
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout);
+        .header_read_timeout(options.header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        .keep_alive_interval(Some(Duration::from_secs(20)))
+        .keep_alive_timeout(Duration::from_secs(10));
+    let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -43,25 +81,48 @@ pub async fn serve(
                     }
                 };
                 let app = app.clone();
-                let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(ConnectInfo(peer));
-                    app.clone().oneshot(req.map(axum::body::Body::new))
-                });
-                let conn = builder
-                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                    .into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "connection ended with an error");
+                let builder = builder.clone();
+                let watcher = graceful.watcher();
+                match options.tls.clone() {
+                    None => {
+                        tokio::spawn(serve_connection(builder, watcher, stream, peer, app));
                     }
-                });
+                    Some(acceptor) => {
+                        let deadline = options.header_read_timeout;
+                        tokio::spawn(async move {
+                            match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
+                                Ok(Ok(tls)) => serve_connection(builder, watcher, tls, peer, app).await,
+                                Ok(Err(e)) => tracing::debug!(error = %e, %peer, "tls handshake failed"),
+                                Err(_) => tracing::debug!(%peer, "tls handshake timed out"),
+                            }
+                        });
+                    }
+                }
             }
             _ = &mut shutdown => break,
         }
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+async fn serve_connection<S>(
+    builder: Arc<Builder<TokioExecutor>>,
+    watcher: hyper_util::server::graceful::Watcher,
+    stream: S,
+    peer: SocketAddr,
+    app: Router,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(ConnectInfo(peer));
+        app.clone().oneshot(req.map(axum::body::Body::new))
+    });
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    if let Err(e) = watcher.watch(conn.into_owned()).await {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
 }
 
 #[cfg(test)]
@@ -76,9 +137,14 @@ mod tests {
         let addr = listener.local_addr().expect("addr");
         let app = Router::new().route("/", get(|| async { "ok" }));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(listener, app, Duration::from_millis(300), async {
-            let _ = stopped.await;
-        }));
+        let server = tokio::spawn(serve(
+            listener,
+            app,
+            ServeOptions::plain(Duration::from_millis(300)),
+            async {
+                let _ = stopped.await;
+            },
+        ));
         // A complete request is answered.
         let mut ok = tokio::net::TcpStream::connect(addr).await.expect("connect");
         ok.write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")

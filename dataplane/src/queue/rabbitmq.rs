@@ -45,6 +45,9 @@ pub struct RabbitMqOptions {
     pub prefetch: u16,
     /// Deadline for one publish including its confirm.
     pub publish_timeout: Duration,
+    /// PEM CA certificate(s) for an `amqps://` broker with a private CA;
+    /// empty: the system roots.
+    pub ca_file: std::path::PathBuf,
 }
 
 /// How long a free worker waits on the consumer before checking that it still
@@ -67,7 +70,20 @@ impl Link {
         let props = ConnectionProperties::default()
             .with_connection_name(LongString::from("pika-dataplane"))
             .enable_auto_recover();
-        let connection = tokio::time::timeout(Duration::from_secs(10), Connection::connect(&opts.url, props))
+        pika_common::tls::install_default_provider();
+        let tls = lapin::tcp::OwnedTLSConfig {
+            identity: None,
+            cert_chain: if opts.ca_file.as_os_str().is_empty() {
+                None
+            } else {
+                Some(std::fs::read_to_string(&opts.ca_file).map_err(|e| {
+                    unavailable(format!("cannot read the CA file {}: {e}", opts.ca_file.display()))
+                })?)
+            },
+        };
+        let runtime = lapin::runtime::default_runtime().map_err(unavailable)?;
+        let connect = Connection::connect_with_config(&opts.url, props, tls, runtime);
+        let connection = tokio::time::timeout(Duration::from_secs(10), connect)
             .await
             .map_err(|_| unavailable("connect timed out"))?
             .map_err(unavailable)?;

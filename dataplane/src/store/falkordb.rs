@@ -93,10 +93,13 @@ fn unavailable(e: impl Into<crate::ports::BoxError>) -> StoreError {
 }
 
 impl FalkorGraph {
-    /// Connects (`falkordb://host:port` or `redis://host:port`) and creates the indexes.
+    /// Connects (`falkordb://host:port` or `redis://host:port`; `falkordbs://`
+    /// or `rediss://` over TLS) and creates the indexes.
     pub async fn connect(url: &str, graph: &str, timeout: Duration) -> Result<Self, StoreError> {
-        let url = url.replacen("falkordb://", "redis://", 1);
-        let client = redis::Client::open(url.as_str()).map_err(unavailable)?;
+        let url = url
+            .replacen("falkordbs://", "rediss://", 1)
+            .replacen("falkordb://", "redis://", 1);
+        let client = super::redis_client(&url, std::path::Path::new(""), "falkordb")?;
         let conn = tokio::time::timeout(
             timeout.max(Duration::from_secs(2)),
             client.get_connection_manager(),

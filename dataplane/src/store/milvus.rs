@@ -130,6 +130,9 @@ pub struct MilvusOptions {
     pub url: String,
     /// `user:password`, or empty.
     pub token: String,
+    /// PEM CA certificate of a Milvus with a private CA (turns TLS on);
+    /// empty: TLS only for `https://` URLs, with the system roots.
+    pub ca_file: std::path::PathBuf,
     pub collection_prefix: String,
     pub num_partitions: i64,
     pub index: IndexSpec,
@@ -229,6 +232,9 @@ impl MilvusIndex {
             .telemetry(TelemetryConfig::new().enabled(false));
         if !self.options.token.is_empty() {
             config = config.token(self.options.token.clone());
+        }
+        if !self.options.ca_file.as_os_str().is_empty() {
+            config = config.ca_certificate(self.options.ca_file.to_string_lossy().into_owned());
         }
         self.call(ClientV2::new(&config)).await
     }

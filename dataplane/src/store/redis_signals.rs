@@ -31,12 +31,19 @@ fn unavailable(e: impl Into<crate::ports::BoxError>) -> StoreError {
 impl RedisSignals {
     /// Checks the URL; the connection is made on first use.
     pub fn new(url: &str, timeout: Duration) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url).map_err(unavailable)?;
-        Ok(RedisSignals {
+        Ok(RedisSignals::from_client(
+            super::redis_client(url, std::path::Path::new(""), "redis")?,
+            timeout,
+        ))
+    }
+
+    /// Over a client already made (TLS settings included).
+    pub fn from_client(client: redis::Client, timeout: Duration) -> Self {
+        RedisSignals {
             client,
             conn: tokio::sync::Mutex::new(None),
             timeout,
-        })
+        }
     }
 
     /// Like [`RedisSignals::new`], then connects once (fails when Redis is down).

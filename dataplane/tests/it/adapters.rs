@@ -750,6 +750,7 @@ async fn job_queue_contract_on_rabbitmq() {
         queue: name,
         prefetch: 4,
         publish_timeout: std::time::Duration::from_secs(5),
+        ca_file: Default::default(),
     })
     .await
     .expect("rabbitmq");
@@ -1007,6 +1008,7 @@ fn milvus_options(url: &str, prefix: &str) -> MilvusOptions {
     MilvusOptions {
         url: url.into(),
         token: String::new(),
+        ca_file: Default::default(),
         collection_prefix: prefix.into(),
         num_partitions: 16,
         index: IndexSpec::Hnsw {

@@ -34,6 +34,7 @@ impl PrivateCollections {
         MilvusIndex::drop_prefix(MilvusOptions {
             url: self.url,
             token: String::new(),
+            ca_file: Default::default(),
             collection_prefix: self.prefix,
             num_partitions: 1,
             index: IndexSpec::Flat,

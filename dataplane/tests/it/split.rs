@@ -77,6 +77,7 @@ pub(crate) async fn queue_client(amqp: &str, name: &str) -> pika_dataplane::queu
         queue: name.to_string(),
         prefetch: 1,
         publish_timeout: std::time::Duration::from_secs(5),
+        ca_file: Default::default(),
     })
     .await
     .expect("rabbitmq")

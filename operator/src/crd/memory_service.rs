@@ -91,6 +91,41 @@ pub struct MemoryServiceSpec {
     /// Who may connect to which pod (NetworkPolicies, on by default).
     #[serde(default)]
     pub network: NetworkSpec,
+    /// HTTPS inside the pod: the sidecar serves TLS with this certificate,
+    /// so traffic is encrypted from the ingress to the pod too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<InPodTlsSpec>,
+}
+
+/// The sidecar's certificate for in-pod TLS.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InPodTlsSpec {
+    /// A `kubernetes.io/tls` Secret (`tls.crt`, `tls.key`), e.g. from
+    /// cert-manager; renewals are picked up without a restart.
+    pub secret_name: String,
+    /// Oldest protocol the sidecar accepts: `"1.2"` or `"1.3"` (TLS 1.3 is
+    /// preferred either way).
+    #[serde(default)]
+    pub min_version: TlsMinVersion,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+pub enum TlsMinVersion {
+    #[default]
+    #[serde(rename = "1.2")]
+    Tls12,
+    #[serde(rename = "1.3")]
+    Tls13,
+}
+
+impl TlsMinVersion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsMinVersion::Tls12 => "1.2",
+            TlsMinVersion::Tls13 => "1.3",
+        }
+    }
 }
 
 /// NetworkPolicies rendered for the installation.
@@ -319,7 +354,7 @@ pub enum MilvusMode {
     External,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MilvusSpec {
     #[serde(default)]
@@ -330,6 +365,15 @@ pub struct MilvusSpec {
     /// Token of an external Milvus (`user:password`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<SecretKeyRef>,
+    /// Managed Milvus: authentication on, with a root password the operator
+    /// generates once into the Secret `{name}-milvus-auth` (keys `password`
+    /// and `token`) and hands to the dataplane.
+    #[serde(default = "default_true")]
+    pub authentication: bool,
+    /// Managed Milvus: run as a non-root user (uid 1000) with no
+    /// capabilities; turn off only for an image that needs root.
+    #[serde(default = "default_true")]
+    pub run_as_non_root: bool,
     #[serde(default)]
     pub storage: MilvusStorage,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -338,6 +382,22 @@ pub struct MilvusSpec {
     pub gpu: GpuSpec,
     #[serde(default)]
     pub index: IndexSpec,
+}
+
+impl Default for MilvusSpec {
+    fn default() -> Self {
+        MilvusSpec {
+            mode: MilvusMode::default(),
+            url: None,
+            token: None,
+            authentication: true,
+            run_as_non_root: true,
+            storage: MilvusStorage::default(),
+            resources: None,
+            gpu: GpuSpec::default(),
+            index: IndexSpec::default(),
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]

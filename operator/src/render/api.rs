@@ -2,9 +2,12 @@
 //! their Service, autoscaler and disruption budget.
 //!
 //! Traffic enters the sidecar on port 8080 (`http`); the sidecar forwards
-//! misses to the dataplane on 127.0.0.1:8081 in the same pod. Probes go to
-//! each container's own health endpoints so a dead dataplane is restarted
-//! even while the sidecar still answers from cache.
+//! misses to the dataplane on 127.0.0.1:8081 in the same pod, where the
+//! dataplane listens on loopback only. Probes go to each container's own
+//! health endpoints (the dataplane's through `pika-dataplane probe`, an exec
+//! probe, since an HTTP probe cannot reach loopback) so a dead dataplane is
+//! restarted even while the sidecar still answers from cache. With
+//! `spec.tls` the sidecar serves HTTPS from the mounted Secret.
 
 use super::config::{self, CONFIG_DIR, DATAPLANE_PORT, SIDECAR_FILE, SIDECAR_PORT};
 use super::meta::{Component, Owner};
@@ -28,8 +31,8 @@ pub fn deployment(owner: &Owner, config_map: &str, config_hash: &str) -> Deploym
     dataplane.args = Some(vec!["serve".into()]);
     dataplane.env = Some(env.clone());
     dataplane.ports = Some(vec![pod::port("dataplane", DATAPLANE_PORT)]);
-    dataplane.liveness_probe = Some(pod::http_probe("/health/live", DATAPLANE_PORT, 10, 3));
-    dataplane.readiness_probe = Some(pod::http_probe("/health/ready", DATAPLANE_PORT, 5, 2));
+    dataplane.liveness_probe = Some(pod::dataplane_probe("live", 10, 3));
+    dataplane.readiness_probe = Some(pod::dataplane_probe("ready", 5, 2));
     dataplane.resources = Some(pod::resources(
         spec.api.resources.as_ref(),
         "500m",
@@ -48,15 +51,24 @@ pub fn deployment(owner: &Owner, config_map: &str, config_hash: &str) -> Deploym
     sidecar_env.extend(config::sidecar_secret_env(owner));
     sidecar.env = Some(sidecar_env);
     sidecar.ports = Some(vec![pod::port("http", SIDECAR_PORT)]);
-    sidecar.liveness_probe = Some(pod::http_probe("/health/live", SIDECAR_PORT, 10, 3));
-    sidecar.readiness_probe = Some(pod::http_probe("/health/ready", SIDECAR_PORT, 5, 2));
+    let probe = if spec.tls.is_some() {
+        pod::https_probe
+    } else {
+        pod::http_probe
+    };
+    sidecar.liveness_probe = Some(probe("/health/live", SIDECAR_PORT, 10, 3));
+    sidecar.readiness_probe = Some(probe("/health/ready", SIDECAR_PORT, 5, 2));
     sidecar.resources = Some(pod::resources(
         spec.sidecar.resources.as_ref(),
         "250m",
         "384Mi",
         "768Mi",
     ));
-    sidecar.volume_mounts = Some(pod::mounts(true, false));
+    let mut sidecar_mounts = pod::mounts(true, false);
+    if spec.tls.is_some() {
+        sidecar_mounts.push(pod::tls_mount());
+    }
+    sidecar.volume_mounts = Some(sidecar_mounts);
 
     Deployment {
         metadata: owner.metadata(owner.child_name("api"), Some(Component::Api)),
@@ -81,7 +93,12 @@ pub fn deployment(owner: &Owner, config_map: &str, config_hash: &str) -> Deploym
                 )),
                 spec: Some(PodSpec {
                     containers: vec![dataplane, sidecar],
-                    volumes: Some(pod::volumes(owner, config_map)),
+                    volumes: Some(
+                        pod::volumes(owner, config_map)
+                            .into_iter()
+                            .chain(pod::tls_volume(owner))
+                            .collect(),
+                    ),
                     security_context: Some(pod::pod_security()),
                     termination_grace_period_seconds: Some(30),
                     ..Default::default()

@@ -21,6 +21,8 @@ pub const SIDECAR_FILE: &str = "sidecar.toml";
 /// Where the KEK Secret is mounted in dataplane containers, and its file.
 pub const KEK_DIR: &str = "/etc/pika-kek";
 pub const KEK_FILE: &str = "kek.keys";
+/// Where the sidecar's certificate Secret is mounted (in-pod TLS).
+pub const TLS_DIR: &str = "/etc/pika-tls";
 /// Dataplane HTTP port (inside the API pod; the sidecar forwards to it).
 pub const DATAPLANE_PORT: i32 = 8081;
 /// Worker health and metrics port.
@@ -74,7 +76,9 @@ pub fn dataplane_toml(owner: &Owner, index: &IndexPlan) -> String {
         owner.namespace, owner.name
     ));
     line("[server]".into());
-    line(format!("listen = \"0.0.0.0:{DATAPLANE_PORT}\""));
+    // Loopback only: the sidecar in the same pod is the way in (auth, rate
+    // limits); the kubelet probes with `pika-dataplane probe`.
+    line(format!("listen = \"127.0.0.1:{DATAPLANE_PORT}\""));
     line("\n[storage]".into());
     line("data_dir = \"/var/lib/pika\"".into());
     line("\n[vector]".into());
@@ -153,6 +157,12 @@ pub fn sidecar_toml(owner: &Owner) -> String {
         format!("policy = \"{CONFIG_DIR}/{POLICY_FILE}\""),
     ];
     lines.extend(embedding_section(owner));
+    if let Some(tls) = &owner.ms.spec.tls {
+        lines.push("\n[tls]".into());
+        lines.push(format!("cert_file = \"{TLS_DIR}/tls.crt\""));
+        lines.push(format!("key_file = \"{TLS_DIR}/tls.key\""));
+        lines.push(format!("min_version = \"{}\"", tls.min_version.as_str()));
+    }
     lines.push("\n[log]".into());
     lines.push("format = \"json\"".into());
     let mut t = lines.join("\n");
@@ -201,8 +211,13 @@ pub fn secret_env(owner: &Owner) -> Vec<EnvVar> {
     if let Some(url) = &spec.encryption.keyring_url {
         env.push(from_secret("PIKA__ENCRYPTION__KEYRING_URL", url));
     }
-    if let (MilvusMode::External, Some(token)) = (spec.milvus.mode, &spec.milvus.token) {
-        env.push(from_secret("PIKA__VECTOR__TOKEN", token));
+    match (spec.milvus.mode, &spec.milvus.token) {
+        (MilvusMode::External, Some(token)) => env.push(from_secret("PIKA__VECTOR__TOKEN", token)),
+        (MilvusMode::Managed, _) if spec.milvus.authentication => env.push(from_secret(
+            "PIKA__VECTOR__TOKEN",
+            &super::milvus::auth_token_ref(owner),
+        )),
+        _ => {}
     }
     if let Some(key) = spec.embedding.as_ref().and_then(|e| e.api_key.as_ref()) {
         env.push(from_secret("PIKA__EMBEDDING__API_KEY", key));

@@ -11,8 +11,16 @@ use k8s_openapi::api::networking::v1::{
 pub fn ingress(owner: &Owner) -> Option<Ingress> {
     let spec = owner.ms.spec.ingress.as_ref()?;
     let mut metadata = owner.metadata(owner.child_name("api"), Some(Component::Api));
-    if !spec.annotations.is_empty() {
-        metadata.annotations = Some(spec.annotations.clone());
+    let mut annotations = spec.annotations.clone();
+    if owner.ms.spec.tls.is_some() {
+        // The sidecar speaks HTTPS in the pod: the controller must too
+        // (ingress-nginx's annotation; others have their own).
+        annotations
+            .entry("nginx.ingress.kubernetes.io/backend-protocol".into())
+            .or_insert_with(|| "HTTPS".into());
+    }
+    if !annotations.is_empty() {
+        metadata.annotations = Some(annotations);
     }
     Some(Ingress {
         metadata,
@@ -55,7 +63,12 @@ pub fn endpoint(owner: &Owner) -> String {
         Some(i) if i.tls_secret.is_some() => format!("https://{}", i.host),
         Some(i) => format!("http://{}", i.host),
         None => format!(
-            "http://{}.{}.svc:{SIDECAR_PORT}",
+            "{}://{}.{}.svc:{SIDECAR_PORT}",
+            if owner.ms.spec.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            },
             owner.child_name("api"),
             owner.namespace
         ),

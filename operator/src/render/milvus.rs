@@ -3,19 +3,31 @@
 //! recreate rather than roll). With `gpu.enabled` it runs the GPU image,
 //! asks for `nvidia.com/gpu` and lands on GPU nodes.
 //!
+//! With `authentication` (the default) Milvus refuses unauthenticated
+//! clients, and its root password is the one the operator generated into
+//! the Secret `{name}-milvus-auth` the first time it reconciled (the only
+//! object here that is not a pure function of the spec: see
+//! [`auth_secret`]). Milvus reads that password only when it first
+//! initialises its metadata; the Secret is kept with a retained volume.
+//! With `runAsNonRoot` (the default) it runs as uid 1000 with no
+//! capabilities, its data volume group-writable through `fsGroup`.
+//!
 //! For more than one Milvus node, run Milvus with its own operator or chart
 //! and use `milvus.mode: external`.
 
 use super::config::MILVUS_PORT;
 use super::meta::{Component, Owner};
 use super::pod;
+use crate::crd::SecretKeyRef;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, EnvVar, HTTPGetAction, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Probe,
-    SecurityContext, Service, Toleration, Volume, VolumeMount, VolumeResourceRequirements,
+    Capabilities, ConfigMap, ConfigMapVolumeSource, EnvVar, EnvVarSource, HTTPGetAction,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodSecurityContext,
+    PodSpec, PodTemplateSpec, Probe, SeccompProfile, Secret, SecretKeySelector, SecurityContext, Service,
+    Toleration, Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::collections::BTreeMap;
 
@@ -30,6 +42,46 @@ advertise-client-urls: http://0.0.0.0:2379\n\
 quota-backend-bytes: 4294967296\n\
 auto-compaction-mode: revision\n\
 auto-compaction-retention: '1000'\n";
+
+/// The uid and gid Milvus runs as with `runAsNonRoot`.
+const MILVUS_UID: i64 = 1000;
+
+pub fn auth_secret_name(owner: &Owner) -> String {
+    owner.child_name("milvus-auth")
+}
+
+/// The dataplane's Milvus token (`root:PASSWORD`) in the generated Secret.
+pub fn auth_token_ref(owner: &Owner) -> SecretKeyRef {
+    SecretKeyRef {
+        secret_name: auth_secret_name(owner),
+        key: "token".into(),
+    }
+}
+
+/// The generated credentials: `password` (Milvus's root password) and
+/// `token` (`root:PASSWORD`, for the dataplane). The caller draws the
+/// password once and creates this only when no such Secret exists.
+pub fn auth_secret(owner: &Owner, password: &str) -> Secret {
+    auth_secret_with(auth_secret_metadata(owner), password)
+}
+
+/// Name, labels and owner reference of the generated Secret.
+pub fn auth_secret_metadata(owner: &Owner) -> ObjectMeta {
+    owner.metadata(auth_secret_name(owner), Some(Component::Milvus))
+}
+
+/// The generated Secret with `metadata` (from [`auth_secret_metadata`]).
+pub fn auth_secret_with(metadata: ObjectMeta, password: &str) -> Secret {
+    Secret {
+        metadata,
+        type_: Some("Opaque".into()),
+        string_data: Some(BTreeMap::from([
+            ("password".to_string(), password.to_string()),
+            ("token".to_string(), format!("root:{password}")),
+        ])),
+        ..Default::default()
+    }
+}
 
 pub fn config_map(owner: &Owner) -> ConfigMap {
     ConfigMap {
@@ -104,15 +156,37 @@ pub fn deployment(owner: &Owner) -> Deployment {
     // Milvus writes under its install folder: no read-only root here.
     container.security_context = Some(SecurityContext {
         allow_privilege_escalation: Some(false),
+        run_as_non_root: m.run_as_non_root.then_some(true),
+        capabilities: m.run_as_non_root.then(|| Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            ..Default::default()
+        }),
         ..Default::default()
     });
     container.args = Some(vec!["milvus".into(), "run".into(), "standalone".into()]);
-    container.env = Some(vec![
+    let mut milvus_env = vec![
         env("ETCD_USE_EMBED", "true"),
         env("ETCD_DATA_DIR", "/var/lib/milvus/etcd"),
         env("ETCD_CONFIG_PATH", &format!("/milvus/configs/{ETCD_FILE}")),
         env("COMMON_STORAGETYPE", "local"),
-    ]);
+    ];
+    if m.authentication {
+        // Milvus maps COMMON_SECURITY_* onto common.security.* of milvus.yaml.
+        milvus_env.push(env("COMMON_SECURITY_AUTHORIZATIONENABLED", "true"));
+        milvus_env.push(EnvVar {
+            name: "COMMON_SECURITY_DEFAULTROOTPASSWORD".into(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: auth_secret_name(owner),
+                    key: "password".into(),
+                    optional: Some(false),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
+    container.env = Some(milvus_env);
     container.ports = Some(vec![
         pod::port("grpc", MILVUS_PORT),
         pod::port("metrics", HEALTH_PORT),
@@ -191,6 +265,17 @@ pub fn deployment(owner: &Owner) -> Deployment {
                     ]),
                     node_selector,
                     tolerations,
+                    security_context: m.run_as_non_root.then(|| PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(MILVUS_UID),
+                        run_as_group: Some(MILVUS_UID),
+                        fs_group: Some(MILVUS_UID),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".into(),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
                     termination_grace_period_seconds: Some(60),
                     ..Default::default()
                 }),

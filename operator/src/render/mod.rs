@@ -22,6 +22,7 @@ use k8s_openapi::api::autoscaling::v2::{
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use meta::{Component, Owner};
 use std::collections::BTreeMap;
 
@@ -52,6 +53,10 @@ pub struct Desired {
     pub ingresses: Vec<Ingress>,
     pub pvcs: Vec<PersistentVolumeClaim>,
     pub network_policies: Vec<NetworkPolicy>,
+    /// The managed Milvus's credentials Secret (name, labels, owner): the
+    /// controller creates it once with a random password and never
+    /// rewrites it, so it is not rendered with the other objects.
+    pub milvus_auth: Option<ObjectMeta>,
     /// Hash of the configuration on the API pods' template.
     pub config_hash: String,
     pub index: Option<IndexPlan>,
@@ -152,6 +157,7 @@ pub fn render(ms: &MemoryService, policy: &Policy) -> Result<Desired, RenderErro
         ingresses: ingress::ingress(&owner).into_iter().collect(),
         pvcs: Vec::new(),
         network_policies: network::policies(&owner),
+        milvus_auth: None,
         config_hash: api_hash,
         index: Some(plan),
         endpoint: ingress::endpoint(&owner),
@@ -161,6 +167,9 @@ pub fn render(ms: &MemoryService, policy: &Policy) -> Result<Desired, RenderErro
         out.deployments.push(milvus::deployment(&owner));
         out.services.push(milvus::service(&owner));
         out.pvcs.push(milvus::pvc(&owner));
+        if spec.milvus.authentication {
+            out.milvus_auth = Some(milvus::auth_secret_metadata(&owner));
+        }
     }
     Ok(out)
 }

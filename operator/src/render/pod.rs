@@ -4,7 +4,7 @@
 use super::config::{self, CONFIG_DIR, DATAPLANE_FILE};
 use super::meta::{Component, Owner};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, ExecAction,
     HTTPGetAction, KeyToPath, PodSecurityContext, Probe, ResourceRequirements, SeccompProfile,
     SecretVolumeSource, SecurityContext, Volume, VolumeMount,
 };
@@ -26,6 +26,34 @@ pub fn http_probe(path: &str, port: i32, period: i32, failures: i32) -> Probe {
         }),
         period_seconds: Some(period),
         timeout_seconds: Some(2),
+        failure_threshold: Some(failures),
+        ..Default::default()
+    }
+}
+
+/// An HTTPS probe (the sidecar with in-pod TLS; the kubelet does not
+/// verify the certificate).
+pub fn https_probe(path: &str, port: i32, period: i32, failures: i32) -> Probe {
+    let mut probe = http_probe(path, port, period, failures);
+    if let Some(get) = probe.http_get.as_mut() {
+        get.scheme = Some("HTTPS".into());
+    }
+    probe
+}
+
+/// `pika-dataplane probe live|ready`: the dataplane listens on loopback in
+/// the API pod, out of reach of HTTP probes.
+pub fn dataplane_probe(what: &str, period: i32, failures: i32) -> Probe {
+    Probe {
+        exec: Some(ExecAction {
+            command: Some(vec![
+                "/usr/local/bin/pika-dataplane".into(),
+                "probe".into(),
+                what.into(),
+            ]),
+        }),
+        period_seconds: Some(period),
+        timeout_seconds: Some(3),
         failure_threshold: Some(failures),
         ..Default::default()
     }
@@ -107,6 +135,40 @@ pub fn volumes(owner: &Owner, config_map: &str) -> Vec<Volume> {
             ..Default::default()
         },
     ]
+}
+
+/// The sidecar's certificate Secret (`spec.tls`), owner read-only.
+pub fn tls_volume(owner: &Owner) -> Option<Volume> {
+    let tls = owner.ms.spec.tls.as_ref()?;
+    Some(Volume {
+        name: "tls".into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(tls.secret_name.clone()),
+            items: Some(
+                ["tls.crt", "tls.key"]
+                    .into_iter()
+                    .map(|k| KeyToPath {
+                        key: k.into(),
+                        path: k.into(),
+                        mode: None,
+                    })
+                    .collect(),
+            ),
+            default_mode: Some(0o400),
+            optional: Some(false),
+        }),
+        ..Default::default()
+    })
+}
+
+/// The sidecar's certificate, with in-pod TLS.
+pub fn tls_mount() -> VolumeMount {
+    VolumeMount {
+        name: "tls".into(),
+        mount_path: config::TLS_DIR.into(),
+        read_only: Some(true),
+        ..Default::default()
+    }
 }
 
 /// Mounts of a container; `with_keys` for the dataplane (KEK file).

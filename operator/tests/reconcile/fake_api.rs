@@ -21,6 +21,7 @@ const PLURALS: &[&str] = &[
     "ingresses",
     "networkpolicies",
     "persistentvolumeclaims",
+    "secrets",
     "memoryservices",
     "cachepolicies",
     "events",

@@ -198,8 +198,9 @@ async fn a_second_reconcile_with_nothing_changed_makes_no_writes() {
     s.converge().await;
     s.reconcile().await.expect("reconcile");
     assert_eq!(s.writes(), Vec::<Call>::new(), "idle reconcile wrote");
-    // It did look: the CachePolicy and one list per child kind.
-    assert_eq!(s.fake.calls().len(), 9, "{:?}", s.fake.calls());
+    // It did look: the CachePolicy, the Milvus credentials Secret (by
+    // name) and one list per child kind.
+    assert_eq!(s.fake.calls().len(), 10, "{:?}", s.fake.calls());
 }
 
 #[tokio::test]
@@ -346,6 +347,42 @@ async fn deletion_runs_cleanup_keeps_a_retained_volume_and_removes_the_finalizer
     assert!(s.fake.get(MS_PATH).is_none(), "finalizer removed, object gone");
     let deletes = s.writes().iter().filter(|c| c.method == Method::DELETE).count();
     assert_eq!(deletes, 15, "12 objects and 3 network policies");
+    // The retained volume keeps the root password it was initialised with.
+    let secret = s
+        .fake
+        .get(MILVUS_AUTH_PATH)
+        .expect("credentials kept with the volume");
+    assert_eq!(secret["metadata"]["ownerReferences"], json!([]), "released");
+}
+
+const MILVUS_AUTH_PATH: &str = "/api/v1/namespaces/pika/secrets/pika-milvus-auth";
+
+#[tokio::test]
+async fn the_milvus_credentials_are_generated_once_and_never_rewritten() {
+    let s = setup();
+    s.converge().await;
+    let secret = s.fake.get(MILVUS_AUTH_PATH).expect("generated Secret");
+    let data = &secret["stringData"];
+    let password = data["password"].as_str().expect("password").to_string();
+    assert_eq!(password.len(), 32);
+    assert!(password.chars().all(|c| c.is_ascii_alphanumeric()));
+    assert_eq!(data["token"], format!("root:{password}"));
+    assert!(
+        secret["metadata"]["ownerReferences"][0]["uid"].is_string(),
+        "owned: {secret}"
+    );
+
+    // Later reconciles (even full applies) leave it alone.
+    s.reconcile().await.expect("again");
+    assert!(
+        !s.writes().iter().any(|c| c.path.contains("/secrets")),
+        "the Secret was written again: {:?}",
+        s.writes()
+    );
+    assert_eq!(
+        s.fake.get(MILVUS_AUTH_PATH).expect("kept")["stringData"]["password"],
+        password
+    );
 }
 
 #[tokio::test]

@@ -110,17 +110,17 @@ fn unpack(b: &[u8]) -> Option<SemanticEntry> {
 }
 
 impl L1 {
-    /// Checks the URL; connects on first use.
+    /// Over `client`; connects on first use.
     pub fn new(
-        url: &str,
+        client: redis::Client,
         timeout: Duration,
         ttl_seconds: u64,
         max_per_user: u64,
         seal_key: SecretKey,
-    ) -> Result<Self, L1Error> {
-        Ok(L1 {
+    ) -> Self {
+        L1 {
             seal_key,
-            client: redis::Client::open(url).map_err(|e| L1Error::Unavailable(e.to_string()))?,
+            client,
             conn: Mutex::new(None),
             lookup_script: redis::Script::new(LOOKUP_SCRIPT),
             timeout,
@@ -128,7 +128,7 @@ impl L1 {
             max_per_user,
             started: Instant::now(),
             skip_until_ms: AtomicU64::new(0),
-        })
+        }
     }
 
     fn now_ms(&self) -> u64 {

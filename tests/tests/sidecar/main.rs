@@ -6,3 +6,4 @@ mod behaviour;
 mod erasure;
 mod faults;
 mod harness;
+mod tls;
