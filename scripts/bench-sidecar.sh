@@ -5,6 +5,8 @@
 # overhead on a miss (sidecar vs direct, same run) and a 90% hit mix at rising
 # rates. Everything runs on this machine's cores.
 #   scripts/bench-sidecar.sh [extra pika-cachebench flags, e.g. --rates 1000,2000]
+# PIKA_BENCH_TLS=1: the sidecars serve HTTPS (a private CA from pika-testcert),
+# so the same run measures what TLS costs a client.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/pika-target}"
@@ -30,12 +32,20 @@ pids=($!)
 cleanup() {
   kill "${pids[@]}" 2>/dev/null || true
   wait "${pids[@]}" 2>/dev/null || true
-  rm -rf "$data"
+  rm -rf "$data" ${pki:+"$pki"}
 }
 trap cleanup EXIT
 for _ in $(seq 1 300); do grep -q 'listening on' "$data/dp.log" 2>/dev/null && break; sleep 0.1; done
 # The first admin key goes to a file (since issue 12), older builds logged it.
 key="$(cat "$data/bootstrap-admin.key" 2>/dev/null || grep -o 'pika_live_sk_[A-Za-z0-9]*' "$data/dp.log")"
+scheme=http
+tls_args=()
+if [ "${PIKA_BENCH_TLS:-0}" = 1 ]; then
+  pki="$("$CARGO_TARGET_DIR/release/pika-testcert")"
+  export PIKA_SIDECAR__TLS__CERT_FILE="$pki/tls.crt" PIKA_SIDECAR__TLS__KEY_FILE="$pki/tls.key"
+  scheme=https
+  tls_args=(--ca "$pki/ca.crt")
+fi
 for port in $a $b; do
   # Rate limit off: the load generator uses one key for everything.
   # PIKA_BENCH_SIDECAR_ARGS: extra flags (@DATA@ is the dataplane's data folder;
@@ -49,5 +59,8 @@ done
 for port in $a $b; do
   for _ in $(seq 1 300); do grep -q 'sidecar listening' "$data/sidecar-$port.log" 2>/dev/null && break; sleep 0.1; done
 done
-"$bin/pika-cachebench" --sidecar-a "http://127.0.0.1:$a" --sidecar-b "http://127.0.0.1:$b" \
-  --direct "http://127.0.0.1:$dp" --key "$key" "$@"
+# The certificate names localhost, not 127.0.0.1.
+host=127.0.0.1
+[ "$scheme" = https ] && host=localhost
+"$bin/pika-cachebench" --sidecar-a "$scheme://$host:$a" --sidecar-b "$scheme://$host:$b" \
+  --direct "http://127.0.0.1:$dp" --key "$key" "${tls_args[@]}" "$@"

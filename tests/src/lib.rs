@@ -2,7 +2,8 @@
 //!
 //! The dataplane's and the sidecar's integration tests share [`support`]
 //! (server URLs, model weights) and [`fault_proxy`] (cutting a connection to
-//! a real server without stopping it) and [`pki`] (a private CA for TLS tests).
+//! a real server without stopping it), [`pki`] (a private CA for TLS tests) and
+//! [`http_fuzz`] (the randomized run over an HTTP surface).
 //!
 //! This is the one crate allowed to depend on all the others: tests that
 //! need two of them together (the sidecar in front of a real dataplane, the
@@ -11,6 +12,7 @@
 
 pub mod eval;
 pub mod fault_proxy;
+pub mod http_fuzz;
 pub mod pki;
 pub mod support;
 pub mod tls_redis;

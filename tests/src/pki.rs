@@ -51,6 +51,11 @@ impl TestPki {
         self.server_der = cert.der().clone();
     }
 
+    /// Keeps the files after this value is dropped; returns their folder.
+    pub fn keep(self) -> PathBuf {
+        self.dir.keep()
+    }
+
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }

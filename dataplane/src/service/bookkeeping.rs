@@ -108,21 +108,12 @@ const AUDIT_RETRY_FOR: Duration = Duration::from_secs(60);
 
 async fn flush(meta: &dyn MetaStore, audits: &mut Vec<AuditEntry>, accessed: &mut Vec<String>) {
     if !audits.is_empty() {
-        let started = tokio::time::Instant::now();
-        let mut pause = Duration::from_millis(50);
-        loop {
-            match meta.append_audit(audits).await {
-                Ok(()) => break,
-                Err(e) if started.elapsed() < AUDIT_RETRY_FOR => {
-                    tracing::warn!(error = %e, queued = audits.len(), "audit log write failed; retrying");
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(2));
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, lost = audits.len(), "audit log write failed for a minute; batch lost");
-                    break;
-                }
-            }
+        let batch: &[AuditEntry] = audits;
+        if !write_with_retry(|| meta.append_audit(batch), AUDIT_RETRY_FOR).await {
+            tracing::error!(
+                lost = audits.len(),
+                "audit log write failed for a minute; batch lost"
+            );
         }
         audits.clear();
     }
@@ -131,6 +122,28 @@ async fn flush(meta: &dyn MetaStore, audits: &mut Vec<AuditEntry>, accessed: &mu
             tracing::debug!(error = %e, "cannot record fact access");
         }
         accessed.clear();
+    }
+}
+
+/// Calls `write` until it succeeds (true) or `give_up_after` has passed
+/// (false), pausing 50 ms, doubling up to 2 s, between attempts.
+async fn write_with_retry<F, Fut>(mut write: F, give_up_after: Duration) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), crate::ports::StoreError>>,
+{
+    let started = tokio::time::Instant::now();
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match write().await {
+            Ok(()) => return true,
+            Err(e) if started.elapsed() < give_up_after => {
+                tracing::warn!(error = %e, "audit log write failed; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            Err(_) => return false,
+        }
     }
 }
 
@@ -163,5 +176,51 @@ mod tests {
             .await
             .expect("count");
         assert_eq!(n, 3);
+    }
+
+    fn outage() -> crate::ports::StoreError {
+        crate::ports::StoreError::unavailable("postgres", "connection refused")
+    }
+
+    #[tokio::test]
+    async fn a_failing_audit_write_is_retried_until_the_store_is_back() {
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        let started = std::time::Instant::now();
+        let written = write_with_retry(
+            || {
+                let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                async move { if n < 3 { Err(outage()) } else { Ok(()) } }
+            },
+            AUDIT_RETRY_FOR,
+        )
+        .await;
+        assert!(written, "the batch is written once the store answers");
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 4);
+        // Backed off between attempts: 50 + 100 + 200 ms.
+        assert!(
+            started.elapsed() >= Duration::from_millis(350),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn an_outage_longer_than_the_retry_window_gives_the_batch_up() {
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        let started = std::time::Instant::now();
+        let written = write_with_retry(
+            || {
+                calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                async { Err(outage()) }
+            },
+            Duration::from_millis(300),
+        )
+        .await;
+        assert!(!written);
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        assert!(
+            calls.load(std::sync::atomic::Ordering::SeqCst) >= 3,
+            "retried before giving up"
+        );
     }
 }

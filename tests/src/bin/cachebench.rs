@@ -55,6 +55,9 @@ struct Args {
     duration: u64,
     #[arg(long, default_value_t = 2000)]
     max_in_flight: usize,
+    /// PEM CA certificate to trust (sidecars serving HTTPS with a private CA).
+    #[arg(long)]
+    ca: Option<std::path::PathBuf>,
 }
 
 const HOT: &[&str] = &[
@@ -241,11 +244,14 @@ async fn open_loop(c: Arc<Client>, args: &Args, rate: f64, unique: &AtomicUsize)
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
+    let mut http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.max_in_flight)
+        .timeout(Duration::from_secs(30));
+    if let Some(ca) = &args.ca {
+        http = http.add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(ca)?)?);
+    }
     let c = Arc::new(Client {
-        http: reqwest::Client::builder()
-            .pool_max_idle_per_host(args.max_in_flight)
-            .timeout(Duration::from_secs(30))
-            .build()?,
+        http: http.build()?,
         key: args.key.clone(),
     });
     prefill(&c, &args).await?;

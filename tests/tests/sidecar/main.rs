@@ -5,5 +5,6 @@
 mod behaviour;
 mod erasure;
 mod faults;
+mod fuzz;
 mod harness;
 mod tls;
