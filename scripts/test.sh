@@ -14,6 +14,8 @@ export PIKA_TEST_REDIS_URL="${PIKA_TEST_REDIS_URL:-redis://127.0.0.1:6379}"
 export PIKA_TEST_RABBITMQ_URL="${PIKA_TEST_RABBITMQ_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
 export PIKA_TEST_MILVUS_URL="${PIKA_TEST_MILVUS_URL:-http://127.0.0.1:${PIKA_MILVUS_PORT:-19530}}"
 export PIKA_TEST_FALKORDB_URL="${PIKA_TEST_FALKORDB_URL:-falkordb://127.0.0.1:${PIKA_FALKORDB_PORT:-6380}}"
+# Mem0's Python clients, for the compatibility tests (a virtualenv each, made once).
+eval "$(bash scripts/mem0-clients.sh)"
 bash scripts/check-manifests.sh
 bash scripts/deny.sh
 cargo fmt --all -- --check

@@ -89,14 +89,18 @@ pub fn hash_key(key: &str) -> String {
 }
 
 /// The API key a request presents: `Authorization: Bearer <key>` (or
-/// `bearer`), else `X-API-Key`. Empty values count as absent.
+/// `bearer`, or Mem0's `Token <key>`), else `X-API-Key`. Empty values count as absent.
 pub fn presented_key(headers: &http::HeaderMap) -> Option<&str> {
     if let Some(v) = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
     {
         let v = v.trim();
-        if let Some(k) = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")) {
+        // `Token` is the scheme Mem0's clients send.
+        if let Some(k) = ["Bearer ", "bearer ", "Token ", "token "]
+            .iter()
+            .find_map(|scheme| v.strip_prefix(scheme))
+        {
             return Some(k.trim()).filter(|k| !k.is_empty());
         }
     }
@@ -175,6 +179,8 @@ mod tests {
         h.remove("x-api-key");
         h.insert("authorization", "Bearer ".parse().expect("header"));
         assert_eq!(presented_key(&h), None, "an empty bearer is no key");
+        h.insert("authorization", "Token k3".parse().expect("header"));
+        assert_eq!(presented_key(&h), Some("k3"), "Mem0's scheme");
         h.insert("authorization", "Basic abc".parse().expect("header"));
         assert_eq!(presented_key(&h), None);
     }

@@ -114,6 +114,15 @@ fn required_id(v: &Option<Value>, field: &str, errs: &mut ValidationErrors) -> O
 
 /// Validates an extract request.
 pub fn extract(raw: RawExtractRequest) -> Result<ExtractRequest, ValidationErrors> {
+    extract_with_min(raw, MIN_MESSAGES)
+}
+
+/// Like [`extract`], with at least `min_messages` messages (1 for the Mem0
+/// surface, whose clients add a single sentence).
+pub fn extract_with_min(
+    raw: RawExtractRequest,
+    min_messages: usize,
+) -> Result<ExtractRequest, ValidationErrors> {
     let mut errs = ValidationErrors::default();
     let user_id = required_id(&raw.user_id, "user_id", &mut errs);
     let conversation_id = required_id(&raw.conversation_id, "conversation_id", &mut errs);
@@ -121,10 +130,10 @@ pub fn extract(raw: RawExtractRequest) -> Result<ExtractRequest, ValidationError
     match &raw.conversation {
         None | Some(Value::Null) => errs.push("conversation", "is required"),
         Some(Value::Array(items)) => {
-            if items.len() < MIN_MESSAGES {
+            if items.len() < min_messages {
                 errs.push(
                     "conversation",
-                    format!("must have at least {MIN_MESSAGES} messages (got {})", items.len()),
+                    format!("must have at least {min_messages} messages (got {})", items.len()),
                 );
             } else if items.len() > MAX_MESSAGES {
                 errs.push(

@@ -48,6 +48,9 @@ pub fn build(state: State, max_in_flight: usize) -> Router {
                 // log line, error envelope and the dataplane (which receives
                 // the header) share it.
                 .layer(from_fn(request_id))
+                // Mem0's clients read `{"detail": ...}`: errors the sidecar
+                // answers itself on Mem0 paths take that shape too.
+                .layer(from_fn(pika_common::http::mem0::mem0_errors))
                 // Metrics: count everything, rejections and cache hits included.
                 .layer(from_fn_with_state(
                     state.metrics.http.clone(),

@@ -50,12 +50,13 @@ fn any_json() -> impl Strategy<Value = Value> {
 /// The request shapes the API knows, with random values in them.
 fn shaped_json() -> impl Strategy<Value = Value> {
     let field = any_json().boxed();
-    (field.clone(), field.clone(), field.clone(), field, 0usize..4).prop_map(
+    (field.clone(), field.clone(), field.clone(), field, 0usize..5).prop_map(
         |(a, b, c, d, which)| match which {
             0 => json!({"user_id": a, "conversation_id": b, "conversation": [{"role": c, "content": d}]}),
             1 => json!({"user_id": a, "query": b, "limit": c, "categories": d}),
             2 => json!({"tenant_id": a, "name": b, "permissions": c, "users": d}),
-            _ => json!({"state": a, "erase": b, "require_consent": c, "retention_days": d}),
+            3 => json!({"state": a, "erase": b, "require_consent": c, "retention_days": d}),
+            _ => json!({"messages": a, "user_id": b, "filters": c, "top_k": d, "async_mode": false}),
         },
     )
 }
@@ -91,6 +92,15 @@ fn case() -> impl Strategy<Value = Case> {
         "/health/live",
         "/health/ready",
         "/metrics",
+        "/v1/ping/",
+        "/v3/memories/add/",
+        "/v3/memories/search/",
+        "/v2/memories/search/",
+        "/v3/memories/",
+        "/v2/memories/",
+        "/v1/memories/",
+        "/v1/memories/{}/",
+        "/v1/memories/{}/history/",
         "/{}",
         "/v1/{}/{}",
     ]);

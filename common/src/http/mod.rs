@@ -5,6 +5,7 @@
 
 mod error;
 mod guards;
+pub mod mem0;
 mod metrics;
 mod request_id;
 mod serve;

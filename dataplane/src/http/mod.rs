@@ -4,6 +4,7 @@ pub mod auth;
 pub mod error;
 mod handlers;
 mod json;
+mod mem0;
 mod views;
 
 use crate::app::AppState;
@@ -85,6 +86,7 @@ pub fn router(state: AppState) -> Router {
         .merge(admin)
         .merge(operator)
         .merge(open)
+        .merge(mem0::router(state.clone()))
         .fallback(ops::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Mem0's own clients, for the compatibility tests (tests/tests/mem0_clients.rs):
+# one virtualenv per mem0ai version under $HOME/.cache/pika-tools/mem0, made
+# once from PyPI. Prints `export` lines for the test (eval them), e.g.
+#   eval "$(bash scripts/mem0-clients.sh)"
+set -euo pipefail
+root="$HOME/.cache/pika-tools/mem0"
+mkdir -p "$root"
+for version in 2.2.1; do
+  venv="$root/py-$version"
+  if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c "import mem0" 2>/dev/null; then
+    echo "mem0-clients: installing mem0ai $version (PyPI) into $venv" >&2
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "mem0ai==$version" >&2
+  fi
+  var="PIKA_TEST_MEM0_PY_${version%%.*}"
+  echo "export $var=$venv/bin/python"
+done

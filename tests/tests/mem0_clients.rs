@@ -1,0 +1,77 @@
+//! Mem0's own clients against PIKA (DESIGN.md §13): the official `mem0ai`
+//! Python client runs `tests/mem0/client_v2.py` (every method it covers,
+//! asserting on results) against a real embedded dataplane, directly and
+//! through a sidecar. The client comes from `scripts/mem0-clients.sh`
+//! (`PIKA_TEST_MEM0_PY_2`: its virtualenv's python); without it the test
+//! skips, except in CI.
+
+use pika_dataplane::app;
+use pika_dataplane::config::{Config, Secret};
+use pika_sidecar::config::SidecarConfig;
+use pika_tests::support::{have_model, model_dir, server_url};
+use std::path::Path;
+use std::process::Command;
+
+fn run_client(python: &str, script: &str, url: &str, key: &str) -> String {
+    let out = Command::new(python)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("mem0").join(script))
+        .env("PIKA_URL", url)
+        .env("PIKA_KEY", key)
+        // The client reports usage to Mem0's analytics unless told not to.
+        .env("MEM0_TELEMETRY", "False")
+        .output()
+        .expect("the client runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{script} against {url} failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mem0_python_client_2x_works_directly_and_through_the_sidecar() {
+    let Some(python) = server_url("PIKA_TEST_MEM0_PY_2") else {
+        return;
+    };
+    let Some(redis) = server_url("PIKA_TEST_REDIS_URL") else {
+        return;
+    };
+    if !have_model() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = Config::default();
+    config.server.listen = "127.0.0.1:0".into();
+    config.storage.data_dir = dir.path().to_path_buf();
+    config.embedding.model_dir = model_dir();
+    config.cache.redis_url = Secret::new(redis.clone());
+    let running = app::start(config.clone()).await.expect("dataplane starts");
+    let key = running.bootstrap_admin_key.clone().expect("admin key");
+    let direct = format!("http://{}", running.addr);
+    let mut sidecar_config = SidecarConfig {
+        listen: "127.0.0.1:0".into(),
+        upstream: direct.clone(),
+        embedding: config.embedding.clone(),
+        ..Default::default()
+    };
+    sidecar_config.redis.url = Secret::new(redis);
+    let sidecar = pika_sidecar::start(sidecar_config, Default::default())
+        .await
+        .expect("sidecar starts");
+    let via_sidecar = format!("http://{}", sidecar.addr);
+
+    for url in [direct, via_sidecar] {
+        let python = python.clone();
+        let key = key.clone();
+        let out = tokio::task::spawn_blocking(move || run_client(&python, "client_v2.py", &url, &key))
+            .await
+            .expect("client task");
+        println!("{}", out.trim());
+        assert!(out.contains("checks passed"), "{out}");
+    }
+    sidecar.stop().await;
+    running.shutdown().await;
+}
