@@ -6,7 +6,7 @@
 set -euo pipefail
 root="$HOME/.cache/pika-tools/mem0"
 mkdir -p "$root"
-for version in 2.2.1; do
+for version in 2.2.1 1.0.11 0.1.118; do
   venv="$root/py-$version"
   if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c "import mem0" 2>/dev/null; then
     echo "mem0-clients: installing mem0ai $version (PyPI) into $venv" >&2
@@ -14,6 +14,7 @@ for version in 2.2.1; do
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check "mem0ai==$version" >&2
   fi
-  var="PIKA_TEST_MEM0_PY_${version%%.*}"
+  # PIKA_TEST_MEM0_PY_2_2_1 and so on.
+  var="PIKA_TEST_MEM0_PY_${version//./_}"
   echo "export $var=$venv/bin/python"
 done

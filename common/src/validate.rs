@@ -198,6 +198,7 @@ pub fn extract_with_min(
             metadata: raw.metadata.filter(|m| !m.is_null()),
             occurred_at,
             user_name,
+            store_as_given: false,
         }),
         _ => Err(errs),
     }

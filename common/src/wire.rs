@@ -50,6 +50,10 @@ pub struct ExtractRequest {
     /// user ("What does Na like?") is read as being about them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_name: Option<String>,
+    /// Keep each of the user's messages as one memory, word for word, with
+    /// no extraction (Mem0's `infer: false`, and imports).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub store_as_given: bool,
 }
 
 /// Body of `POST /v1/search_facts` as received.

@@ -42,6 +42,10 @@ check(any("Miu" in m or "cat" in m.lower() for m in memories), f"the cat is reme
 pending = client.add("Mình thích ăn phở lắm", user_id=user)
 check(pending.get("status") == "PENDING" and pending.get("event_id"), f"async add: {pending}")
 
+# infer=False keeps the text word for word, one memory per message
+given = client.add("Hôm nay con được điểm mười môn toán", user_id=user, infer=False, async_mode=False)
+check([r["memory"] for r in given["results"]] == ["Hôm nay con được điểm mười môn toán"], f"infer=False: {given}")
+
 # search with filters
 found = client.search("pets", filters={"user_id": user}, top_k=5)
 results = found["results"]

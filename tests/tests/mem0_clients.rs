@@ -1,9 +1,10 @@
 //! Mem0's own clients against PIKA (DESIGN.md §13): the official `mem0ai`
-//! Python client runs `tests/mem0/client_v2.py` (every method it covers,
-//! asserting on results) against a real embedded dataplane, directly and
-//! through a sidecar. The client comes from `scripts/mem0-clients.sh`
-//! (`PIKA_TEST_MEM0_PY_2`: its virtualenv's python); without it the test
-//! skips, except in CI.
+//! Python clients (2.2.1 runs `tests/mem0/client_v2.py`; 1.0.11 and
+//! 0.1.118 run `client_v1.py`: every method they cover, asserting on
+//! results) against a real embedded dataplane, directly and through a
+//! sidecar. The clients come from `scripts/mem0-clients.sh`
+//! (`PIKA_TEST_MEM0_PY_<version>`: each virtualenv's python); without them
+//! the test skips, except in CI.
 
 use pika_dataplane::app;
 use pika_dataplane::config::{Config, Secret};
@@ -32,10 +33,18 @@ fn run_client(python: &str, script: &str, url: &str, key: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_mem0_python_client_2x_works_directly_and_through_the_sidecar() {
-    let Some(python) = server_url("PIKA_TEST_MEM0_PY_2") else {
-        return;
-    };
+async fn the_mem0_python_clients_work_directly_and_through_the_sidecar() {
+    let mut clients = Vec::new();
+    for (var, script) in [
+        ("PIKA_TEST_MEM0_PY_2_2_1", "client_v2.py"),
+        ("PIKA_TEST_MEM0_PY_1_0_11", "client_v1.py"),
+        ("PIKA_TEST_MEM0_PY_0_1_118", "client_v1.py"),
+    ] {
+        let Some(python) = server_url(var) else {
+            return;
+        };
+        clients.push((python, script));
+    }
     let Some(redis) = server_url("PIKA_TEST_REDIS_URL") else {
         return;
     };
@@ -63,14 +72,15 @@ async fn the_mem0_python_client_2x_works_directly_and_through_the_sidecar() {
         .expect("sidecar starts");
     let via_sidecar = format!("http://{}", sidecar.addr);
 
-    for url in [direct, via_sidecar] {
-        let python = python.clone();
-        let key = key.clone();
-        let out = tokio::task::spawn_blocking(move || run_client(&python, "client_v2.py", &url, &key))
-            .await
-            .expect("client task");
-        println!("{}", out.trim());
-        assert!(out.contains("checks passed"), "{out}");
+    for (python, script) in clients {
+        for url in [direct.clone(), via_sidecar.clone()] {
+            let (python, key, via) = (python.clone(), key.clone(), url.clone());
+            let out = tokio::task::spawn_blocking(move || run_client(&python, script, &url, &key))
+                .await
+                .expect("client task");
+            println!("{} (via {via})", out.trim());
+            assert!(out.contains("checks passed"), "{out}");
+        }
     }
     sidecar.stop().await;
     running.shutdown().await;

@@ -267,7 +267,11 @@ impl Worker {
                 .find_map(|t| time::resolve(t, reference))
                 .map(|d| d.at_noon(*reference.offset()))
         };
-        let mut candidates = deps.extractor.extract(conversation).await?;
+        let mut candidates = if req.store_as_given {
+            as_given(conversation)
+        } else {
+            deps.extractor.extract(conversation).await?
+        };
         for c in &mut candidates {
             let mut texts: Vec<&str> = vec![c.content.as_str()];
             texts.extend(
@@ -278,13 +282,19 @@ impl Worker {
             );
             c.occurred_at = c.occurred_at.or_else(|| date_of(&texts));
         }
-        let drafts = episodes::episodes(
-            conversation,
-            EpisodeLimits {
-                max_messages: cfg.episode_max_messages,
-                max_chars: cfg.episode_max_chars,
-            },
-        );
+        // Kept as given, each message already is its own memory: no episode
+        // repeats it.
+        let drafts = if req.store_as_given {
+            Vec::new()
+        } else {
+            episodes::episodes(
+                conversation,
+                EpisodeLimits {
+                    max_messages: cfg.episode_max_messages,
+                    max_chars: cfg.episode_max_chars,
+                },
+            )
+        };
         let mut plan = ExtractionPlan {
             user_id: job.user_id.clone(),
             ..ExtractionPlan::default()
@@ -676,6 +686,34 @@ fn history(
         job_id: Some(job.job_id.clone()),
         created_at: now,
     }
+}
+
+/// `store_as_given`: each of the user's messages as one memory, word for
+/// word (category `other`; it is embedded, keyword-indexed and consolidated
+/// like any extracted fact, so the same sentence twice is one memory).
+fn as_given(conversation: &[pika_common::wire::Message]) -> Vec<Candidate> {
+    conversation
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| m.role == pika_common::wire::Role::User)
+        .map(|(i, m)| Candidate {
+            content: m.content.clone(),
+            occurred_at: None,
+            category: pika_common::wire::Category::Other,
+            confidence: 1.0,
+            entities: Vec::new(),
+            tags: Vec::new(),
+            source_turns: vec![i as u32],
+            language: if pika_common::text::looks_vietnamese(&m.content) {
+                "vi"
+            } else {
+                "en"
+            }
+            .into(),
+            polarity: Default::default(),
+            predicate: None,
+        })
+        .collect()
 }
 
 #[cfg(test)]

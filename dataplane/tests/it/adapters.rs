@@ -38,6 +38,7 @@ fn request(user: &str, conv: &str) -> ExtractRequest {
         metadata: None,
         occurred_at: None,
         user_name: None,
+        store_as_given: false,
     }
 }
 

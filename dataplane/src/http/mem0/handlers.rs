@@ -48,14 +48,27 @@ pub async fn ping(axum::Extension(caller): axum::Extension<Caller>) -> ApiResult
     .into_response())
 }
 
-/// `POST /v3/memories/add/` (and 1.x `POST /v1/memories/`).
-pub async fn add(
+/// `POST /v3/memories/add/`: asynchronous unless `async_mode: false`.
+pub async fn add_v3(
     State(state): State<AppState>,
     axum::Extension(caller): axum::Extension<Caller>,
     Body(body): Body<Value>,
 ) -> ApiResult {
+    add(state, caller, body, true).await
+}
+
+/// `POST /v1/memories/` (1.x and 0.1.x): synchronous unless `async_mode: true`.
+pub async fn add_v1(
+    State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    Body(body): Body<Value>,
+) -> ApiResult {
+    add(state, caller, body, false).await
+}
+
+async fn add(state: AppState, caller: Caller, body: Value, default_async: bool) -> ApiResult {
     let conversation_id = format!("mem0-{}", uuid::Uuid::now_v7().simple());
-    let add = wire::add(&body, conversation_id).map_err(bad)?;
+    let add = wire::add(&body, conversation_id, default_async).map_err(bad)?;
     let services = &state.services;
     let actor = actor(&caller);
     let (job, _) = services.extract.accept(&actor, add.request, None).await?;
@@ -186,6 +199,16 @@ pub async fn list_v3(
     let obj = body
         .as_object()
         .ok_or_else(|| invalid("body", "must be a JSON object"))?;
+    paged(&state, &caller, obj, params, "/v3/memories/").await
+}
+
+async fn paged(
+    state: &AppState,
+    caller: &Caller,
+    obj: &serde_json::Map<String, Value>,
+    params: PageParams,
+    path: &str,
+) -> ApiResult {
     let page = params.page.unwrap_or(1);
     let size = params.page_size.unwrap_or(100);
     if page == 0 {
@@ -194,11 +217,11 @@ pub async fn list_v3(
     if !(1..=MAX_PAGE_SIZE).contains(&size) {
         return Err(invalid("page_size", "must be 1..200"));
     }
-    let all = all_memories(&state, &caller, obj).await?;
+    let all = all_memories(state, caller, obj).await?;
     let count = all.len();
     let start = (page - 1).saturating_mul(size).min(count);
     let end = (start + size).min(count);
-    let link = |p: usize| format!("/v3/memories/?page={p}&page_size={size}");
+    let link = |p: usize| format!("{path}?page={p}&page_size={size}");
     let results: Vec<_> = all[start..end].iter().cloned().map(wire::memory).collect();
     Ok(Json(json!({
         "count": count,
@@ -209,15 +232,20 @@ pub async fn list_v3(
     .into_response())
 }
 
-/// `POST /v2/memories/` (1.x get_all): every memory, as a bare list.
+/// `POST /v2/memories/` (1.x get_all): a bare list, or with `page` and
+/// `page_size` the paged answer of v3.
 pub async fn list_v2(
     State(state): State<AppState>,
     axum::Extension(caller): axum::Extension<Caller>,
+    Query(params): Query<PageParams>,
     Body(body): Body<Value>,
 ) -> ApiResult {
     let obj = body
         .as_object()
         .ok_or_else(|| invalid("body", "must be a JSON object"))?;
+    if params.page.is_some() || params.page_size.is_some() {
+        return paged(&state, &caller, obj, params, "/v2/memories/").await;
+    }
     let all = all_memories(&state, &caller, obj).await?;
     Ok(Json(all.into_iter().map(wire::memory).collect::<Vec<_>>()).into_response())
 }

@@ -30,7 +30,7 @@ pub fn router(state: AppState) -> Router<AppState> {
     use handlers as h;
     let routes: Vec<(&str, MethodRouter<AppState>)> = vec![
         ("/v1/ping", with(Permission::Search, get(h::ping))),
-        ("/v3/memories/add", with(Permission::Extract, post(h::add))),
+        ("/v3/memories/add", with(Permission::Extract, post(h::add_v3))),
         (
             "/v3/memories/search",
             with(Permission::Search, post(h::search_v3)),
@@ -48,7 +48,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         (
             "/v1/memories",
             with(Permission::Search, get(h::list_v1))
-                .merge(with(Permission::Extract, post(h::add)))
+                .merge(with(Permission::Extract, post(h::add_v1)))
                 .merge(with(Permission::Admin, delete(h::delete_all))),
         ),
         (

@@ -101,17 +101,18 @@ pub struct Add {
     pub asynchronous: bool,
 }
 
-/// A Mem0 add (`/v3/memories/add/`, `/v1/memories/`) as our extract request.
-pub fn add(body: &Value, conversation_id: String) -> Result<Add, ValidationErrors> {
+/// A Mem0 add (`/v3/memories/add/`, `/v1/memories/`) as our extract
+/// request; `default_async` when the body has no `async_mode` (v3: true;
+/// v1: false, as the old API answered with the results).
+pub fn add(body: &Value, conversation_id: String, default_async: bool) -> Result<Add, ValidationErrors> {
     let obj = body
         .as_object()
         .ok_or_else(|| one("body", "must be a JSON object"))?;
-    if obj.get("infer") == Some(&Value::Bool(false)) {
-        return Err(one(
-            "infer",
-            "false (store the text as given, no extraction) is not supported by PIKA yet",
-        ));
-    }
+    let store_as_given = match obj.get("infer") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(infer)) => !infer,
+        Some(_) => return Err(one("infer", "must be true or false")),
+    };
     let raw = RawExtractRequest {
         user_id: Some(user_of(obj)?),
         conversation_id: Some(Value::String(conversation_id)),
@@ -120,9 +121,10 @@ pub fn add(body: &Value, conversation_id: String) -> Result<Add, ValidationError
         occurred_at: obj.get("timestamp").and_then(timestamp),
         user_name: None,
     };
-    let request = validate::extract_with_min(raw, 1)?;
+    let mut request = validate::extract_with_min(raw, 1)?;
+    request.store_as_given = store_as_given;
     let asynchronous = match obj.get("async_mode") {
-        None | Some(Value::Null) => true,
+        None | Some(Value::Null) => default_async,
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err(one("async_mode", "must be true or false")),
     };
@@ -263,24 +265,34 @@ mod tests {
             json!({"role": "user", "content": "Mình thích mèo"}),
             json!([{"role": "system", "content": "be nice"}, {"role": "user", "content": "Mình thích mèo"}]),
         ] {
-            let a = add(&json!({"messages": messages, "user_id": "kid1"}), "c1".into()).expect("valid");
+            let a = add(
+                &json!({"messages": messages, "user_id": "kid1"}),
+                "c1".into(),
+                true,
+            )
+            .expect("valid");
             assert_eq!(a.request.conversation.len(), 1);
             assert_eq!(a.request.conversation[0].content, "Mình thích mèo");
-            assert!(a.asynchronous, "async by default, as in Mem0");
+            assert!(a.asynchronous, "async by default on v3, as in Mem0");
+            assert!(!a.request.store_as_given);
         }
-        let sync = add(
-            &json!({"messages": "x y", "user_id": "k", "async_mode": false}),
-            "c".into(),
-        )
-        .expect("valid");
-        assert!(!sync.asynchronous);
-        let e = add(
-            &json!({"messages": "x", "user_id": "k", "infer": false}),
-            "c".into(),
-        )
-        .expect_err("infer");
-        assert!(e.summary().contains("infer"));
-        assert!(add(&json!({"messages": [], "user_id": "k"}), "c".into()).is_err());
+        let body = json!({"messages": "x y", "user_id": "k", "async_mode": false});
+        assert!(!add(&body, "c".into(), true).expect("valid").asynchronous);
+        let old = json!({"messages": "x y", "user_id": "k"});
+        assert!(
+            !add(&old, "c".into(), false).expect("valid").asynchronous,
+            "v1 answers with results"
+        );
+        let given = json!({"messages": "x", "user_id": "k", "infer": false});
+        assert!(
+            add(&given, "c".into(), true)
+                .expect("valid")
+                .request
+                .store_as_given
+        );
+        let bad = json!({"messages": "x", "user_id": "k", "infer": "no"});
+        assert!(add(&bad, "c".into(), true).is_err());
+        assert!(add(&json!({"messages": [], "user_id": "k"}), "c".into(), true).is_err());
     }
 
     #[test]
