@@ -47,7 +47,7 @@ impl ValidationErrors {
         e
     }
 
-    fn push(&mut self, field: impl Into<String>, reason: impl Into<String>) {
+    pub fn push(&mut self, field: impl Into<String>, reason: impl Into<String>) {
         match self.0.len() {
             n if n < MAX_REPORTED_ERRORS => self.0.push(FieldError {
                 field: field.into(),
@@ -199,6 +199,7 @@ pub fn extract_with_min(
             occurred_at,
             user_name,
             store_as_given: false,
+            scope: None,
         }),
         _ => Err(errs),
     }
@@ -353,6 +354,7 @@ pub fn search(raw: RawSearchRequest) -> Result<SearchRequest, ValidationErrors> 
             score_threshold,
             categories,
             include_related,
+            scope: None,
         }),
         _ => Err(errs),
     }

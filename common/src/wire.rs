@@ -54,6 +54,50 @@ pub struct ExtractRequest {
     /// no extraction (Mem0's `infer: false`, and imports).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub store_as_given: bool,
+    /// Set by the Mem0 routes: the memories this request makes carry its
+    /// `metadata` and these entity ids (Mem0's `agent_id`, `run_id`,
+    /// `app_id`), are returned with them and can be filtered by them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<MemoryScope>,
+}
+
+/// The entity ids Mem0 scopes a memory by besides its user. PIKA keeps
+/// them on the memory (never as a separate owner: the user is the owner).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct MemoryScope {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_id: Option<String>,
+}
+
+impl MemoryScope {
+    pub fn is_empty(&self) -> bool {
+        self.agent_id.is_none() && self.run_id.is_none() && self.app_id.is_none()
+    }
+
+    /// Whether a memory with `attrs` (see [`MemoryAttrs`]) is inside this
+    /// filter: every id the filter names must be the memory's.
+    pub fn admits(&self, attrs: Option<&MemoryAttrs>) -> bool {
+        let want = [&self.agent_id, &self.run_id, &self.app_id];
+        let have = attrs.map(|a| [&a.scope.agent_id, &a.scope.run_id, &a.scope.app_id]);
+        want.iter().enumerate().all(|(i, w)| match w {
+            None => true,
+            Some(w) => have.is_some_and(|h| h[i].as_deref() == Some(w.as_str())),
+        })
+    }
+}
+
+/// What a memory made through the Mem0 routes carries besides its text:
+/// the caller's metadata and scope. Stored sealed, as one JSON object.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MemoryAttrs {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Value>,
+    #[serde(flatten)]
+    pub scope: MemoryScope,
 }
 
 /// Body of `POST /v1/search_facts` as received.
@@ -76,6 +120,9 @@ pub struct SearchRequest {
     pub score_threshold: f32,
     pub categories: Option<Vec<Category>>,
     pub include_related: bool,
+    /// Only memories inside this Mem0 scope (set by the Mem0 routes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<MemoryScope>,
 }
 
 /// Fact categories (DESIGN.md §4.2).
@@ -224,6 +271,9 @@ pub struct SearchHit {
     pub related_facts: Vec<String>,
     pub conversation_id: String,
     pub source_turns: Vec<u32>,
+    /// Metadata and Mem0 scope of a memory made through the Mem0 routes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attrs: Option<MemoryAttrs>,
 }
 
 /// `POST /v1/search_facts` body.

@@ -127,6 +127,10 @@ pub struct Fact {
     pub updated_at: DateTime<Utc>,
     pub accessed_count: u32,
     pub last_accessed_at: Option<DateTime<Utc>>,
+    /// Metadata and Mem0 scope of a memory made through the Mem0 routes or
+    /// an import (`None` for native extractions). Sealed at rest.
+    #[serde(default)]
+    pub attrs: Option<pika_common::wire::MemoryAttrs>,
 }
 
 impl Fact {

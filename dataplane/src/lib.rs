@@ -20,4 +20,5 @@ pub mod resilience;
 pub mod resolve;
 pub mod service;
 pub mod store;
+pub mod transfer;
 pub mod vault;

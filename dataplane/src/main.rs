@@ -1,5 +1,7 @@
 //! `pika-dataplane`: serve the API (with in-process workers), run migrations,
-//! manage tenants and API keys.
+//! manage tenants and API keys, import and export memories (Mem0's format).
+
+mod cli_transfer;
 
 use anyhow::{Context, Result, bail};
 use chrono::{Duration, Utc};
@@ -52,6 +54,41 @@ enum Command {
     Tenants {
         #[command(subcommand)]
         action: TenantsAction,
+    },
+    /// Import a Mem0 export: JSON or JSON Lines of the memory objects
+    /// `get_all` returns (pages or lists), and/or Mem0's `history.db`.
+    /// Idempotent: memories whose id is stored already are skipped.
+    Import {
+        /// Export files; `.db` files are read as Mem0's history database.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The tenant the memories go to.
+        #[arg(long, default_value = pika_common::tenancy::DEFAULT_TENANT)]
+        tenant: String,
+        /// The user of memories that name none (history.db names no users).
+        #[arg(long)]
+        user: Option<String>,
+        /// Give every memory to `--user`, whatever the export says.
+        #[arg(long, requires = "user")]
+        force_user: bool,
+        /// Report what would be imported; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Memories embedded and stored together.
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+    },
+    /// Export memories as JSON Lines in Mem0's `get_all` shape (what
+    /// `import` reads).
+    Export {
+        #[arg(long, default_value = pika_common::tenancy::DEFAULT_TENANT)]
+        tenant: String,
+        /// Only these users (repeatable); all of the tenant's by default.
+        #[arg(long)]
+        user: Vec<String>,
+        /// Output file (default: stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Ask this process's own health endpoint and exit 0 when it answers
     /// 2xx: the kubelet's exec probe, since in a pod the API listens on
@@ -197,6 +234,31 @@ async fn main() -> Result<()> {
             if !answer.status().is_success() {
                 anyhow::bail!("probe: {path} answered {}", answer.status());
             }
+        }
+        Command::Import {
+            files,
+            tenant,
+            user,
+            force_user,
+            dry_run,
+            batch,
+        } => {
+            pika_common::tenancy::check_tenant_id(&tenant).map_err(anyhow::Error::msg)?;
+            if let Some(u) = &user {
+                pika_common::validate::check_id(u).map_err(|r| anyhow::anyhow!("--user {r}"))?;
+            }
+            let options = pika_dataplane::transfer::ImportOptions {
+                tenant,
+                user,
+                force_user,
+                dry_run,
+                batch: batch.clamp(1, 1024),
+            };
+            cli_transfer::import(&config, cli_transfer::ImportArgs { files, options }).await?;
+        }
+        Command::Export { tenant, user, out } => {
+            pika_common::tenancy::check_tenant_id(&tenant).map_err(anyhow::Error::msg)?;
+            cli_transfer::export(&config, &tenant, &user, out).await?;
         }
         Command::Migrate => {
             resolve::open_meta(&config).await?;

@@ -133,6 +133,16 @@ pub trait JobStore: Send + Sync {
     async fn erased_since(&self, pseudonym: &str, since: DateTime<Utc>) -> Result<bool, StoreError>;
 }
 
+/// One user's memories at a glance (Mem0's entity listing).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserSummary {
+    /// The scoped key.
+    pub user_id: String,
+    pub memories: u64,
+    pub first_at: DateTime<Utc>,
+    pub last_at: DateTime<Utc>,
+}
+
 /// Facts and episodes of each user: reads, keyword candidates, history,
 /// erasure and export.
 #[async_trait]
@@ -154,6 +164,21 @@ pub trait FactStore: Send + Sync {
     /// history entry naming it) and records a DELETE; `false` when it did not
     /// exist or was already gone.
     async fn delete_fact(&self, fact_id: &str) -> Result<bool, StoreError>;
+    /// The users of `tenant_id` that hold active memories, with how many
+    /// and when the first was made and the last changed (at most `limit`,
+    /// by user key).
+    async fn tenant_users(&self, tenant_id: &str, limit: usize) -> Result<Vec<UserSummary>, StoreError>;
+    /// Which of `ids` exist, in any state and for any user (ids are global).
+    async fn known_fact_ids(&self, ids: &[String]) -> Result<Vec<String>, StoreError>;
+    /// Stores the plan's new facts (an import: no job), their history and
+    /// the user's names in one transaction; a fact whose id exists is left
+    /// as it is. Returns how many were inserted.
+    async fn import_facts(&self, plan: &ExtractionPlan) -> Result<usize, StoreError>;
+    /// Rewrites each of the plan's `new_facts` in place (same id: text,
+    /// entities, tags, attributes, language, `updated_at`, keyword terms)
+    /// where it is still active, with the plan's history, in one
+    /// transaction. Returns how many were rewritten.
+    async fn rewrite_facts(&self, plan: &ExtractionPlan) -> Result<usize, StoreError>;
     /// Erases every row of the user (facts, episodes, history, jobs and the
     /// conversations they carry, names, keyword terms) in one transaction,
     /// and replaces the user id in the audit log with `pseudonym`.

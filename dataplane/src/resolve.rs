@@ -303,6 +303,58 @@ async fn open_graph(
 /// Builds every port from configuration and, for the embedded queue,
 /// recovers unfinished jobs.
 pub async fn build_deps(config: &Config) -> Result<Deps, StartError> {
+    let (ports, mut breakers) = build(config).await?;
+    let queue = open_queue(config, ports.meta.as_ref()).await?;
+    let queue: Arc<dyn JobQueue> = if config.queue.url.is_empty() {
+        queue
+    } else {
+        let breaker = Arc::new(Breaker::new("queue", breaker_settings(config), &ports.metrics));
+        breakers.push(breaker.clone());
+        Arc::new(GuardedQueue {
+            inner: queue,
+            breaker,
+        })
+    };
+    Ok(Deps {
+        meta: ports.meta,
+        vectors: ports.vectors,
+        graph: ports.graph,
+        queue,
+        signals: ports.signals,
+        embedder: ports.embedder,
+        extractor: build_extractor(config)?,
+        metrics: ports.metrics,
+        breakers,
+    })
+}
+
+/// The ports that store memories, for tools that write them without
+/// serving (`pika-dataplane import`): no queue is opened, so a running
+/// server's unfinished jobs are left to it.
+pub struct StorePorts {
+    pub meta: Arc<dyn MetaStore>,
+    pub vectors: Arc<dyn VectorIndex>,
+    pub graph: Arc<dyn FactGraph>,
+    pub signals: Arc<dyn CacheSignals>,
+    pub embedder: Arc<dyn Embedder>,
+    pub metrics: Arc<Metrics>,
+}
+
+pub async fn build_store_ports(config: &Config) -> Result<StorePorts, StartError> {
+    Ok(build(config).await?.0)
+}
+
+fn breaker_settings(config: &Config) -> BreakerSettings {
+    let r = &config.resilience;
+    BreakerSettings {
+        failures: r.breaker_failures,
+        open_min: Duration::from_millis(r.breaker_open_min_ms),
+        open_max: Duration::from_millis(r.breaker_open_max_ms),
+    }
+}
+
+/// Every port but the queue, behind breakers where remote.
+async fn build(config: &Config) -> Result<(StorePorts, Vec<Arc<Breaker>>), StartError> {
     let metrics = Arc::new(Metrics::new()?);
     let vault = open_vault(config).await?;
     let meta = open_meta_with(config, vault.as_ref()).await?;
@@ -321,24 +373,6 @@ pub async fn build_deps(config: &Config) -> Result<Deps, StartError> {
         Some(v) => Arc::new(SealedGraph::new(graph, v.clone())),
         None => graph,
     };
-    let queue: Arc<dyn JobQueue> = if config.queue.url.is_empty() {
-        let (queue, pending) = EmbeddedQueue::recover(meta.as_ref()).await?;
-        if pending > 0 {
-            tracing::info!(pending, "unfinished jobs re-delivered to workers");
-        }
-        Arc::new(queue)
-    } else {
-        Arc::new(
-            RabbitMqQueue::connect(RabbitMqOptions {
-                url: config.queue.url.expose().to_string(),
-                queue: config.queue.name.clone(),
-                prefetch: config.worker.concurrency.min(u16::MAX as usize) as u16,
-                publish_timeout: Duration::from_millis(config.queue.publish_timeout_ms),
-                ca_file: config.queue.ca_file.clone(),
-            })
-            .await?,
-        )
-    };
     let signals: Arc<dyn CacheSignals> = if config.cache.redis_url.is_empty() {
         Arc::new(LocalSignals::default())
     } else {
@@ -352,12 +386,7 @@ pub async fn build_deps(config: &Config) -> Result<Deps, StartError> {
             Duration::from_millis(config.cache.timeout_ms),
         ))
     };
-    let r = &config.resilience;
-    let settings = BreakerSettings {
-        failures: r.breaker_failures,
-        open_min: Duration::from_millis(r.breaker_open_min_ms),
-        open_max: Duration::from_millis(r.breaker_open_max_ms),
-    };
+    let settings = breaker_settings(config);
     let mut breakers = Vec::new();
     let mut guard = |name: &'static str| {
         let b = Arc::new(Breaker::new(name, settings, &metrics));
@@ -389,23 +418,37 @@ pub async fn build_deps(config: &Config) -> Result<Deps, StartError> {
             breaker: guard("redis"),
         })
     };
-    let queue: Arc<dyn JobQueue> = if config.queue.url.is_empty() {
-        queue
-    } else {
-        Arc::new(GuardedQueue {
-            inner: queue,
-            breaker: guard("queue"),
-        })
-    };
-    Ok(Deps {
+    let ports = StorePorts {
         meta,
         vectors,
         graph,
-        queue,
         signals,
         embedder,
-        extractor: build_extractor(config)?,
         metrics,
-        breakers,
-    })
+    };
+    Ok((ports, breakers))
+}
+
+/// The job queue of `queue.url`, or the embedded one over the jobs table
+/// (which re-delivers unfinished jobs: only a serving process opens it).
+async fn open_queue(config: &Config, meta: &dyn MetaStore) -> Result<Arc<dyn JobQueue>, StartError> {
+    let queue: Arc<dyn JobQueue> = if config.queue.url.is_empty() {
+        let (queue, pending) = EmbeddedQueue::recover(meta).await?;
+        if pending > 0 {
+            tracing::info!(pending, "unfinished jobs re-delivered to workers");
+        }
+        Arc::new(queue)
+    } else {
+        Arc::new(
+            RabbitMqQueue::connect(RabbitMqOptions {
+                url: config.queue.url.expose().to_string(),
+                queue: config.queue.name.clone(),
+                prefetch: config.worker.concurrency.min(u16::MAX as usize) as u16,
+                publish_timeout: Duration::from_millis(config.queue.publish_timeout_ms),
+                ca_file: config.queue.ca_file.clone(),
+            })
+            .await?,
+        )
+    };
+    Ok(queue)
 }

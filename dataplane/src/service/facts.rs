@@ -87,6 +87,30 @@ impl FactService {
         Ok(deleted)
     }
 
+    /// Records a client's verdict on one of its memories (Mem0's feedback)
+    /// in the audit log; nothing else changes yet.
+    pub async fn feedback(
+        &self,
+        actor: &Actor,
+        fact_id: &str,
+        verdict: Option<&str>,
+    ) -> Result<(), ServiceError> {
+        let fact = self.visible(actor, fact_id).await?;
+        let action = match verdict {
+            Some("POSITIVE") => "feedback_positive",
+            Some("NEGATIVE") => "feedback_negative",
+            Some("VERY_NEGATIVE") => "feedback_very_negative",
+            _ => "feedback_cleared",
+        };
+        let access = Access {
+            action,
+            user_id: Some(&fact.user_id),
+            target: Some(fact_id),
+        };
+        self.audit.write_now(actor, access).await?;
+        Ok(())
+    }
+
     /// A fact that is not deleted and is the caller's to see.
     async fn visible(&self, actor: &Actor, fact_id: &str) -> Result<Fact, ServiceError> {
         self.meta

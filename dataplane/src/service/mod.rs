@@ -14,6 +14,7 @@ pub mod health;
 pub mod ingest;
 pub mod jobs;
 pub mod keys;
+pub mod memories;
 pub mod ranking;
 pub mod reindex;
 pub mod retention;
@@ -43,6 +44,7 @@ pub struct Services {
     pub search: SearchService,
     pub jobs: JobService,
     pub facts: FactService,
+    pub memories: memories::MemoryEdits,
     pub users: UserService,
     pub health: HealthService,
     pub keys: keys::KeyService,
@@ -87,6 +89,14 @@ impl Services {
             facts: FactService {
                 meta: deps.meta.clone(),
                 forget: forget.clone(),
+                audit: audit.clone(),
+            },
+            memories: memories::MemoryEdits {
+                meta: deps.meta.clone(),
+                vectors: deps.vectors.clone(),
+                graph: deps.graph.clone(),
+                embedder: deps.embedder.clone(),
+                signals: deps.signals.clone(),
                 audit: audit.clone(),
             },
             users: UserService {

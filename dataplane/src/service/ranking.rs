@@ -209,6 +209,7 @@ mod tests {
             updated_at: Utc::now(),
             accessed_count: 0,
             last_accessed_at: None,
+            attrs: None,
         }
     }
 

@@ -235,6 +235,11 @@ async fn rank(
                 .as_ref()
                 .is_none_or(|cats| cats.contains(&f.category))
         })
+        .filter(|f| {
+            req.scope
+                .as_ref()
+                .is_none_or(|scope| scope.admits(f.attrs.as_ref()))
+        })
         .filter_map(|f| {
             let cos = cosine.get(f.fact_id.as_str()).copied().unwrap_or(0.0);
             let cos = ((cos - floor) / (1.0 - floor)).clamp(0.0, 1.0);
@@ -348,6 +353,7 @@ async fn rank(
                 created_at: f.created_at,
                 conversation_id: f.conversation_id,
                 source_turns: f.source_turns,
+                attrs: f.attrs,
             }
         })
         .collect();

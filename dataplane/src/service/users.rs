@@ -2,7 +2,7 @@
 //! (the right to be forgotten). Both are audited before the answer.
 
 use crate::domain::{Consent, ConsentState};
-use crate::ports::MetaStore;
+use crate::ports::{MetaStore, UserSummary};
 use crate::service::ServiceError;
 use crate::service::audit::{Access, Actor, AuditLog};
 use crate::service::export::{self, ExportRecord};
@@ -16,6 +16,25 @@ pub struct UserService {
 }
 
 impl UserService {
+    /// The users of the caller's tenant (only those a device key lists)
+    /// that hold memories, at most `limit`.
+    pub async fn list(&self, actor: &Actor, limit: usize) -> Result<Vec<UserSummary>, ServiceError> {
+        let users = self
+            .meta
+            .tenant_users(&actor.reach.tenant_id, limit)
+            .await?
+            .into_iter()
+            .filter(|u| actor.owns(&u.user_id))
+            .collect();
+        let access = Access {
+            action: "list_users",
+            user_id: None,
+            target: None,
+        };
+        self.audit.read(actor, access).await;
+        Ok(users)
+    }
+
     /// Streams everything stored about the user (see [`export`]); the
     /// access is audited before the first record.
     pub async fn export(

@@ -631,6 +631,7 @@ fn new_fact(
         updated_at: now,
         accessed_count: 0,
         last_accessed_at: None,
+        attrs: attrs_of(job),
     }
 }
 
@@ -665,6 +666,7 @@ fn new_episode(
         updated_at: now,
         accessed_count: 0,
         last_accessed_at: None,
+        attrs: attrs_of(job),
     }
 }
 
@@ -688,6 +690,18 @@ fn history(
     }
 }
 
+/// What a memory made by `job` carries besides its text: the request's
+/// metadata and scope, for requests from the Mem0 routes.
+fn attrs_of(job: &Job) -> Option<pika_common::wire::MemoryAttrs> {
+    job.request
+        .scope
+        .as_ref()
+        .map(|scope| pika_common::wire::MemoryAttrs {
+            metadata: job.request.metadata.clone(),
+            scope: scope.clone(),
+        })
+}
+
 /// `store_as_given`: each of the user's messages as one memory, word for
 /// word (category `other`; it is embedded, keyword-indexed and consolidated
 /// like any extracted fact, so the same sentence twice is one memory).
@@ -702,7 +716,7 @@ fn as_given(conversation: &[pika_common::wire::Message]) -> Vec<Candidate> {
             category: pika_common::wire::Category::Other,
             confidence: 1.0,
             entities: Vec::new(),
-            tags: Vec::new(),
+            tags: crate::service::memories::concept_tags(&m.content),
             source_turns: vec![i as u32],
             language: if pika_common::text::looks_vietnamese(&m.content) {
                 "vi"

@@ -16,12 +16,12 @@ use crate::domain::{
 };
 use crate::ports::{
     AuditRow, AuditStore, Expired, FactPage, FactStore, JobStore, KeyStore, KeywordMatches, MetaErasure,
-    MetaStore, NewJob, StoreError,
+    MetaStore, NewJob, StoreError, UserSummary,
 };
 use crate::service::forget::pseudonym;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use pika_common::wire::ExtractRequest;
+use pika_common::wire::{ExtractRequest, MemoryAttrs};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -61,6 +61,10 @@ impl SealedMeta {
         self.open_opt(&mut f.context).await?;
         self.open_all(&mut f.entities).await?;
         self.open_all(&mut f.tags).await?;
+        if let Some(sealed) = f.attrs.as_ref().and_then(sealed_attrs) {
+            let text = self.vault.open(sealed).await?;
+            f.attrs = Some(serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string()))?);
+        }
         Ok(())
     }
 
@@ -96,6 +100,47 @@ impl SealedMeta {
         Ok(())
     }
 
+    /// The plan with its text sealed under its user's key (`None`: a plan
+    /// with no text, stored as it is). A user with no key but a tombstone
+    /// was erased meanwhile: the plan is refused ([`StoreError::ClaimLost`]),
+    /// so a late job or import never brings an erased child's key back.
+    async fn sealed_plan(&self, plan: &ExtractionPlan) -> Result<Option<ExtractionPlan>, StoreError> {
+        let owner = if plan.user_id.is_empty() {
+            plan.new_facts.first().map(|f| f.user_id.clone())
+        } else {
+            Some(plan.user_id.clone())
+        };
+        let Some(owner) = owner else {
+            if plan.history.is_empty() && plan.user_names.is_empty() {
+                return Ok(None);
+            }
+            return Err(StoreError::Corrupt(
+                "an extraction plan with text names no user".into(),
+            ));
+        };
+        // The key was made when the job was accepted. None now means the
+        // child was erased meanwhile (the job row went with it), unless the
+        // job predates sealing: only then is a key made here.
+        let key = match self.vault.existing_key(&owner).await? {
+            Some(k) => k,
+            None if self
+                .inner
+                .erased_since(&pseudonym(&owner), DateTime::<Utc>::MIN_UTC)
+                .await? =>
+            {
+                return Err(StoreError::ClaimLost);
+            }
+            None => self.vault.writing_key(&owner).await?,
+        };
+        let mut sealed = plan.clone();
+        // Names are sealed with a fresh nonce each time, so the store cannot
+        // see that a name is known already: keep only new ones.
+        let known: HashSet<String> = self.user_names(&owner).await?.into_iter().collect();
+        sealed.user_names.retain(|n| !known.contains(n));
+        seal_plan(&key, &mut sealed)?;
+        Ok(Some(sealed))
+    }
+
     async fn open_job(&self, job: &mut Job) -> Result<(), StoreError> {
         self.open_request(&mut job.request).await
     }
@@ -113,6 +158,29 @@ fn seal_request(key: &DataKey, r: &mut ExtractRequest) -> Result<(), StoreError>
         r.metadata = Some(serde_json::json!({ SEALED_METADATA: text }));
     }
     Ok(())
+}
+
+/// A memory's attributes (metadata and scope) sealed whole: the stored
+/// object then holds only `{"metadata": {"pika_sealed": "..."}}`.
+fn seal_attrs(key: &DataKey, attrs: &mut Option<MemoryAttrs>) -> Result<(), StoreError> {
+    if let Some(a) = attrs {
+        let text = serde_json::to_string(a).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        *attrs = Some(MemoryAttrs {
+            metadata: Some(serde_json::json!({ SEALED_METADATA: seal(key, &text)? })),
+            scope: Default::default(),
+        });
+    }
+    Ok(())
+}
+
+/// The sealed text of attributes written by [`seal_attrs`].
+fn sealed_attrs(a: &MemoryAttrs) -> Option<&str> {
+    if !a.scope.is_empty() {
+        return None;
+    }
+    let meta = a.metadata.as_ref()?.as_object()?;
+    (meta.len() == 1).then_some(())?;
+    meta.get(SEALED_METADATA)?.as_str()
 }
 
 fn seal(key: &DataKey, text: &str) -> Result<String, StoreError> {
@@ -146,6 +214,7 @@ fn seal_plan(key: &DataKey, plan: &mut ExtractionPlan) -> Result<(), StoreError>
         seal_opt(key, &mut f.context)?;
         seal_all(key, &mut f.entities)?;
         seal_all(key, &mut f.tags)?;
+        seal_attrs(key, &mut f.attrs)?;
     }
     for h in &mut plan.history {
         seal_opt(key, &mut h.old_content)?;
@@ -224,41 +293,10 @@ impl JobStore for SealedMeta {
     }
 
     async fn complete_job(&self, claim: &Claim, plan: &ExtractionPlan) -> Result<(), StoreError> {
-        let owner = if plan.user_id.is_empty() {
-            plan.new_facts.first().map(|f| f.user_id.clone())
-        } else {
-            Some(plan.user_id.clone())
-        };
-        let Some(owner) = owner else {
-            if plan.history.is_empty() && plan.user_names.is_empty() {
-                return self.inner.complete_job(claim, plan).await;
-            }
-            return Err(StoreError::Corrupt(
-                "an extraction plan with text names no user".into(),
-            ));
-        };
-        // The key was made when the job was accepted. None now means the
-        // child was erased meanwhile (the job row went with it), unless the
-        // job predates sealing: only then is a key made here, so a late job
-        // never brings an erased child's key back.
-        let key = match self.vault.existing_key(&owner).await? {
-            Some(k) => k,
-            None if self
-                .inner
-                .erased_since(&pseudonym(&owner), DateTime::<Utc>::MIN_UTC)
-                .await? =>
-            {
-                return Err(StoreError::ClaimLost);
-            }
-            None => self.vault.writing_key(&owner).await?,
-        };
-        let mut sealed = plan.clone();
-        // Names are sealed with a fresh nonce each time, so the store cannot
-        // see that a name is known already: keep only new ones.
-        let known: HashSet<String> = self.user_names(&owner).await?.into_iter().collect();
-        sealed.user_names.retain(|n| !known.contains(n));
-        seal_plan(&key, &mut sealed)?;
-        self.inner.complete_job(claim, &sealed).await
+        match self.sealed_plan(plan).await? {
+            Some(sealed) => self.inner.complete_job(claim, &sealed).await,
+            None => self.inner.complete_job(claim, plan).await,
+        }
     }
 
     async fn fail_job(&self, claim: &Claim, error: &str, retry: bool) -> Result<(), StoreError> {
@@ -316,6 +354,28 @@ impl FactStore for SealedMeta {
 
     async fn delete_fact(&self, fact_id: &str) -> Result<bool, StoreError> {
         self.inner.delete_fact(fact_id).await
+    }
+
+    async fn known_fact_ids(&self, ids: &[String]) -> Result<Vec<String>, StoreError> {
+        self.inner.known_fact_ids(ids).await
+    }
+
+    async fn tenant_users(&self, tenant_id: &str, limit: usize) -> Result<Vec<UserSummary>, StoreError> {
+        self.inner.tenant_users(tenant_id, limit).await
+    }
+
+    async fn import_facts(&self, plan: &ExtractionPlan) -> Result<usize, StoreError> {
+        match self.sealed_plan(plan).await? {
+            Some(sealed) => self.inner.import_facts(&sealed).await,
+            None => self.inner.import_facts(plan).await,
+        }
+    }
+
+    async fn rewrite_facts(&self, plan: &ExtractionPlan) -> Result<usize, StoreError> {
+        match self.sealed_plan(plan).await? {
+            Some(sealed) => self.inner.rewrite_facts(&sealed).await,
+            None => self.inner.rewrite_facts(plan).await,
+        }
     }
 
     async fn delete_user(&self, user_id: &str, pseudonym: &str) -> Result<MetaErasure, StoreError> {

@@ -39,6 +39,7 @@ fn request(user: &str, conv: &str) -> ExtractRequest {
         occurred_at: None,
         user_name: None,
         store_as_given: false,
+        scope: None,
     }
 }
 
@@ -67,6 +68,7 @@ fn fact(id: &str, user: &str, content: &str, tags: &[&str]) -> Fact {
         updated_at: now,
         accessed_count: 0,
         last_accessed_at: None,
+        attrs: None,
     }
 }
 

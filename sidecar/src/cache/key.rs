@@ -104,6 +104,7 @@ mod tests {
             score_threshold: 0.0,
             categories: None,
             include_related: true,
+            scope: None,
         }
     }
 

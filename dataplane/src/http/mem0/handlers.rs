@@ -9,6 +9,7 @@ use crate::http::handlers::{ApiResult, actor};
 use crate::http::json::Body;
 use crate::service::ServiceError;
 use crate::service::facts::PageQuery;
+use crate::service::memories::Rewrite;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::response::IntoResponse;
@@ -156,8 +157,9 @@ async fn all_memories(
     caller: &Caller,
     obj: &serde_json::Map<String, Value>,
 ) -> Result<Vec<crate::domain::Fact>, crate::http::error::ApiError> {
-    let user = wire::user_of(obj).map_err(bad)?;
-    let user = user
+    let who = wire::selector(obj).map_err(bad)?;
+    let user = who
+        .user
         .as_str()
         .ok_or_else(|| invalid("user_id", "must be a string"))?
         .to_string();
@@ -179,7 +181,11 @@ async fn all_memories(
                 },
             )
             .await?;
-        out.extend(page.facts);
+        out.extend(
+            page.facts
+                .into_iter()
+                .filter(|f| who.scope.admits(f.attrs.as_ref())),
+        );
         match page.next_cursor {
             Some(c) if out.len() < LIST_CAP => cursor = Some(c),
             _ => break,
@@ -299,20 +305,281 @@ pub async fn delete_memory(
     Ok(Json(json!({"message": "Memory deleted successfully!"})).into_response())
 }
 
-/// `DELETE /v1/memories/?user_id=`: every memory of the user, which for
-/// PIKA is the user's erasure (conversations and caches too).
+/// `DELETE /v1/memories/?user_id=[&agent_id=&run_id=&app_id=]`: every
+/// memory of the user, which for PIKA is the user's erasure (conversations
+/// and caches too); with an agent, run or app, only the user's memories in
+/// that scope.
 pub async fn delete_all(
     State(state): State<AppState>,
     axum::Extension(caller): axum::Extension<Caller>,
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult {
-    let Some(user) = query.get("user_id").filter(|u| !u.is_empty()) else {
-        return Err(invalid(
+    let body: serde_json::Map<String, Value> = query
+        .into_iter()
+        .filter(|(k, v)| !v.is_empty() && k != "filters")
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
+    let who = wire::selector(&body).map_err(|_| {
+        invalid(
             "user_id",
             "is required (PIKA deletes one user's memories at a time)",
-        ));
+        )
+    })?;
+    let user = who.user.as_str().unwrap_or_default().to_string();
+    pika_common::validate::check_id(&user).map_err(|r| invalid("user_id", &r))?;
+    if who.scope.is_empty() {
+        state.services.users.delete(&actor(&caller), &user).await?;
+        return Ok(Json(json!({"message": "Memories deleted successfully!"})).into_response());
+    }
+    let mut obj = serde_json::Map::new();
+    obj.insert("user_id".into(), Value::String(user));
+    for (k, v) in [
+        ("agent_id", &who.scope.agent_id),
+        ("run_id", &who.scope.run_id),
+        ("app_id", &who.scope.app_id),
+    ] {
+        if let Some(v) = v {
+            obj.insert(k.into(), Value::String(v.clone()));
+        }
+    }
+    let memories = all_memories(&state, &caller, &obj).await?;
+    let actor = actor(&caller);
+    for m in &memories {
+        state.services.facts.delete(&actor, &m.fact_id).await?;
+    }
+    Ok(Json(json!({
+        "message": format!("{} memories deleted successfully!", memories.len())
+    }))
+    .into_response())
+}
+
+/// Mem0's update body (`text`, `metadata`); `timestamp` and
+/// `expiration_date` are refused by name (PIKA keeps when a memory was
+/// made, and expiry is the tenant's retention).
+fn rewrite_of(obj: &serde_json::Map<String, Value>) -> Result<Rewrite, crate::http::error::ApiError> {
+    let mut errs = ValidationErrors::default();
+    let text = match obj.get("text") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(t)) => {
+            let n = t.trim().chars().count();
+            if n == 0 || n > pika_common::validate::MAX_MESSAGE_CHARS {
+                errs.push("text", "must be 1..5000 characters");
+            }
+            Some(t.clone())
+        }
+        Some(_) => {
+            errs.push("text", "must be a string");
+            None
+        }
     };
-    pika_common::validate::check_id(user).map_err(|r| invalid("user_id", &r))?;
-    state.services.users.delete(&actor(&caller), user).await?;
-    Ok(Json(json!({"message": "Memories deleted successfully!"})).into_response())
+    let metadata = match obj.get("metadata") {
+        None | Some(Value::Null) => None,
+        Some(m @ Value::Object(_)) => Some(m.clone()),
+        Some(_) => {
+            errs.push("metadata", "must be an object");
+            None
+        }
+    };
+    for field in ["timestamp", "expiration_date"] {
+        if obj.get(field).is_some_and(|v| !v.is_null()) {
+            errs.push(field, "is not supported by PIKA");
+        }
+    }
+    if text.is_none() && metadata.is_none() && errs.0.is_empty() {
+        errs.push("text", "text or metadata is required");
+    }
+    if !errs.0.is_empty() {
+        return Err(bad(errs));
+    }
+    Ok(Rewrite { text, metadata })
+}
+
+/// `PUT /v1/memories/{id}/`: the memory with its new text and/or metadata.
+pub async fn update_memory(
+    State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    Path(id): Path<String>,
+    Body(body): Body<Value>,
+) -> ApiResult {
+    let obj = body
+        .as_object()
+        .ok_or_else(|| invalid("body", "must be a JSON object"))?;
+    let change = rewrite_of(obj)?;
+    let fact = state
+        .services
+        .memories
+        .update(&actor(&caller), &id, change)
+        .await?;
+    Ok(Json(wire::memory(fact)).into_response())
+}
+
+/// Most memories one batch call may name (Mem0's limit).
+const MAX_BATCH: usize = 1000;
+
+/// One entry of a batch body: the memory id and the entry as sent.
+type BatchEntry = (String, serde_json::Map<String, Value>);
+
+/// The `memories` list of a batch body: each entry's `memory_id` and the
+/// entry itself; every entry is checked before anything is written.
+fn batch_of(body: &Value) -> Result<Vec<BatchEntry>, crate::http::error::ApiError> {
+    let items = body
+        .get("memories")
+        .and_then(Value::as_array)
+        .ok_or_else(|| invalid("memories", "must be a list"))?;
+    if items.is_empty() || items.len() > MAX_BATCH {
+        return Err(invalid("memories", "must hold 1..1000 entries"));
+    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let obj = item
+                .as_object()
+                .ok_or_else(|| invalid(&format!("memories[{i}]"), "must be an object"))?;
+            let id = obj
+                .get("memory_id")
+                .and_then(Value::as_str)
+                .filter(|id| !id.is_empty() && id.len() <= 100)
+                .ok_or_else(|| invalid(&format!("memories[{i}].memory_id"), "is required"))?;
+            Ok((id.to_string(), obj.clone()))
+        })
+        .collect()
+}
+
+/// `PUT /v1/batch/`: up to 1000 updates. All are validated, and every
+/// memory is looked up, before the first is written.
+pub async fn batch_update(
+    State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    Body(body): Body<Value>,
+) -> ApiResult {
+    let entries = batch_of(&body)?;
+    let actor = actor(&caller);
+    let mut changes = Vec::with_capacity(entries.len());
+    for (id, obj) in &entries {
+        changes.push((id, rewrite_of(obj)?));
+    }
+    for (id, _) in &changes {
+        state.services.facts.get(&actor, id).await?;
+    }
+    for (id, change) in changes {
+        state.services.memories.update(&actor, id, change).await?;
+    }
+    Ok(Json(json!({"message": format!("Successfully updated {} memories", entries.len())})).into_response())
+}
+
+/// `DELETE /v1/batch/`: up to 1000 deletions, every memory looked up first.
+pub async fn batch_delete(
+    State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    Body(body): Body<Value>,
+) -> ApiResult {
+    let entries = batch_of(&body)?;
+    let actor = actor(&caller);
+    for (id, _) in &entries {
+        state.services.facts.get(&actor, id).await?;
+    }
+    for (id, _) in &entries {
+        state.services.facts.delete(&actor, id).await?;
+    }
+    Ok(Json(json!({"message": format!("Successfully deleted {} memories", entries.len())})).into_response())
+}
+
+/// `GET /v1/entities/`: the users of the key's tenant that hold memories.
+/// Agents, runs and apps are not listed: in PIKA they are attributes of a
+/// user's memories, not owners of their own.
+pub async fn entities(
+    State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<Caller>,
+) -> ApiResult {
+    let users = state.services.users.list(&actor(&caller), LIST_CAP).await?;
+    let tenant = caller.reach.tenant_id.clone();
+    let results: Vec<Value> = users
+        .into_iter()
+        .map(|u| {
+            let name = pika_common::tenancy::split_scoped(&u.user_id).1.to_string();
+            json!({
+                "id": name,
+                "name": name,
+                "type": "user",
+                "total_memories": u.memories,
+                "owner": null,
+                "organization": tenant,
+                "metadata": null,
+                "created_at": u.first_at,
+                "updated_at": u.last_at,
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "count": results.len(),
+        "next": null,
+        "previous": null,
+        "results": results,
+    }))
+    .into_response())
+}
+
+/// `DELETE /v2/entities/{type}/{name}/`: a user's erasure. Agents, runs and
+/// apps own nothing in PIKA: delete their memories with
+/// `DELETE /v1/memories/?user_id=&agent_id=`.
+pub async fn delete_entity(
+    State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    Path((kind, name)): Path<(String, String)>,
+) -> ApiResult {
+    if kind != "user" {
+        return Err(invalid(
+            "type",
+            "only user entities can be deleted (PIKA memories belong to users; delete a user's memories of an agent, run or app with DELETE /v1/memories/?user_id=&agent_id=)",
+        ));
+    }
+    pika_common::validate::check_id(&name).map_err(|r| invalid("name", &r))?;
+    state.services.users.delete(&actor(&caller), &name).await?;
+    Ok(Json(json!({"message": "Entity deleted successfully!"})).into_response())
+}
+
+/// `POST /v1/feedback/`: recorded in the audit log (the memory must be the
+/// caller's); the reason text is not kept, as it may name the child.
+pub async fn feedback(
+    State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    Body(body): Body<Value>,
+) -> ApiResult {
+    let id = body
+        .get("memory_id")
+        .and_then(Value::as_str)
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| invalid("memory_id", "is required"))?;
+    let verdict = match body.get("feedback") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(f)) if ["POSITIVE", "NEGATIVE", "VERY_NEGATIVE"].contains(&f.as_str()) => {
+            Some(f.clone())
+        }
+        Some(_) => {
+            return Err(invalid(
+                "feedback",
+                "must be POSITIVE, NEGATIVE, VERY_NEGATIVE or null",
+            ));
+        }
+    };
+    let reason = body.get("feedback_reason").cloned().unwrap_or(Value::Null);
+    if !(reason.is_null() || reason.as_str().is_some_and(|r| r.chars().count() <= 1000)) {
+        return Err(invalid(
+            "feedback_reason",
+            "must be a string of at most 1000 characters",
+        ));
+    }
+    state
+        .services
+        .facts
+        .feedback(&actor(&caller), id, verdict.as_deref())
+        .await?;
+    Ok(Json(json!({
+        "id": uuid::Uuid::now_v7().to_string(),
+        "memory_id": id,
+        "feedback": verdict,
+        "feedback_reason": reason,
+    }))
+    .into_response())
 }

@@ -17,7 +17,7 @@ use crate::app::AppState;
 use crate::domain::Permission;
 use crate::http::auth;
 use axum::Router;
-use axum::routing::{MethodRouter, delete, get, post};
+use axum::routing::{MethodRouter, delete, get, post, put};
 
 /// The Mem0 routes, for merging into the main router.
 pub fn router(state: AppState) -> Router<AppState> {
@@ -54,8 +54,20 @@ pub fn router(state: AppState) -> Router<AppState> {
         (
             "/v1/memories/{id}",
             with(Permission::Search, get(h::get_memory))
+                .merge(with(Permission::Extract, put(h::update_memory)))
                 .merge(with(Permission::Admin, delete(h::delete_memory))),
         ),
+        (
+            "/v1/batch",
+            with(Permission::Extract, put(h::batch_update))
+                .merge(with(Permission::Admin, delete(h::batch_delete))),
+        ),
+        ("/v1/entities", with(Permission::Search, get(h::entities))),
+        (
+            "/v2/entities/{kind}/{name}",
+            with(Permission::Admin, delete(h::delete_entity)),
+        ),
+        ("/v1/feedback", with(Permission::Search, post(h::feedback))),
         (
             "/v1/memories/{id}/history",
             with(Permission::Search, get(h::history)),

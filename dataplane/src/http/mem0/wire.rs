@@ -7,7 +7,9 @@ use crate::domain::{Fact, HistoryEntry, HistoryEvent};
 use chrono::{DateTime, Utc};
 use pika_common::tenancy::split_scoped;
 use pika_common::validate::{self, ValidationErrors};
-use pika_common::wire::{ExtractRequest, RawExtractRequest, RawSearchRequest, SearchHit, SearchRequest};
+use pika_common::wire::{
+    ExtractRequest, MemoryScope, RawExtractRequest, RawSearchRequest, SearchHit, SearchRequest,
+};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
@@ -16,54 +18,101 @@ const DEFAULT_TOP_K: u64 = 10;
 const DEFAULT_THRESHOLD: f64 = 0.1;
 const MAX_TOP_K: u64 = 100;
 
-/// Entity filters Mem0 scopes by that PIKA does not keep (yet): refused
-/// with their names rather than silently ignored.
-const UNSUPPORTED_SCOPES: &[&str] = &["agent_id", "run_id", "app_id", "org_id", "project_id"];
+/// Mem0's entity ids besides the user: kept on each memory (as its scope)
+/// and filtered by.
+const SCOPE_KEYS: &[&str] = &["agent_id", "run_id", "app_id"];
+/// Ids the 0.1.x/1.x clients send back from `/v1/ping/`: the key names the
+/// tenant, so they narrow nothing.
+const IGNORED_KEYS: &[&str] = &["org_id", "project_id"];
 
 fn one(field: &str, reason: impl Into<String>) -> ValidationErrors {
     ValidationErrors::one(field, reason)
 }
 
-/// The `user_id` a Mem0 body names: top level, in `filters`, or in an
-/// `AND` list of `filters`. Anything else in `filters` is refused by name.
-pub fn user_of(body: &Map<String, Value>) -> Result<Value, ValidationErrors> {
-    if let Some(u) = body.get("user_id").filter(|v| !v.is_null()) {
-        return Ok(u.clone());
-    }
-    let Some(filters) = body.get("filters").filter(|v| !v.is_null()) else {
-        return Err(one("user_id", "is required (top level or in filters)"));
-    };
-    let mut found = None;
-    collect_filters(filters, &mut found)?;
-    found.ok_or_else(|| one("filters.user_id", "is required"))
+/// Whose memories a Mem0 body names: the user (required: PIKA's memories
+/// belong to users) and, optionally, the agent, run and app inside it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Selector {
+    pub user: Value,
+    pub scope: MemoryScope,
 }
 
-fn collect_filters(f: &Value, user: &mut Option<Value>) -> Result<(), ValidationErrors> {
+/// Reads the entity ids of a Mem0 body: top level, in `filters`, or in an
+/// `AND` list of `filters`. Any other filter (OR, NOT, metadata,
+/// operators) is refused by name rather than ignored.
+pub fn selector(body: &Map<String, Value>) -> Result<Selector, ValidationErrors> {
+    let mut found = Found::default();
+    for key in std::iter::once("user_id").chain(SCOPE_KEYS.iter().copied()) {
+        if let Some(v) = body.get(key).filter(|v| !v.is_null()) {
+            found.set(key, key, v)?;
+        }
+    }
+    if let Some(filters) = body.get("filters").filter(|v| !v.is_null()) {
+        collect_filters(filters, "filters", &mut found)?;
+    }
+    let user = found
+        .user
+        .ok_or_else(|| one("user_id", "is required (top level or in filters)"))?;
+    Ok(Selector {
+        user,
+        scope: found.scope,
+    })
+}
+
+#[derive(Default)]
+struct Found {
+    user: Option<Value>,
+    scope: MemoryScope,
+}
+
+impl Found {
+    fn set(&mut self, key: &str, path: &str, v: &Value) -> Result<(), ValidationErrors> {
+        // A wildcard names no entity: it narrows nothing.
+        if v == "*" {
+            return Ok(());
+        }
+        if key == "user_id" {
+            self.user = Some(v.clone());
+            return Ok(());
+        }
+        let id = v
+            .as_str()
+            .ok_or_else(|| one(path, "must be a string"))?
+            .to_string();
+        validate::check_id(&id).map_err(|r| one(path, r))?;
+        let slot = match key {
+            "agent_id" => &mut self.scope.agent_id,
+            "run_id" => &mut self.scope.run_id,
+            _ => &mut self.scope.app_id,
+        };
+        *slot = Some(id);
+        Ok(())
+    }
+}
+
+fn collect_filters(f: &Value, path: &str, found: &mut Found) -> Result<(), ValidationErrors> {
     let Some(obj) = f.as_object() else {
-        return Err(one("filters", "must be an object"));
+        return Err(one(path, "must be an object"));
     };
     for (k, v) in obj {
+        let here = format!("{path}.{k}");
         match k.as_str() {
-            "user_id" => *user = Some(v.clone()),
             "AND" => {
-                let items = v.as_array().ok_or_else(|| one("filters.AND", "must be a list"))?;
+                let items = v.as_array().ok_or_else(|| one(&here, "must be a list"))?;
                 for item in items {
-                    collect_filters(item, user)?;
+                    collect_filters(item, &here, found)?;
                 }
             }
-            other if UNSUPPORTED_SCOPES.contains(&other) => {
-                // A null or wildcard entity filter narrows nothing.
-                if !(v.is_null() || v == "*") {
-                    return Err(one(
-                        &format!("filters.{other}"),
-                        "is not supported by PIKA (memories are scoped by user_id only)",
-                    ));
+            key if key == "user_id" || SCOPE_KEYS.contains(&key) => {
+                if !v.is_null() {
+                    found.set(key, &here, v)?;
                 }
             }
-            other => {
+            key if IGNORED_KEYS.contains(&key) => {}
+            _ => {
                 return Err(one(
-                    &format!("filters.{other}"),
-                    "is not supported by PIKA (supported: user_id, AND)",
+                    &here,
+                    "is not supported by PIKA (supported: user_id, agent_id, run_id, app_id, AND)",
                 ));
             }
         }
@@ -113,8 +162,9 @@ pub fn add(body: &Value, conversation_id: String, default_async: bool) -> Result
         Some(Value::Bool(infer)) => !infer,
         Some(_) => return Err(one("infer", "must be true or false")),
     };
+    let who = selector(obj)?;
     let raw = RawExtractRequest {
-        user_id: Some(user_of(obj)?),
+        user_id: Some(who.user),
         conversation_id: Some(Value::String(conversation_id)),
         conversation: Some(conversation(obj.get("messages"))?),
         metadata: obj.get("metadata").cloned(),
@@ -123,6 +173,8 @@ pub fn add(body: &Value, conversation_id: String, default_async: bool) -> Result
     };
     let mut request = validate::extract_with_min(raw, 1)?;
     request.store_as_given = store_as_given;
+    // Mem0 memories carry the add's metadata and scope.
+    request.scope = Some(who.scope);
     let asynchronous = match obj.get("async_mode") {
         None | Some(Value::Null) => default_async,
         Some(Value::Bool(b)) => *b,
@@ -152,8 +204,9 @@ pub fn search(body: &Value) -> Result<SearchRequest, ValidationErrors> {
             .filter(|k| (1..=1000).contains(k))
             .ok_or_else(|| one("top_k", "must be 1..1000"))?,
     };
+    let who = selector(obj)?;
     let raw = RawSearchRequest {
-        user_id: Some(user_of(obj)?),
+        user_id: Some(who.user),
         query: obj.get("query").cloned(),
         limit: Some(json!(top_k.min(MAX_TOP_K))),
         score_threshold: Some(
@@ -165,7 +218,9 @@ pub fn search(body: &Value) -> Result<SearchRequest, ValidationErrors> {
         categories: obj.get("categories").filter(|v| !v.is_null()).cloned(),
         include_related: Some(Value::Bool(false)),
     };
-    validate::search(raw)
+    let mut req = validate::search(raw)?;
+    req.scope = (!who.scope.is_empty()).then_some(who.scope);
+    Ok(req)
 }
 
 /// One memory as Mem0's clients read it.
@@ -186,14 +241,15 @@ pub struct MemoryView {
 }
 
 pub fn memory(f: Fact) -> MemoryView {
+    let attrs = f.attrs.unwrap_or_default();
     MemoryView {
         id: f.fact_id,
         memory: f.content,
         user_id: split_scoped(&f.user_id).1.to_string(),
-        agent_id: None,
-        run_id: None,
-        app_id: None,
-        metadata: None,
+        agent_id: attrs.scope.agent_id,
+        run_id: attrs.scope.run_id,
+        app_id: attrs.scope.app_id,
+        metadata: attrs.metadata,
         categories: vec![json!(f.category)],
         score: None,
         created_at: f.created_at,
@@ -203,14 +259,15 @@ pub fn memory(f: Fact) -> MemoryView {
 
 /// A search hit; `user_id` is the caller's, unscoped.
 pub fn hit(h: SearchHit, user_id: &str) -> MemoryView {
+    let attrs = h.attrs.unwrap_or_default();
     MemoryView {
         id: h.fact_id,
         memory: h.content,
         user_id: user_id.to_string(),
-        agent_id: None,
-        run_id: None,
-        app_id: None,
-        metadata: None,
+        agent_id: attrs.scope.agent_id,
+        run_id: attrs.scope.run_id,
+        app_id: attrs.scope.app_id,
+        metadata: attrs.metadata,
         categories: vec![json!(h.category)],
         score: Some(h.score),
         created_at: h.created_at,
@@ -242,6 +299,10 @@ pub fn history_row(memory_id: &str, i: usize, h: HistoryEntry) -> Value {
 mod tests {
     use super::*;
 
+    fn user_of(body: &Map<String, Value>) -> Result<Value, ValidationErrors> {
+        selector(body).map(|s| s.user)
+    }
+
     #[test]
     fn the_user_comes_from_the_top_level_filters_or_an_and_list() {
         let top = json!({"user_id": "kid1"});
@@ -250,11 +311,19 @@ mod tests {
         assert_eq!(user_of(filters.as_object().expect("obj")).expect("user"), "kid2");
         let and = json!({"filters": {"AND": [{"user_id": "kid3"}, {"agent_id": "*"}]}});
         assert_eq!(user_of(and.as_object().expect("obj")).expect("user"), "kid3");
-        let agent = json!({"filters": {"AND": [{"user_id": "kid3"}, {"agent_id": "bot"}]}});
-        let e = user_of(agent.as_object().expect("obj")).expect_err("agent scope refused");
-        assert!(e.summary().contains("filters.agent_id"), "{}", e.summary());
+        let agent = json!({"filters": {"AND": [{"user_id": "kid3"}, {"agent_id": "bot"}]}, "run_id": "r1"});
+        let s = selector(agent.as_object().expect("obj")).expect("agent scope kept");
+        assert_eq!(s.user, "kid3");
+        assert_eq!(s.scope.agent_id.as_deref(), Some("bot"));
+        assert_eq!(s.scope.run_id.as_deref(), Some("r1"));
         let or = json!({"filters": {"OR": [{"user_id": "a"}]}});
-        assert!(user_of(or.as_object().expect("obj")).is_err());
+        let e = user_of(or.as_object().expect("obj")).expect_err("OR refused");
+        assert!(e.summary().contains("filters.OR"), "{}", e.summary());
+        let meta = json!({"filters": {"AND": [{"user_id": "a"}, {"metadata": {"k": 1}}]}});
+        let e = user_of(meta.as_object().expect("obj")).expect_err("metadata filter refused");
+        assert!(e.summary().contains("filters.AND.metadata"), "{}", e.summary());
+        let bad = json!({"user_id": "a", "agent_id": "no spaces"});
+        assert!(selector(bad.as_object().expect("obj")).is_err());
         assert!(user_of(json!({}).as_object().expect("obj")).is_err());
     }
 

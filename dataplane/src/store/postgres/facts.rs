@@ -81,7 +81,7 @@ impl FactStore for PostgresMetaStore {
     async fn delete_fact(&self, fact_id: &str) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await.map_err(db_err)?;
         let row: Option<String> = sqlx::query_scalar(
-            "UPDATE facts f SET status = 'deleted', updated_at = $2, terms = '{}', content = '',
+            "UPDATE facts f SET status = 'deleted', updated_at = $2, terms = '{}', content = '', attrs = NULL,
                  entities = '[]', tags = '[]', context = NULL, dedup_key = NULL, predicate = NULL
              FROM (SELECT fact_id FROM facts WHERE fact_id = $1 AND status != 'deleted' FOR UPDATE) o
              WHERE f.fact_id = o.fact_id RETURNING f.user_id",
@@ -114,6 +114,22 @@ impl FactStore for PostgresMetaStore {
         insert_history(&mut tx, &user_id, &entry).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(true)
+    }
+
+    async fn known_fact_ids(&self, ids: &[String]) -> Result<Vec<String>, StoreError> {
+        self.known_ids(ids).await
+    }
+
+    async fn tenant_users(&self, tenant_id: &str, limit: usize) -> Result<Vec<UserSummary>, StoreError> {
+        self.users_of(tenant_id, limit).await
+    }
+
+    async fn import_facts(&self, plan: &ExtractionPlan) -> Result<usize, StoreError> {
+        self.import(plan).await
+    }
+
+    async fn rewrite_facts(&self, plan: &ExtractionPlan) -> Result<usize, StoreError> {
+        self.rewrite(plan).await
     }
 
     async fn delete_user(&self, user_id: &str, pseudonym: &str) -> Result<MetaErasure, StoreError> {
@@ -375,5 +391,119 @@ impl FactStore for PostgresMetaStore {
         tx.commit().await.map_err(db_err)?;
         out.items = items;
         Ok(out)
+    }
+}
+
+/// `s` with LIKE's wildcards escaped (tenant ids are `[a-z0-9_-]`: `_` is one).
+fn like_escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
+/// Mem0 compatibility: imports and in-place updates (issue 13).
+impl PostgresMetaStore {
+    pub(super) async fn known_ids(&self, ids: &[String]) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar("SELECT fact_id FROM facts WHERE fact_id = ANY($1)")
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)
+    }
+
+    pub(super) async fn users_of(
+        &self,
+        tenant_id: &str,
+        limit: usize,
+    ) -> Result<Vec<UserSummary>, StoreError> {
+        // Users of the default tenant are stored unprefixed (`tenancy::scoped_user`).
+        let (filter, pattern) = if tenant_id == pika_common::tenancy::DEFAULT_TENANT {
+            ("user_id NOT LIKE $1", "%/%".to_string())
+        } else {
+            ("user_id LIKE $1", format!("{}/%", like_escape(tenant_id)))
+        };
+        let rows: Vec<(String, i64, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(&format!(
+            "SELECT user_id, COUNT(*), MIN(created_at), MAX(updated_at) FROM facts
+             WHERE status = 'active' AND {filter} GROUP BY user_id ORDER BY user_id LIMIT $2"
+        ))
+        .bind(pattern)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(rows
+            .into_iter()
+            .map(|(user_id, n, first_at, last_at)| UserSummary {
+                user_id,
+                memories: n.max(0) as u64,
+                first_at,
+                last_at,
+            })
+            .collect())
+    }
+
+    pub(super) async fn import(&self, plan: &ExtractionPlan) -> Result<usize, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut inserted = std::collections::HashSet::new();
+        for f in &plan.new_facts {
+            if super::jobs::insert_fact(&mut tx, plan, f).await? > 0 {
+                inserted.insert(f.fact_id.as_str());
+            }
+        }
+        // History only for what this import inserted: a second run adds nothing.
+        for h in plan
+            .history
+            .iter()
+            .filter(|h| inserted.contains(h.fact_id.as_str()))
+        {
+            insert_history(&mut tx, &plan.user_id, h).await?;
+        }
+        if !plan.user_names.is_empty() {
+            sqlx::query(
+                "INSERT INTO user_names (user_id, name) SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING",
+            )
+            .bind(&plan.user_id)
+            .bind(&plan.user_names)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(inserted.len())
+    }
+
+    pub(super) async fn rewrite(&self, plan: &ExtractionPlan) -> Result<usize, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut rewritten = std::collections::HashSet::new();
+        for f in &plan.new_facts {
+            let n = sqlx::query(
+                "UPDATE facts SET content = $2, entities = $3, tags = $4, attrs = $5, language = $6,
+                        updated_at = $7, terms = $8
+                 WHERE fact_id = $1 AND user_id = $9 AND status = 'active'",
+            )
+            .bind(&f.fact_id)
+            .bind(&f.content)
+            .bind(Json(&f.entities))
+            .bind(Json(&f.tags))
+            .bind(f.attrs.as_ref().map(Json))
+            .bind(&f.language)
+            .bind(ms(f.updated_at))
+            .bind(plan.index_terms_of(f))
+            .bind(&f.user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+            if n > 0 {
+                rewritten.insert(f.fact_id.as_str());
+            }
+        }
+        for h in plan
+            .history
+            .iter()
+            .filter(|h| rewritten.contains(h.fact_id.as_str()))
+        {
+            insert_history(&mut tx, &plan.user_id, h).await?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(rewritten.len())
     }
 }

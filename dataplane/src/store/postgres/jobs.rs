@@ -133,39 +133,7 @@ impl JobStore for PostgresMetaStore {
             return Err(StoreError::ClaimLost);
         };
         for f in &plan.new_facts {
-            sqlx::query(&format!(
-                "INSERT INTO facts ({FACT_COLUMNS}, terms, dedup_key)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-                         $19, $20, $21, $22, $23, $24)
-                 ON CONFLICT (fact_id) DO NOTHING"
-            ))
-            .bind(&f.fact_id)
-            .bind(&f.user_id)
-            .bind(&f.conversation_id)
-            .bind(&f.content)
-            .bind(f.category.as_str())
-            .bind(f.confidence)
-            .bind(Json(&f.entities))
-            .bind(Json(&f.tags))
-            .bind(Json(&f.source_turns))
-            .bind(&f.language)
-            .bind(f.status.as_str())
-            .bind(f.polarity.as_str())
-            .bind(&f.predicate)
-            .bind(&f.supersedes)
-            .bind(ms(f.created_at))
-            .bind(ms(f.updated_at))
-            .bind(f.accessed_count as i32)
-            .bind(f.last_accessed_at.map(ms))
-            .bind(f.kind.as_str())
-            .bind(&f.context)
-            .bind(f.occurred_at.map(ms))
-            .bind(f.said_at.map(ms))
-            .bind(plan.index_terms_of(f))
-            .bind(plan.dedup_key_of(f))
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
+            insert_fact(&mut tx, plan, f).await?;
         }
         let mut old: Vec<String> = plan.superseded.iter().map(|(o, _)| o.clone()).collect();
         old.extend(plan.retired.iter().cloned());
@@ -259,4 +227,48 @@ impl JobStore for PostgresMetaStore {
                 .map_err(db_err)?;
         Ok(n > 0)
     }
+}
+
+/// Inserts one of the plan's new facts unless its id exists; 1 if inserted.
+pub(super) async fn insert_fact(
+    tx: &mut sqlx::PgConnection,
+    plan: &ExtractionPlan,
+    f: &Fact,
+) -> Result<u64, StoreError> {
+    let n = sqlx::query(&format!(
+        "INSERT INTO facts ({FACT_COLUMNS}, terms, dedup_key)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
+                     $19, $20, $21, $22, $23, $24, $25)
+             ON CONFLICT (fact_id) DO NOTHING"
+    ))
+    .bind(&f.fact_id)
+    .bind(&f.user_id)
+    .bind(&f.conversation_id)
+    .bind(&f.content)
+    .bind(f.category.as_str())
+    .bind(f.confidence)
+    .bind(Json(&f.entities))
+    .bind(Json(&f.tags))
+    .bind(Json(&f.source_turns))
+    .bind(&f.language)
+    .bind(f.status.as_str())
+    .bind(f.polarity.as_str())
+    .bind(&f.predicate)
+    .bind(&f.supersedes)
+    .bind(ms(f.created_at))
+    .bind(ms(f.updated_at))
+    .bind(f.accessed_count as i32)
+    .bind(f.last_accessed_at.map(ms))
+    .bind(f.kind.as_str())
+    .bind(&f.context)
+    .bind(f.occurred_at.map(ms))
+    .bind(f.said_at.map(ms))
+    .bind(plan.index_terms_of(f))
+    .bind(plan.dedup_key_of(f))
+    .bind(f.attrs.as_ref().map(Json))
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err)?
+    .rows_affected();
+    Ok(n)
 }

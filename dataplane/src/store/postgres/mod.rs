@@ -11,7 +11,7 @@ use crate::domain::{
     HistoryEvent, Job, MemoryKind, Polarity, Tenant,
 };
 use crate::ports::{AuditRow, Expired, FactPage, KeywordMatches, MetaErasure, MetaStore, NewJob, StoreError};
-use crate::ports::{AuditStore, FactStore, JobStore, KeyStore};
+use crate::ports::{AuditStore, FactStore, JobStore, KeyStore, UserSummary};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use pika_common::wire::{Category, JobState};
@@ -45,7 +45,7 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
 
 const FACT_COLUMNS: &str = "fact_id, user_id, conversation_id, content, category, confidence, entities, tags, \
      source_turns, language, status, polarity, predicate, supersedes, created_at, updated_at, \
-     accessed_count, last_accessed_at, kind, context, occurred_at, said_at";
+     accessed_count, last_accessed_at, kind, context, occurred_at, said_at, attrs";
 
 const JOB_COLUMNS: &str = "job_id, user_id, conversation_id, idempotency_key, request, state, attempts, \
      result, error, created_at, updated_at";
@@ -126,6 +126,10 @@ fn fact_from_row(r: &PgRow) -> Result<Fact, StoreError> {
         updated_at: r.try_get("updated_at").map_err(db_err)?,
         accessed_count: r.try_get::<i32, _>("accessed_count").map_err(db_err)?.max(0) as u32,
         last_accessed_at: r.try_get("last_accessed_at").map_err(db_err)?,
+        attrs: r
+            .try_get::<Option<Json<pika_common::wire::MemoryAttrs>>, _>("attrs")
+            .map_err(db_err)?
+            .map(|j| j.0),
     })
 }
 

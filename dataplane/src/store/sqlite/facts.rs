@@ -99,7 +99,7 @@ impl FactStore for SqliteMetaStore {
         // dates, category), not what it said.
         sqlx::query(
             "UPDATE facts SET status = 'deleted', updated_at = ?, content = '', entities = '[]', tags = '[]',
-             context = NULL, dedup_key = NULL, predicate = NULL WHERE fact_id = ?",
+             context = NULL, dedup_key = NULL, predicate = NULL, attrs = NULL WHERE fact_id = ?",
         )
         .bind(to_ms(now))
         .bind(fact_id)
@@ -131,6 +131,22 @@ impl FactStore for SqliteMetaStore {
         insert_history(&mut tx, &user_id, &entry).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(true)
+    }
+
+    async fn known_fact_ids(&self, ids: &[String]) -> Result<Vec<String>, StoreError> {
+        self.known_ids(ids).await
+    }
+
+    async fn tenant_users(&self, tenant_id: &str, limit: usize) -> Result<Vec<UserSummary>, StoreError> {
+        self.users_of(tenant_id, limit).await
+    }
+
+    async fn import_facts(&self, plan: &ExtractionPlan) -> Result<usize, StoreError> {
+        self.import(plan).await
+    }
+
+    async fn rewrite_facts(&self, plan: &ExtractionPlan) -> Result<usize, StoreError> {
+        self.rewrite(plan).await
     }
 
     async fn delete_user(&self, user_id: &str, pseudonym: &str) -> Result<MetaErasure, StoreError> {
@@ -455,5 +471,137 @@ impl FactStore for SqliteMetaStore {
         tx.commit().await.map_err(db_err)?;
         out.items = items;
         Ok(out)
+    }
+}
+
+/// Mem0 compatibility: imports and in-place updates (issue 13).
+impl SqliteMetaStore {
+    pub(super) async fn known_ids(&self, ids: &[String]) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        // SQLite caps bound parameters per statement: ask in chunks.
+        for chunk in ids.chunks(500) {
+            let sql = format!(
+                "SELECT fact_id FROM facts WHERE fact_id IN ({})",
+                sql_in_params(chunk.len())
+            );
+            let mut q = sqlx::query_scalar::<_, String>(&sql);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            out.extend(q.fetch_all(&self.pool).await.map_err(db_err)?);
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn users_of(
+        &self,
+        tenant_id: &str,
+        limit: usize,
+    ) -> Result<Vec<UserSummary>, StoreError> {
+        // Users of the default tenant are stored unprefixed (`tenancy::scoped_user`).
+        let (filter, pattern) = if tenant_id == pika_common::tenancy::DEFAULT_TENANT {
+            ("instr(user_id, '/') = 0 AND ? = ?", String::new())
+        } else {
+            ("substr(user_id, 1, length(?)) = ?", format!("{tenant_id}/"))
+        };
+        let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(&format!(
+            "SELECT user_id, COUNT(*), MIN(created_at), MAX(updated_at) FROM facts
+             WHERE status = 'active' AND {filter} GROUP BY user_id ORDER BY user_id LIMIT ?"
+        ))
+        .bind(&pattern)
+        .bind(&pattern)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(rows
+            .into_iter()
+            .map(|(user_id, n, first_at, last_at)| UserSummary {
+                user_id,
+                memories: n.max(0) as u64,
+                first_at: from_ms(first_at),
+                last_at: from_ms(last_at),
+            })
+            .collect())
+    }
+
+    pub(super) async fn import(&self, plan: &ExtractionPlan) -> Result<usize, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut inserted = std::collections::HashSet::new();
+        for f in &plan.new_facts {
+            if super::jobs::insert_fact(&mut tx, plan, f).await? > 0 {
+                inserted.insert(f.fact_id.as_str());
+            }
+        }
+        // History only for what this import inserted: a second run adds nothing.
+        for h in plan
+            .history
+            .iter()
+            .filter(|h| inserted.contains(h.fact_id.as_str()))
+        {
+            insert_history(&mut tx, &plan.user_id, h).await?;
+        }
+        for name in &plan.user_names {
+            sqlx::query("INSERT INTO user_names (user_id, name) VALUES (?, ?) ON CONFLICT DO NOTHING")
+                .bind(&plan.user_id)
+                .bind(name)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(inserted.len())
+    }
+
+    pub(super) async fn rewrite(&self, plan: &ExtractionPlan) -> Result<usize, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut rewritten = std::collections::HashSet::new();
+        for f in &plan.new_facts {
+            let terms = plan.index_terms_of(f);
+            let n = sqlx::query(
+                "UPDATE facts SET content = ?, entities = ?, tags = ?, attrs = ?, language = ?, updated_at = ?,
+                        term_count = ?
+                 WHERE fact_id = ? AND user_id = ? AND status = 'active'",
+            )
+            .bind(&f.content)
+            .bind(serde_json::to_string(&f.entities).map_err(corrupt)?)
+            .bind(serde_json::to_string(&f.tags).map_err(corrupt)?)
+            .bind(f.attrs.as_ref().map(serde_json::to_string).transpose().map_err(corrupt)?)
+            .bind(&f.language)
+            .bind(to_ms(f.updated_at))
+            .bind(terms.len() as i64)
+            .bind(&f.fact_id)
+            .bind(&f.user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+            if n == 0 {
+                continue;
+            }
+            rewritten.insert(f.fact_id.as_str());
+            sqlx::query("DELETE FROM fact_terms WHERE fact_id = ?")
+                .bind(&f.fact_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            sqlx::query("INSERT INTO fact_terms (fact_id, user_id, owner, terms) VALUES (?, ?, ?, ?)")
+                .bind(&f.fact_id)
+                .bind(&f.user_id)
+                .bind(keyword_owner(&f.user_id))
+                .bind(terms.join(" "))
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
+        for h in plan
+            .history
+            .iter()
+            .filter(|h| rewritten.contains(h.fact_id.as_str()))
+        {
+            insert_history(&mut tx, &plan.user_id, h).await?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(rewritten.len())
     }
 }

@@ -135,51 +135,7 @@ impl JobStore for SqliteMetaStore {
             return Err(StoreError::ClaimLost);
         };
         for f in &plan.new_facts {
-            let terms = plan.index_terms_of(f);
-            sqlx::query(&format!(
-                "INSERT INTO facts ({FACT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                 ON CONFLICT (fact_id) DO NOTHING"
-            ))
-            .bind(&f.fact_id)
-            .bind(&f.user_id)
-            .bind(&f.conversation_id)
-            .bind(&f.content)
-            .bind(f.category.as_str())
-            .bind(f.confidence as f64)
-            .bind(serde_json::to_string(&f.entities).map_err(corrupt)?)
-            .bind(serde_json::to_string(&f.tags).map_err(corrupt)?)
-            .bind(serde_json::to_string(&f.source_turns).map_err(corrupt)?)
-            .bind(&f.language)
-            .bind(f.status.as_str())
-            .bind(f.polarity.as_str())
-            .bind(&f.predicate)
-            .bind(&f.supersedes)
-            .bind(to_ms(f.created_at))
-            .bind(to_ms(f.updated_at))
-            .bind(f.accessed_count as i64)
-            .bind(f.last_accessed_at.map(to_ms))
-            .bind(f.kind.as_str())
-            .bind(&f.context)
-            .bind(f.occurred_at.map(to_ms))
-            .bind(f.said_at.map(to_ms))
-            .bind(terms.len() as i64)
-            .bind(plan.dedup_key_of(f))
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-            sqlx::query("DELETE FROM fact_terms WHERE fact_id = ?")
-                .bind(&f.fact_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
-            sqlx::query("INSERT INTO fact_terms (fact_id, user_id, owner, terms) VALUES (?, ?, ?, ?)")
-                .bind(&f.fact_id)
-                .bind(&f.user_id)
-                .bind(keyword_owner(&f.user_id))
-                .bind(terms.join(" "))
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
+            insert_fact(&mut tx, plan, f).await?;
         }
         for (old, new) in &plan.superseded {
             sqlx::query("UPDATE facts SET status = 'superseded', updated_at = ? WHERE fact_id = ? AND status = 'active'")
@@ -280,4 +236,64 @@ impl JobStore for SqliteMetaStore {
                 .map_err(db_err)?;
         Ok(n > 0)
     }
+}
+
+/// Inserts one of the plan's new facts and its keyword terms unless its id
+/// exists; 1 if inserted.
+pub(super) async fn insert_fact(
+    tx: &mut sqlx::SqliteConnection,
+    plan: &ExtractionPlan,
+    f: &Fact,
+) -> Result<u64, StoreError> {
+    let terms = plan.index_terms_of(f);
+    let n = sqlx::query(&format!(
+            "INSERT INTO facts ({FACT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (fact_id) DO NOTHING"
+        ))
+        .bind(&f.fact_id)
+        .bind(&f.user_id)
+        .bind(&f.conversation_id)
+        .bind(&f.content)
+        .bind(f.category.as_str())
+        .bind(f.confidence as f64)
+        .bind(serde_json::to_string(&f.entities).map_err(corrupt)?)
+        .bind(serde_json::to_string(&f.tags).map_err(corrupt)?)
+        .bind(serde_json::to_string(&f.source_turns).map_err(corrupt)?)
+        .bind(&f.language)
+        .bind(f.status.as_str())
+        .bind(f.polarity.as_str())
+        .bind(&f.predicate)
+        .bind(&f.supersedes)
+        .bind(to_ms(f.created_at))
+        .bind(to_ms(f.updated_at))
+        .bind(f.accessed_count as i64)
+        .bind(f.last_accessed_at.map(to_ms))
+        .bind(f.kind.as_str())
+        .bind(&f.context)
+        .bind(f.occurred_at.map(to_ms))
+        .bind(f.said_at.map(to_ms))
+        .bind(terms.len() as i64)
+        .bind(plan.dedup_key_of(f))
+        .bind(f.attrs.as_ref().map(serde_json::to_string).transpose().map_err(corrupt)?)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+    if n == 0 {
+        return Ok(0);
+    }
+    sqlx::query("DELETE FROM fact_terms WHERE fact_id = ?")
+        .bind(&f.fact_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    sqlx::query("INSERT INTO fact_terms (fact_id, user_id, owner, terms) VALUES (?, ?, ?, ?)")
+        .bind(&f.fact_id)
+        .bind(&f.user_id)
+        .bind(keyword_owner(&f.user_id))
+        .bind(terms.join(" "))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    Ok(n)
 }

@@ -10,7 +10,7 @@ use crate::domain::{
     HistoryEvent, Job, MemoryKind, Polarity, Tenant,
 };
 use crate::ports::{AuditRow, Expired, FactPage, KeywordMatches, MetaErasure, MetaStore, NewJob, StoreError};
-use crate::ports::{AuditStore, FactStore, JobStore, KeyStore};
+use crate::ports::{AuditStore, FactStore, JobStore, KeyStore, UserSummary};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use pika_common::wire::{Category, JobState};
@@ -45,7 +45,7 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
 
 const FACT_COLUMNS: &str = "fact_id, user_id, conversation_id, content, category, confidence, entities, tags, \
      source_turns, language, status, polarity, predicate, supersedes, created_at, updated_at, \
-     accessed_count, last_accessed_at, kind, context, occurred_at, said_at, term_count, dedup_key";
+     accessed_count, last_accessed_at, kind, context, occurred_at, said_at, term_count, dedup_key, attrs";
 
 const JOB_COLUMNS: &str = "job_id, user_id, conversation_id, idempotency_key, request, state, attempts, \
      result, error, created_at, updated_at";
@@ -143,6 +143,12 @@ fn fact_from_row(r: &SqliteRow) -> Result<Fact, StoreError> {
             .try_get::<Option<i64>, _>("last_accessed_at")
             .map_err(db_err)?
             .map(from_ms),
+        attrs: r
+            .try_get::<Option<&str>, _>("attrs")
+            .map_err(db_err)?
+            .map(serde_json::from_str)
+            .transpose()
+            .map_err(corrupt)?,
     })
 }
 
