@@ -16,6 +16,8 @@ export PIKA_TEST_MILVUS_URL="${PIKA_TEST_MILVUS_URL:-http://127.0.0.1:${PIKA_MIL
 export PIKA_TEST_FALKORDB_URL="${PIKA_TEST_FALKORDB_URL:-falkordb://127.0.0.1:${PIKA_FALKORDB_PORT:-6380}}"
 # Mem0's Python clients, for the compatibility tests (a virtualenv each, made once).
 eval "$(bash scripts/mem0-clients.sh)"
+# Schemathesis, the schema-driven fuzzer run against our OpenAPI document.
+eval "$(bash scripts/schemathesis.sh)"
 bash scripts/check-manifests.sh
 bash scripts/deny.sh
 cargo fmt --all -- --check

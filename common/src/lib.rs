@@ -17,6 +17,7 @@ pub mod grants;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod keys;
+pub mod mem0;
 #[cfg(feature = "seal")]
 pub mod seal;
 pub mod secret;

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 /// Speaker of one conversation turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     User,
@@ -17,6 +18,7 @@ pub enum Role {
 
 /// One validated conversation turn.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Message {
     pub role: Role,
     pub content: String,
@@ -64,6 +66,7 @@ pub struct ExtractRequest {
 /// The entity ids Mem0 scopes a memory by besides its user. PIKA keeps
 /// them on the memory (never as a separate owner: the user is the owner).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MemoryScope {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_id: Option<String>,
@@ -93,6 +96,7 @@ impl MemoryScope {
 /// What a memory made through the Mem0 routes carries besides its text:
 /// the caller's metadata and scope. Stored sealed, as one JSON object.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MemoryAttrs {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<serde_json::Value>,
@@ -127,6 +131,7 @@ pub struct SearchRequest {
 
 /// Fact categories (DESIGN.md §4.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Category {
     Preference,
@@ -171,6 +176,7 @@ impl Category {
 
 /// Lifecycle state of an extraction job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
     Queued,
@@ -202,6 +208,7 @@ impl JobState {
 
 /// `202` body of an accepted extract.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExtractAccepted {
     pub job_id: String,
     pub status_url: String,
@@ -210,6 +217,7 @@ pub struct ExtractAccepted {
 
 /// What a finished extraction produced (also the SDD's synchronous 200 shape).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExtractResult {
     pub facts_count: usize,
     pub fact_ids: Vec<String>,
@@ -227,6 +235,7 @@ pub struct ExtractResult {
 
 /// `GET /v1/jobs/{id}` body.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobView {
     pub job_id: String,
     pub user_id: String,
@@ -243,6 +252,7 @@ pub struct JobView {
 
 /// What a search result is: an extracted fact or an episode (a turn the user spoke).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum HitKind {
     #[default]
@@ -252,6 +262,7 @@ pub enum HitKind {
 
 /// One ranked search result.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SearchHit {
     pub fact_id: String,
     /// `fact` or `episode` (added field; older clients ignore it).
@@ -278,6 +289,7 @@ pub struct SearchHit {
 
 /// `POST /v1/search_facts` body.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SearchResponse {
     pub query: String,
     pub results_count: usize,
@@ -290,6 +302,7 @@ pub struct SearchResponse {
 
 /// Machine-readable error codes of the envelope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorCode {
     ValidationError,
@@ -328,6 +341,7 @@ impl ErrorCode {
 
 /// The `error` object of the envelope.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     pub code: ErrorCode,
     pub message: String,
@@ -338,6 +352,7 @@ pub struct ErrorBody {
 
 /// `{"status":"error","error":{...}}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorEnvelope {
     pub status: String,
     pub error: ErrorBody,
@@ -345,6 +360,7 @@ pub struct ErrorEnvelope {
 
 /// `{"status":"success"|"accepted","data":...}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Envelope<T> {
     pub status: String,
     pub data: T,

@@ -34,17 +34,14 @@ pub async fn import(config: &Config, args: ImportArgs) -> Result<()> {
         memories.extend(ok);
         rejected.extend(bad);
     }
-    // History rows go to the memories of the exports; a history with no
-    // export describes the memories itself.
-    if memories.is_empty() {
-        memories = format::memories_from_history(history);
-    } else {
-        for m in &mut memories {
-            if let Some(h) = history.remove(&m.id) {
-                m.history = h;
-            }
+    // History rows go to the memories of the exports; the rest of a history
+    // describes memories of its own (of `--user`: history.db names no users).
+    for m in &mut memories {
+        if let Some(h) = history.remove(&m.id) {
+            m.history = h;
         }
     }
+    memories.extend(format::memories_from_history(history));
     let ports = resolve::build_store_ports(config).await?;
     let (bookkeeper, writer) = Bookkeeper::start(ports.meta.clone());
     let edits = MemoryEdits {

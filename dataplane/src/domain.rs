@@ -5,7 +5,7 @@ use pika_common::wire::{Category, ExtractRequest, ExtractResult, JobState};
 use serde::{Deserialize, Serialize};
 
 /// Whether a fact is current.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum FactStatus {
     Active,
@@ -36,7 +36,7 @@ impl FactStatus {
 /// What a memory item is: a fact extracted about the user, or an episode (a
 /// turn the user spoke, kept as said, with the turn it answers). Both are
 /// searched side by side; an episode answers questions no extractor foresaw.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MemoryKind {
     #[default]
@@ -198,7 +198,7 @@ pub struct Candidate {
 }
 
 /// Kind of change recorded in a fact's history.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum HistoryEvent {
     Add,

@@ -90,6 +90,8 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Print the OpenAPI 3.1 document of the HTTP API (`docs/openapi.json`).
+    Openapi,
     /// Ask this process's own health endpoint and exit 0 when it answers
     /// 2xx: the kubelet's exec probe, since in a pod the API listens on
     /// loopback only (the sidecar is the way in) and HTTP probes cannot
@@ -260,6 +262,7 @@ async fn main() -> Result<()> {
             pika_common::tenancy::check_tenant_id(&tenant).map_err(anyhow::Error::msg)?;
             cli_transfer::export(&config, &tenant, &user, out).await?;
         }
+        Command::Openapi => print!("{}", pika_dataplane::http::openapi::document_json()),
         Command::Migrate => {
             resolve::open_meta(&config).await?;
             println!("migrations applied");

@@ -68,8 +68,9 @@ impl GrantSource for Introspection {
     }
 }
 
+/// The search routes the sidecar caches: ours and Mem0's.
 pub fn is_search(path: &str) -> bool {
-    path == "/v1/search_facts" || path == "/search_facts"
+    path == "/v1/search_facts" || path == "/search_facts" || pika_common::mem0::search_route(path).is_some()
 }
 
 /// Middleware: a live key, with the search permission on search routes.

@@ -6,7 +6,9 @@
 //! reach the cache: a job status saying `completed` (the sidecar bumps the
 //! user's generation before relaying it, so a client that saw its write finish
 //! never reads an older cached answer), and a successful user deletion (that
-//! user's L0 entries go at once).
+//! user's L0 entries go at once). Mem0's search routes are cached the same
+//! way (their body read as ours by `pika_common::mem0`), keyed apart by
+//! route shape and Mem0 scope.
 
 use crate::auth::is_search;
 use crate::cache::{Outgoing, X_CACHE};
@@ -79,9 +81,17 @@ async fn cached_search(state: State, req: Request) -> Response<Body> {
     let Ok(body) = to_bytes(body, MAX_BODY_BYTES).await else {
         return Refusal::BodyTooLarge.into_response();
     };
-    let valid = serde_json::from_slice::<RawSearchRequest>(&body)
-        .ok()
-        .and_then(|raw| pika_common::validate::search(raw).ok());
+    // A Mem0 search is read as ours, and its answer (in the route's shape)
+    // is cached under a key that names the shape.
+    let shape = pika_common::mem0::search_route(parts.uri.path());
+    let valid = match shape {
+        Some(_) => serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| pika_common::mem0::search(&v).ok()),
+        None => serde_json::from_slice::<RawSearchRequest>(&body)
+            .ok()
+            .and_then(|raw| pika_common::validate::search(raw).ok()),
+    };
     let Some(search) = valid else {
         // The dataplane words the validation error; nothing here is cached.
         let mut resp = state
@@ -106,6 +116,7 @@ async fn cached_search(state: State, req: Request) -> Response<Body> {
         .cache
         .answer(
             &keyed,
+            shape.map_or("native", |s| s.as_str()),
             Outgoing {
                 method: &parts.method,
                 uri: &parts.uri,

@@ -87,6 +87,7 @@ async fn run(state: &State, scoped: &str) {
             .cache
             .answer(
                 &req,
+                "native",
                 Outgoing {
                     method: &Method::POST,
                     uri: &uri,

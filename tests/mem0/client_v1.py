@@ -76,7 +76,44 @@ try:
 except Exception as e:
     check("API key" in str(e), f"the detail reaches the client: {e}")
 
+# update in place, and its history
+second = results[-1]["id"] if len(results) > 1 else rows(client.add([{"role": "user", "content": "I like kites"}], user_id=user, async_mode=False))[0]["id"]
+if second == first:
+    second = rows(client.add([{"role": "user", "content": "I like kites"}], user_id=user, async_mode=False))[0]["id"]
+client.update(second, text="I like flying red kites", metadata={"source": "robot"})
+now = client.get(second)
+check(now["memory"] == "I like flying red kites" and now["metadata"] == {"source": "robot"}, f"update: {now}")
+check(client.history(second)[-1]["event"] == "UPDATE", "history records the update")
+
+# agent ids are kept and filtered by
+scoped = rows(client.add([{"role": "user", "content": "I keep my robot toy under the bed"}], user_id=user,
+                         agent_id="pika-robot", async_mode=False))
+check(scoped and all(client.get(r["id"])["agent_id"] == "pika-robot" for r in scoped), f"agent kept: {scoped}")
+in_agent = rows(client.search("robot toy", user_id=user, agent_id="pika-robot"))
+check(in_agent and all(r["agent_id"] == "pika-robot" for r in in_agent), f"agent search: {in_agent}")
+listed = rows(client.get_all(user_id=user, agent_id="pika-robot"))
+check(listed and all(r["agent_id"] == "pika-robot" for r in listed), f"agent listing: {listed}")
+
+# batch update and delete
+client.batch_update([{"memory_id": second, "text": "I like flying blue kites"}])
+check(client.get(second)["memory"] == "I like flying blue kites", "batch update")
+client.batch_delete([{"memory_id": second}])
+try:
+    client.get(second)
+    check(False, "a batch-deleted memory is still returned")
+except MemoryNotFoundError:
+    checks += 1
+
+# entities
+mine = [e for e in client.users()["results"] if e["name"] == user]
+check(len(mine) == 1 and mine[0]["type"] == "user", f"users(): {mine}")
+
 client.delete_all(user_id=user)
 check(rows(client.get_all(user_id=user)) == [], "delete_all leaves nothing")
+
+again = "mem0v1-" + uuid.uuid4().hex[:10]
+client.add([{"role": "user", "content": "I have a blue bike"}], user_id=again, async_mode=False)
+client.delete_users(user_id=again)
+check(rows(client.get_all(user_id=again)) == [], "delete_users erases the user")
 
 print(f"mem0ai {release} client: {checks} checks passed")

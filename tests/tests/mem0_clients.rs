@@ -20,6 +20,8 @@ fn run_client(python: &str, script: &str, url: &str, key: &str) -> String {
         .env("PIKA_KEY", key)
         // The client reports usage to Mem0's analytics unless told not to.
         .env("MEM0_TELEMETRY", "False")
+        // The scripts may erase every user of the tenant: this server is theirs.
+        .env("PIKA_MEM0_RESET", "1")
         .output()
         .expect("the client runs");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();

@@ -12,7 +12,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 /// The paths Mem0's clients call (`/v1/ping/`, `/v{1,2,3}/memories…`,
-/// `/v1/entities/`, `/v1/batch/`, `/v2/entities/…`).
+/// `/v1/entities/`, `/v1/batch/`, `/v2/entities/…`, `/v1/feedback/`).
 pub fn is_mem0_path(path: &str) -> bool {
     let p = path.trim_end_matches('/');
     p == "/v1/ping"
@@ -23,6 +23,7 @@ pub fn is_mem0_path(path: &str) -> bool {
             "/v1/entities",
             "/v2/entities",
             "/v1/batch",
+            "/v1/feedback",
         ]
         .iter()
         .any(|prefix| p == *prefix || p.starts_with(&format!("{prefix}/")))

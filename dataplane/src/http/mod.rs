@@ -5,6 +5,7 @@ pub mod error;
 mod handlers;
 mod json;
 mod mem0;
+pub mod openapi;
 mod views;
 
 use crate::app::AppState;
@@ -77,6 +78,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health/live", get(ops::live))
         .route("/health/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi))
         // Checks the key it is asked about, whatever that key may do.
         .route("/v1/keys/self", get(sidecar::key_self));
 

@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::json;
 
 /// One fact or episode (`GET /v1/facts/{id}`, listings, export).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct FactView {
     pub fact_id: String,
     pub user_id: String,
@@ -65,7 +65,7 @@ pub fn facts(items: Vec<Fact>) -> Vec<FactView> {
 }
 
 /// One ADD/UPDATE/DELETE entry of a fact's history.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct HistoryView {
     pub fact_id: String,
     pub event: HistoryEvent,

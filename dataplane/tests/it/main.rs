@@ -13,6 +13,7 @@ mod broker;
 mod encryption;
 mod fuzz;
 mod hardening;
+mod import;
 mod memory;
 mod milvus;
 mod openai_compat;

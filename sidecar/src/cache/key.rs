@@ -2,7 +2,7 @@
 //!
 //! The parameter key covers everything except the query text: the user, the
 //! result shape (limit, threshold, categories, related facts) and the
-//! embedding model. Two searches may share an answer only when their
+//! embedding model, and the route shape and Mem0 scope. Two searches may share an answer only when their
 //! parameter keys are equal; the semantic matcher compares queries only
 //! within one parameter key, so a user partition is in force before any
 //! similarity is computed. The exact key adds the normalised query.
@@ -47,7 +47,8 @@ pub struct SearchKeys {
 }
 
 impl SearchKeys {
-    pub fn new(req: &SearchRequest, model: &str) -> Self {
+    /// `route`: the answer's shape (`native` or a Mem0 route shape).
+    pub fn new(req: &SearchRequest, route: &str, model: &str) -> Self {
         let mut categories: Vec<String> = req
             .categories
             .iter()
@@ -64,8 +65,19 @@ impl SearchKeys {
             None => "*".to_string(),
             Some(_) => categories.join(","),
         };
+        // Mem0's agent, run and app filters narrow the answer like categories.
+        let scope = req.scope.as_ref().map_or_else(String::new, |s| {
+            format!(
+                "{}\u{1f}{}\u{1f}{}",
+                s.agent_id.as_deref().unwrap_or("*"),
+                s.run_id.as_deref().unwrap_or("*"),
+                s.app_id.as_deref().unwrap_or("*")
+            )
+        });
         let params = Digest128::of(&[
-            b"pika-search-v1",
+            b"pika-search-v2",
+            route.as_bytes(),
+            scope.as_bytes(),
             req.user_id.as_bytes(),
             limit.as_bytes(),
             threshold.as_bytes(),
@@ -110,31 +122,69 @@ mod tests {
 
     #[test]
     fn case_spacing_and_unicode_form_do_not_matter() {
-        let a = SearchKeys::new(&req("u1", "Bé thích  ăn gì"), "m");
+        let a = SearchKeys::new(&req("u1", "Bé thích  ăn gì"), "native", "m");
         // Decomposed "é" (e + combining acute) and other case.
-        let b = SearchKeys::new(&req("u1", "BE\u{301} THÍCH ĂN GÌ"), "m");
+        let b = SearchKeys::new(&req("u1", "BE\u{301} THÍCH ĂN GÌ"), "native", "m");
         assert_eq!(a.exact, b.exact);
     }
 
     #[test]
     fn diacritics_user_parameters_and_model_do_matter() {
-        let base = SearchKeys::new(&req("u1", "bé sợ ma"), "m");
-        assert_ne!(base.exact, SearchKeys::new(&req("u1", "bé sợ má"), "m").exact);
-        assert_ne!(base.params, SearchKeys::new(&req("u2", "bé sợ ma"), "m").params);
+        let base = SearchKeys::new(&req("u1", "bé sợ ma"), "native", "m");
+        assert_ne!(
+            base.exact,
+            SearchKeys::new(&req("u1", "bé sợ má"), "native", "m").exact
+        );
         assert_ne!(
             base.params,
-            SearchKeys::new(&req("u1", "bé sợ ma"), "other").params
+            SearchKeys::new(&req("u2", "bé sợ ma"), "native", "m").params
+        );
+        assert_ne!(
+            base.params,
+            SearchKeys::new(&req("u1", "bé sợ ma"), "native", "other").params
         );
         let mut r = req("u1", "bé sợ ma");
         r.limit = 5;
-        assert_ne!(base.params, SearchKeys::new(&r, "m").params);
+        assert_ne!(base.params, SearchKeys::new(&r, "native", "m").params);
         let mut r = req("u1", "bé sợ ma");
         r.categories = Some(vec![]);
-        assert_ne!(base.params, SearchKeys::new(&r, "m").params);
+        assert_ne!(base.params, SearchKeys::new(&r, "native", "m").params);
         let mut a = req("u1", "x");
         a.categories = Some(vec![Category::Preference, Category::Habit]);
         let mut b = req("u1", "x");
         b.categories = Some(vec![Category::Habit, Category::Preference]);
-        assert_eq!(SearchKeys::new(&a, "m").params, SearchKeys::new(&b, "m").params);
+        assert_eq!(
+            SearchKeys::new(&a, "native", "m").params,
+            SearchKeys::new(&b, "native", "m").params
+        );
+    }
+
+    #[test]
+    fn mem0_shapes_and_scopes_never_share_an_answer_with_native_searches() {
+        let r = req("u1", "pets");
+        let native = SearchKeys::new(&r, "native", "m");
+        let wrapped = SearchKeys::new(&r, "mem0-wrapped", "m");
+        let bare = SearchKeys::new(&r, "mem0-bare", "m");
+        assert_ne!(native.params, wrapped.params);
+        assert_ne!(wrapped.params, bare.params);
+        let mut scoped = r.clone();
+        scoped.scope = Some(pika_common::wire::MemoryScope {
+            agent_id: Some("bot".into()),
+            ..Default::default()
+        });
+        assert_ne!(
+            wrapped.params,
+            SearchKeys::new(&scoped, "mem0-wrapped", "m").params
+        );
+        let mut run = r.clone();
+        run.scope = Some(pika_common::wire::MemoryScope {
+            run_id: Some("bot".into()),
+            ..Default::default()
+        });
+        assert_ne!(
+            SearchKeys::new(&scoped, "mem0-wrapped", "m").params,
+            SearchKeys::new(&run, "mem0-wrapped", "m").params,
+            "an agent id is not a run id"
+        );
     }
 }

@@ -86,9 +86,18 @@ fn respond(body: Bytes, x_cache: &'static str, semantic: bool) -> Response<Body>
 impl SearchCache {
     /// Answers one validated search. `subscribed` says whether invalidation
     /// messages are arriving; when not, L0 serves only very young entries.
-    pub async fn answer(&self, req: &SearchRequest, out: Outgoing<'_>, subscribed: bool) -> Response<Body> {
+    /// Answers `req` from cache or the dataplane. `route` names the answer's
+    /// shape (`native`, or a Mem0 shape): answers of different shapes never
+    /// stand in for each other.
+    pub async fn answer(
+        &self,
+        req: &SearchRequest,
+        route: &str,
+        out: Outgoing<'_>,
+        subscribed: bool,
+    ) -> Response<Body> {
         let started = Instant::now();
-        let keys = SearchKeys::new(req, self.embedder.model_id());
+        let keys = SearchKeys::new(req, route, self.embedder.model_id());
         let slot = self.l0.user(&keys.user_id);
         slot.touch();
         let epoch = slot.epoch();

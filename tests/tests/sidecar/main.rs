@@ -7,4 +7,5 @@ mod erasure;
 mod faults;
 mod fuzz;
 mod harness;
+mod mem0;
 mod tls;

@@ -124,7 +124,7 @@ pub async fn get_job(
 }
 
 /// The query vector the sidecar computed, when it sent one.
-fn provided_embedding(headers: &HeaderMap) -> Result<Option<ProvidedEmbedding>, ApiError> {
+pub fn provided_embedding(headers: &HeaderMap) -> Result<Option<ProvidedEmbedding>, ApiError> {
     let (Some(v), Some(m)) = (
         headers.get("x-pika-query-embedding"),
         headers.get("x-pika-embedding-model"),

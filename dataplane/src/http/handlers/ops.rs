@@ -37,6 +37,13 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     resp
 }
 
+/// The OpenAPI 3.1 document of every route (`http::openapi`).
+pub async fn openapi() -> Response {
+    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let text = DOCUMENT.get_or_init(crate::http::openapi::document_json).clone();
+    ([(header::CONTENT_TYPE, "application/json")], text).into_response()
+}
+
 pub async fn not_found() -> ApiError {
     ServiceError::NotFound("endpoint".into()).into()
 }

@@ -12,6 +12,7 @@ use crate::service::facts::PageQuery;
 use crate::service::memories::Rewrite;
 use axum::Json;
 use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use pika_common::validate::ValidationErrors;
 use pika_common::wire::JobState;
@@ -113,9 +114,15 @@ pub enum Shape {
     Bare,
 }
 
-async fn search(state: AppState, caller: Caller, body: Value, shape: Shape) -> ApiResult {
+async fn search(state: AppState, caller: Caller, headers: HeaderMap, body: Value, shape: Shape) -> ApiResult {
     let req = wire::search(&body).map_err(bad)?;
-    let resp = state.services.search.search(&actor(&caller), &req, None).await?;
+    // The sidecar embeds the query once and sends it along, as for ours.
+    let provided = crate::http::handlers::memory::provided_embedding(&headers)?;
+    let resp = state
+        .services
+        .search
+        .search(&actor(&caller), &req, provided)
+        .await?;
     let results: Vec<_> = resp
         .results
         .into_iter()
@@ -131,18 +138,20 @@ async fn search(state: AppState, caller: Caller, body: Value, shape: Shape) -> A
 pub async fn search_v3(
     State(state): State<AppState>,
     axum::Extension(caller): axum::Extension<Caller>,
+    headers: HeaderMap,
     Body(body): Body<Value>,
 ) -> ApiResult {
-    search(state, caller, body, Shape::Wrapped).await
+    search(state, caller, headers, body, Shape::Wrapped).await
 }
 
 /// `POST /v2/memories/search/` and `POST /v1/memories/search/` (bare lists).
 pub async fn search_bare(
     State(state): State<AppState>,
     axum::Extension(caller): axum::Extension<Caller>,
+    headers: HeaderMap,
     Body(body): Body<Value>,
 ) -> ApiResult {
-    search(state, caller, body, Shape::Bare).await
+    search(state, caller, headers, body, Shape::Bare).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -256,16 +265,16 @@ pub async fn list_v2(
     Ok(Json(all.into_iter().map(wire::memory).collect::<Vec<_>>()).into_response())
 }
 
-/// `GET /v1/memories/?user_id=` (0.1.x get_all): a bare list.
+/// `GET /v1/memories/?user_id=[&agent_id=...]` (0.1.x get_all): a bare list.
 pub async fn list_v1(
     State(state): State<AppState>,
     axum::Extension(caller): axum::Extension<Caller>,
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult {
-    let mut obj = serde_json::Map::new();
-    if let Some(u) = query.get("user_id") {
-        obj.insert("user_id".into(), Value::String(u.clone()));
-    }
+    let obj: serde_json::Map<String, Value> = ["user_id", "agent_id", "run_id", "app_id"]
+        .into_iter()
+        .filter_map(|k| query.get(k).map(|v| (k.to_string(), Value::String(v.clone()))))
+        .collect();
     let all = all_memories(&state, &caller, &obj).await?;
     Ok(Json(all.into_iter().map(wire::memory).collect::<Vec<_>>()).into_response())
 }

@@ -11,6 +11,7 @@
 //! as the native API: these routes sit inside the same middleware stack.
 
 mod handlers;
+pub mod schema;
 mod wire;
 
 use crate::app::AppState;
