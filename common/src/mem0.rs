@@ -115,6 +115,11 @@ fn collect_filters(f: &Value, path: &str, found: &mut Found) -> Result<(), Valid
     Ok(())
 }
 
+/// Header on Mem0 search answers saying whether the answer was degraded
+/// (`true`/`false`): Mem0's shapes have no `degraded` field, and the
+/// sidecar caches only answers that were not.
+pub const DEGRADED_HEADER: &str = "x-pika-degraded";
+
 /// How a Mem0 search route answers: v3 wraps the list in `{"results"}`,
 /// v1 and v2 return it bare.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

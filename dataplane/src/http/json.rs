@@ -1,4 +1,4 @@
-//! A JSON body extractor whose rejections use the error envelope: malformed
+//! Body and query extractors whose rejections use the error envelope: malformed
 //! JSON is 400 `INVALID_JSON`, a body over the limit is 413.
 
 use super::error::ApiError;
@@ -42,5 +42,31 @@ fn reject(r: JsonRejection) -> ApiError {
             format!("unexpected JSON shape: {}", e.body_text()),
         ),
         other => ApiError::new(ErrorCode::InvalidJson, other.body_text()),
+    }
+}
+
+/// `axum::extract::Query` with envelope rejections: a query string that
+/// does not parse (`limit=abc`, a parameter given twice) is a 400
+/// `VALIDATION_ERROR` like any other bad field, never axum's plain text.
+pub struct Params<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for Params<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(Params(v)),
+            Err(rejection) => Err(ApiError::new(
+                ErrorCode::ValidationError,
+                format!("query string: {}", rejection.body_text()),
+            )),
+        }
     }
 }

@@ -38,10 +38,13 @@ pub struct ExtractBody {
     /// 2..100 turns.
     #[schema(min_items = 2, max_items = 100)]
     pub conversation: Vec<MessageBody>,
+    #[serde(default)]
     pub metadata: Option<serde_json::Value>,
     /// RFC 3339; relative dates in the conversation resolve against it.
+    #[serde(default)]
     pub occurred_at: Option<String>,
     #[schema(max_length = 100)]
+    #[serde(default)]
     pub user_name: Option<String>,
 }
 
@@ -53,11 +56,15 @@ pub struct SearchBody {
     #[schema(min_length = 1, max_length = 500)]
     pub query: String,
     #[schema(minimum = 1, maximum = 100, default = 20)]
+    #[serde(default)]
     pub limit: Option<u32>,
     #[schema(minimum = 0.0, maximum = 1.0, default = 0.4)]
+    #[serde(default)]
     pub score_threshold: Option<f32>,
+    #[serde(default)]
     pub categories: Option<Vec<Category>>,
     #[schema(default = true)]
+    #[serde(default)]
     pub include_related: Option<bool>,
 }
 
@@ -67,6 +74,7 @@ pub struct ConsentBody {
     /// `granted` or `withdrawn`.
     pub state: String,
     /// With `withdrawn`: erase the user now.
+    #[serde(default)]
     pub erase: Option<bool>,
 }
 
@@ -75,14 +83,18 @@ pub struct ConsentBody {
 pub struct TenantBody {
     #[schema(pattern = "^[a-z0-9][a-z0-9_-]{0,39}$")]
     pub tenant_id: String,
+    #[serde(default)]
     pub name: Option<String>,
+    #[serde(default)]
     pub require_consent: Option<bool>,
 }
 
 /// `PATCH /v1/tenants/{tenant_id}`.
 #[derive(Serialize, ToSchema)]
 pub struct TenantChangeBody {
+    #[serde(default)]
     pub require_consent: Option<bool>,
+    #[serde(default)]
     pub retention_days: Option<u32>,
 }
 
@@ -92,9 +104,12 @@ pub struct KeyBody {
     pub tenant_id: String,
     pub name: String,
     /// Of `extract`, `search`, `admin`, `operator` (default extract, search).
+    #[serde(default)]
     pub permissions: Option<Vec<String>>,
     /// A device key's users (default: every user of the tenant).
+    #[serde(default)]
     pub users: Option<Vec<String>>,
+    #[serde(default)]
     pub expires_at: Option<String>,
 }
 
@@ -131,19 +146,23 @@ pub struct UserDeletedView {
     pub receipt: serde_json::Value,
 }
 
-/// A user's consent (and, when it erased them, the receipt).
+/// A user's consent (none recorded: `null`; and, when setting it erased
+/// them, the receipt).
 #[derive(Serialize, ToSchema)]
 pub struct ConsentView {
     pub user_id: String,
-    #[schema(value_type = Object)]
-    pub consent: serde_json::Value,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
+    pub consent: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub receipt: Option<serde_json::Value>,
 }
 
-/// Any object (tenants, keys, health reports): described in docs/API.md.
+/// The envelope around an object described in docs/API.md (tenants, keys).
 #[derive(Serialize, ToSchema)]
-pub struct AnyObject {
+pub struct AnyEnvelope {
+    /// `success`.
+    pub status: String,
     #[schema(value_type = Object)]
     pub data: serde_json::Value,
 }
@@ -213,24 +232,53 @@ op!(set_consent, put, path = "/v1/users/{user_id}/consent", tag = "users",
     params(("user_id" = String, Path)),
     request_body = ConsentBody,
     responses((status = 200, description = "The consent state", body = Envelope<ConsentView>)));
-op!(create_tenant, post, path = "/v1/tenants", tag = "operator",
+op!(
+    create_tenant,
+    post,
+    path = "/v1/tenants",
+    tag = "operator",
     request_body = TenantBody,
-    responses((status = 201, description = "The tenant", body = Envelope<AnyObject>)));
-op!(list_tenants, get, path = "/v1/tenants", tag = "operator",
-    responses((status = 200, description = "Every tenant", body = Envelope<AnyObject>)));
-op!(change_tenant, patch, path = "/v1/tenants/{tenant_id}", tag = "operator",
+    responses((status = 201, description = "The tenant", body = AnyEnvelope))
+);
+op!(
+    list_tenants,
+    get,
+    path = "/v1/tenants",
+    tag = "operator",
+    responses((status = 200, description = "Every tenant", body = AnyEnvelope))
+);
+op!(
+    change_tenant,
+    patch,
+    path = "/v1/tenants/{tenant_id}",
+    tag = "operator",
     params(("tenant_id" = String, Path)),
     request_body = TenantChangeBody,
-    responses((status = 200, description = "What changed", body = Envelope<AnyObject>)));
-op!(create_key, post, path = "/v1/keys", tag = "operator",
+    responses((status = 200, description = "What changed", body = AnyEnvelope))
+);
+op!(
+    create_key,
+    post,
+    path = "/v1/keys",
+    tag = "operator",
     request_body = KeyBody,
-    responses((status = 201, description = "The key, shown once", body = Envelope<AnyObject>)));
+    responses((
+        status = 201,
+        description = "The key, shown once",
+        body = AnyEnvelope
+    ))
+);
 op!(list_keys, get, path = "/v1/keys", tag = "operator",
     params(("tenant_id" = Option<String>, Query)),
-    responses((status = 200, description = "Key records (never secrets)", body = Envelope<AnyObject>)));
-op!(revoke_key, delete, path = "/v1/keys/{key_id}", tag = "operator",
+    responses((status = 200, description = "Key records (never secrets)", body = AnyEnvelope)));
+op!(
+    revoke_key,
+    delete,
+    path = "/v1/keys/{key_id}",
+    tag = "operator",
     params(("key_id" = String, Path)),
-    responses((status = 200, description = "Revoked", body = Envelope<AnyObject>)));
+    responses((status = 200, description = "Revoked", body = AnyEnvelope))
+);
 op!(
     health,
     get,
@@ -357,9 +405,10 @@ pub fn with_error_responses(mut api: utoipa::openapi::OpenApi) -> utoipa::openap
     let components = api.components.get_or_insert_with(Default::default);
     for (code, what) in ERRORS {
         for (prefix, mem0_path) in [("Error", false), ("Mem0Error", true)] {
-            components
-                .responses
-                .insert(format!("{prefix}{code}"), RefOr::T(error_response(what, mem0_path)));
+            components.responses.insert(
+                format!("{prefix}{code}"),
+                RefOr::T(error_response(what, mem0_path)),
+            );
         }
     }
     for (path, item) in api.paths.paths.iter_mut() {

@@ -42,8 +42,12 @@ pub enum Uncached {
     Unreachable(ProxyError),
 }
 
-/// A successful, non-degraded search answer: only those are cached.
-pub fn cacheable(status: StatusCode, body: &[u8]) -> bool {
+/// A successful, non-degraded search answer: only those are cached. Mem0
+/// shapes carry no `degraded` field: their answers say it in a header.
+pub fn cacheable(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> bool {
+    if let Some(v) = headers.get(pika_common::mem0::DEGRADED_HEADER) {
+        return status == StatusCode::OK && v == "false";
+    }
     #[derive(serde::Deserialize)]
     struct Probe {
         data: ProbeData,
@@ -259,7 +263,7 @@ impl SearchCache {
             .with_label_values(&["search"])
             .observe(t.elapsed().as_secs_f64());
         let answer = answer.map_err(Uncached::Unreachable)?;
-        if !cacheable(answer.status, &answer.body) {
+        if !cacheable(answer.status, &answer.headers, &answer.body) {
             return Err(Uncached::Answer(answer));
         }
         if let Some(entry) = entry {
@@ -296,9 +300,21 @@ mod tests {
     fn only_successful_non_degraded_answers_are_cached() {
         let ok = br#"{"status":"success","data":{"degraded":false,"results":[]}}"#;
         let degraded = br#"{"status":"success","data":{"degraded":true,"results":[]}}"#;
-        assert!(cacheable(StatusCode::OK, ok));
-        assert!(!cacheable(StatusCode::OK, degraded));
-        assert!(!cacheable(StatusCode::SERVICE_UNAVAILABLE, ok));
-        assert!(!cacheable(StatusCode::OK, b"not json"));
+        let none = HeaderMap::new();
+        assert!(cacheable(StatusCode::OK, &none, ok));
+        assert!(!cacheable(StatusCode::OK, &none, degraded));
+        assert!(!cacheable(StatusCode::SERVICE_UNAVAILABLE, &none, ok));
+        assert!(!cacheable(StatusCode::OK, &none, b"not json"));
+        // Mem0 shapes: the header decides.
+        let mut fine = HeaderMap::new();
+        fine.insert(
+            pika_common::mem0::DEGRADED_HEADER,
+            "false".parse().expect("value"),
+        );
+        let mut worse = HeaderMap::new();
+        worse.insert(pika_common::mem0::DEGRADED_HEADER, "true".parse().expect("value"));
+        assert!(cacheable(StatusCode::OK, &fine, br#"{"results":[]}"#));
+        assert!(cacheable(StatusCode::OK, &fine, b"[]"));
+        assert!(!cacheable(StatusCode::OK, &worse, b"[]"));
     }
 }

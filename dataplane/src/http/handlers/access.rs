@@ -6,9 +6,10 @@ use super::{ApiResult, actor, invalid, ok, path_id};
 use crate::app::AppState;
 use crate::http::auth::Caller;
 use crate::http::json::Body;
+use crate::http::json::Params;
 use crate::service::ServiceError;
 use crate::service::keys::{KeySpec, parse_permissions};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
@@ -128,7 +129,7 @@ pub struct KeyFilter {
     tenant_id: Option<String>,
 }
 
-pub async fn list_keys(State(state): State<AppState>, Query(filter): Query<KeyFilter>) -> ApiResult {
+pub async fn list_keys(State(state): State<AppState>, Params(filter): Params<KeyFilter>) -> ApiResult {
     let keys = state
         .services
         .keys

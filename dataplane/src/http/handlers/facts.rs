@@ -5,9 +5,10 @@ use super::{ApiResult, actor, invalid, ok, path_id};
 use crate::app::AppState;
 use crate::domain::{ConsentState, MemoryKind};
 use crate::http::auth::Caller;
+use crate::http::json::Params;
 use crate::http::views::{self, FactView};
 use crate::service::facts::PageQuery;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::IntoResponse;
 use futures::StreamExt;
 use serde::Deserialize;
@@ -25,7 +26,7 @@ pub async fn list_facts(
     State(state): State<AppState>,
     axum::Extension(caller): axum::Extension<Caller>,
     Path(user_id): Path<String>,
-    Query(page): Query<PageParams>,
+    Params(page): Params<PageParams>,
 ) -> ApiResult {
     path_id("user_id", &user_id)?;
     let limit = page.limit.unwrap_or(50);

@@ -5,11 +5,12 @@ use crate::app::AppState;
 use crate::http::auth::Caller;
 use crate::http::error::ApiError;
 use crate::http::json::Body;
+use crate::http::json::Params;
 use crate::http::views;
 use crate::service::ServiceError;
 use crate::service::search::ProvidedEmbedding;
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
 use pika_common::validate;
@@ -48,7 +49,7 @@ fn wait_flag(value: Option<&str>) -> Result<bool, ApiError> {
 pub async fn extract_facts(
     State(state): State<AppState>,
     axum::Extension(caller): axum::Extension<Caller>,
-    Query(params): Query<ExtractParams>,
+    Params(params): Params<ExtractParams>,
     headers: HeaderMap,
     Body(raw): Body<RawExtractRequest>,
 ) -> ApiResult {

@@ -7,11 +7,12 @@ use crate::app::AppState;
 use crate::http::auth::Caller;
 use crate::http::handlers::{ApiResult, actor};
 use crate::http::json::Body;
+use crate::http::json::Params;
 use crate::service::ServiceError;
 use crate::service::facts::PageQuery;
 use crate::service::memories::Rewrite;
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use pika_common::validate::ValidationErrors;
@@ -128,10 +129,15 @@ async fn search(state: AppState, caller: Caller, headers: HeaderMap, body: Value
         .into_iter()
         .map(|h| wire::hit(h, &req.user_id))
         .collect();
-    Ok(match shape {
+    let mut answer = match shape {
         Shape::Wrapped => Json(json!({ "results": results })).into_response(),
         Shape::Bare => Json(results).into_response(),
-    })
+    };
+    answer.headers_mut().insert(
+        pika_common::mem0::DEGRADED_HEADER,
+        axum::http::HeaderValue::from_static(if resp.degraded { "true" } else { "false" }),
+    );
+    Ok(answer)
 }
 
 /// `POST /v3/memories/search/`.
@@ -208,7 +214,7 @@ async fn all_memories(
 pub async fn list_v3(
     State(state): State<AppState>,
     axum::Extension(caller): axum::Extension<Caller>,
-    Query(params): Query<PageParams>,
+    Params(params): Params<PageParams>,
     Body(body): Body<Value>,
 ) -> ApiResult {
     let obj = body
@@ -252,7 +258,7 @@ async fn paged(
 pub async fn list_v2(
     State(state): State<AppState>,
     axum::Extension(caller): axum::Extension<Caller>,
-    Query(params): Query<PageParams>,
+    Params(params): Params<PageParams>,
     Body(body): Body<Value>,
 ) -> ApiResult {
     let obj = body
@@ -269,7 +275,7 @@ pub async fn list_v2(
 pub async fn list_v1(
     State(state): State<AppState>,
     axum::Extension(caller): axum::Extension<Caller>,
-    Query(query): Query<HashMap<String, String>>,
+    Params(query): Params<HashMap<String, String>>,
 ) -> ApiResult {
     let obj: serde_json::Map<String, Value> = ["user_id", "agent_id", "run_id", "app_id"]
         .into_iter()
@@ -321,7 +327,7 @@ pub async fn delete_memory(
 pub async fn delete_all(
     State(state): State<AppState>,
     axum::Extension(caller): axum::Extension<Caller>,
-    Query(query): Query<HashMap<String, String>>,
+    Params(query): Params<HashMap<String, String>>,
 ) -> ApiResult {
     let body: serde_json::Map<String, Value> = query
         .into_iter()

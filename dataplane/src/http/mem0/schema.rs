@@ -12,7 +12,9 @@ use utoipa::ToSchema;
 #[derive(Serialize, ToSchema)]
 pub struct Mem0Error {
     pub detail: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
 }
 
@@ -33,12 +35,16 @@ pub struct Ping {
 #[derive(Serialize, ToSchema)]
 pub struct EntityIds {
     #[schema(pattern = "^[A-Za-z0-9_.:@-]{1,100}$")]
+    #[serde(default)]
     pub user_id: Option<String>,
     #[schema(pattern = "^[A-Za-z0-9_.:@-]{1,100}$")]
+    #[serde(default)]
     pub agent_id: Option<String>,
     #[schema(pattern = "^[A-Za-z0-9_.:@-]{1,100}$")]
+    #[serde(default)]
     pub run_id: Option<String>,
     #[schema(pattern = "^[A-Za-z0-9_.:@-]{1,100}$")]
+    #[serde(default)]
     pub app_id: Option<String>,
 }
 
@@ -48,6 +54,7 @@ pub struct Filters {
     #[serde(flatten)]
     pub ids: EntityIds,
     #[serde(rename = "AND")]
+    #[serde(default)]
     pub and: Option<Vec<EntityIds>>,
 }
 
@@ -68,13 +75,18 @@ pub struct AddBody {
     pub messages: serde_json::Value,
     #[serde(flatten)]
     pub ids: EntityIds,
+    #[serde(default)]
     pub filters: Option<Filters>,
+    #[serde(default)]
     pub metadata: Option<serde_json::Value>,
     /// `false`: each user message is kept word for word.
+    #[serde(default)]
     pub infer: Option<bool>,
     /// Unix seconds: when the conversation happened.
+    #[serde(default)]
     pub timestamp: Option<i64>,
     /// Answer PENDING at once (default true on v3, false on v1).
+    #[serde(default)]
     pub async_mode: Option<bool>,
 }
 
@@ -90,9 +102,13 @@ pub struct AddEvent {
 /// An add's answer: PENDING with the job as `event_id`, or the results.
 #[derive(Serialize, ToSchema)]
 pub struct AddAnswer {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub results: Option<Vec<AddEvent>>,
 }
 
@@ -103,12 +119,16 @@ pub struct Mem0SearchBody {
     pub query: String,
     #[serde(flatten)]
     pub ids: EntityIds,
+    #[serde(default)]
     pub filters: Option<Filters>,
     /// 1..1000 (served up to 100), default 10.
     #[schema(minimum = 1, maximum = 1000)]
+    #[serde(default)]
     pub top_k: Option<u32>,
     #[schema(minimum = 0.0, maximum = 1.0)]
+    #[serde(default)]
     pub threshold: Option<f64>,
+    #[serde(default)]
     pub categories: Option<Vec<pika_common::wire::Category>>,
 }
 
@@ -123,6 +143,7 @@ pub struct Results {
 pub struct ListBody {
     #[serde(flatten)]
     pub ids: EntityIds,
+    #[serde(default)]
     pub filters: Option<Filters>,
 }
 
@@ -148,7 +169,9 @@ pub enum ListV2Answer {
 #[derive(Serialize, ToSchema)]
 pub struct UpdateBody {
     #[schema(min_length = 1, max_length = 5000)]
+    #[serde(default)]
     pub text: Option<String>,
+    #[serde(default)]
     pub metadata: Option<serde_json::Value>,
 }
 
@@ -157,7 +180,9 @@ pub struct UpdateBody {
 pub struct BatchEntry {
     pub memory_id: String,
     #[schema(min_length = 1, max_length = 5000)]
+    #[serde(default)]
     pub text: Option<String>,
+    #[serde(default)]
     pub metadata: Option<serde_json::Value>,
 }
 
@@ -218,8 +243,10 @@ pub struct Entities {
 pub struct FeedbackBody {
     pub memory_id: String,
     /// `POSITIVE`, `NEGATIVE`, `VERY_NEGATIVE` or null.
+    #[serde(default)]
     pub feedback: Option<String>,
     #[schema(max_length = 1000)]
+    #[serde(default)]
     pub feedback_reason: Option<String>,
 }
 
