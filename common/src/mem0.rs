@@ -115,6 +115,15 @@ fn collect_filters(f: &Value, path: &str, found: &mut Found) -> Result<(), Valid
     Ok(())
 }
 
+/// The most a memory's `metadata` may take, as JSON: it is copied onto
+/// every memory an add makes, so it is bounded well below the body limit.
+pub const MAX_METADATA_BYTES: usize = 16 * 1024;
+
+/// Whether `metadata` fits [`MAX_METADATA_BYTES`].
+pub fn metadata_fits(metadata: &Value) -> bool {
+    serde_json::to_vec(metadata).is_ok_and(|b| b.len() <= MAX_METADATA_BYTES)
+}
+
 /// Header on Mem0 search answers saying whether the answer was degraded
 /// (`true`/`false`): Mem0's shapes have no `degraded` field, and the
 /// sidecar caches only answers that were not.

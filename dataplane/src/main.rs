@@ -260,6 +260,9 @@ async fn main() -> Result<()> {
         }
         Command::Export { tenant, user, out } => {
             pika_common::tenancy::check_tenant_id(&tenant).map_err(anyhow::Error::msg)?;
+            for u in &user {
+                pika_common::validate::check_id(u).map_err(|r| anyhow::anyhow!("--user {u:?}: {r}"))?;
+            }
             cli_transfer::export(&config, &tenant, &user, out).await?;
         }
         Command::Openapi => print!("{}", pika_dataplane::http::openapi::document_json()),

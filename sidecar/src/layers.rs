@@ -55,8 +55,8 @@ pub async fn search_cache(Extract(state): Extract<State>, req: Request, next: Ne
         return relay_job_status(&state, &reach, resp).await;
     }
     if req.method() == Method::DELETE
-        && let Some(user) = path.strip_prefix("/v1/users/").filter(|u| !u.contains('/'))
-        && let Some(scoped) = reach.scope(user)
+        && let Some(user) = erased_user(&path, req.uri().query())
+        && let Some(scoped) = reach.scope(&user)
     {
         let resp = next.run(req).await;
         if resp.status().is_success() {
@@ -65,6 +65,42 @@ pub async fn search_cache(Extract(state): Extract<State>, req: Request, next: Ne
         return resp;
     }
     next.run(req).await
+}
+
+/// The user a request erases: `DELETE /v1/users/{u}`, and Mem0's
+/// `DELETE /v1/memories/?user_id=` (with no agent, run or app: those delete
+/// some memories only, and reach the cache through the generation bump) and
+/// `DELETE /v2/entities/user/{u}/`.
+fn erased_user(path: &str, query: Option<&str>) -> Option<String> {
+    if let Some(u) = path.strip_prefix("/v1/users/").filter(|u| !u.contains('/')) {
+        return Some(u.to_string());
+    }
+    if let Some(u) = path
+        .strip_prefix("/v2/entities/user/")
+        .map(|u| u.trim_end_matches('/'))
+        .filter(|u| !u.is_empty() && !u.contains('/'))
+    {
+        return percent_decoded(u);
+    }
+    if path.trim_end_matches('/') == "/v1/memories" {
+        let pairs: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let narrowed = pairs
+            .iter()
+            .any(|(k, _)| matches!(k.as_str(), "agent_id" | "run_id" | "app_id"));
+        if !narrowed {
+            return pairs.into_iter().find(|(k, _)| k == "user_id").map(|(_, v)| v);
+        }
+    }
+    None
+}
+
+fn percent_decoded(segment: &str) -> Option<String> {
+    percent_encoding::percent_decode_str(segment)
+        .decode_utf8()
+        .ok()
+        .map(|s| s.into_owned())
 }
 
 /// Whose data the authenticated caller reaches (nothing without auth's extension).
@@ -204,6 +240,25 @@ async fn relay_job_status(state: &State, reach: &Reach, resp: Response<Body>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn erasures_through_the_mem0_routes_are_recognised() {
+        assert_eq!(erased_user("/v1/users/kid", None).as_deref(), Some("kid"));
+        assert_eq!(
+            erased_user("/v2/entities/user/kid%2Da/", None).as_deref(),
+            Some("kid-a")
+        );
+        assert_eq!(
+            erased_user("/v1/memories/", Some("user_id=kid&org_id=t")).as_deref(),
+            Some("kid")
+        );
+        assert_eq!(
+            erased_user("/v1/memories/", Some("user_id=kid&agent_id=bot")),
+            None
+        );
+        assert_eq!(erased_user("/v1/memories/abc/", None), None);
+        assert_eq!(erased_user("/v2/entities/agent/bot/", None), None);
+    }
 
     #[test]
     fn job_status_paths() {

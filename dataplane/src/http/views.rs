@@ -32,6 +32,9 @@ pub struct FactView {
     pub updated_at: DateTime<Utc>,
     pub accessed_count: u32,
     pub last_accessed_at: Option<DateTime<Utc>>,
+    /// Metadata and Mem0 scope of a memory made through the Mem0 routes or an import.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attrs: Option<pika_common::wire::MemoryAttrs>,
 }
 
 impl From<Fact> for FactView {
@@ -56,6 +59,7 @@ impl From<Fact> for FactView {
             updated_at: f.updated_at,
             accessed_count: f.accessed_count,
             last_accessed_at: f.last_accessed_at,
+            attrs: f.attrs,
         }
     }
 }

@@ -99,6 +99,7 @@ impl MemoryEdits {
             new.language = language_of(&text);
             new.content = text;
             new.context = None;
+            new.predicate = None;
         }
         if text_changed {
             let vector = self
@@ -136,8 +137,15 @@ impl MemoryEdits {
             ..ExtractionPlan::default()
         };
         self.bump(&new.user_id).await;
-        if self.meta.rewrite_facts(&plan).await? == 0 {
-            // Deleted between the read and the write.
+        let rewritten = self.meta.rewrite_facts(&plan).await;
+        if !matches!(rewritten, Ok(n) if n > 0) {
+            // Deleted or erased between the read and the write: the vector
+            // just written must not outlive the memory.
+            if text_changed {
+                self.drop_vectors(&new.user_id, std::slice::from_ref(&new.fact_id))
+                    .await;
+            }
+            rewritten?;
             return Err(ServiceError::NotFound(format!("memory {fact_id}")));
         }
         self.bump(&new.user_id).await;
@@ -207,7 +215,16 @@ impl MemoryEdits {
             .collect();
         self.vectors.upsert(user_id, &items).await?;
         self.bump(user_id).await;
-        let inserted = self.meta.import_facts(&plan).await?;
+        let inserted = match self.meta.import_facts(&plan).await {
+            Ok(n) => n,
+            Err(e) => {
+                // Nothing of the batch was stored (one transaction): neither
+                // may its vectors be (the user may have been erased meanwhile).
+                let ids: Vec<String> = plan.new_facts.iter().map(|f| f.fact_id.clone()).collect();
+                self.drop_vectors(user_id, &ids).await;
+                return Err(e.into());
+            }
+        };
         self.bump(user_id).await;
         let access = Access {
             action: "import",
@@ -219,6 +236,12 @@ impl MemoryEdits {
             inserted,
             skipped: skipped + (plan.new_facts.len() - inserted),
         })
+    }
+
+    async fn drop_vectors(&self, user_id: &str, ids: &[String]) {
+        if let Err(e) = self.vectors.delete(user_id, ids).await {
+            tracing::warn!(error = %e, "cannot drop the vectors of memories that were not stored");
+        }
     }
 
     async fn bump(&self, user_id: &str) {

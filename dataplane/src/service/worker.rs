@@ -354,12 +354,17 @@ impl Worker {
         let mut ids: Vec<String> = hits.iter().flatten().map(|(id, _)| id.clone()).collect();
         ids.sort();
         ids.dedup();
+        // A memory is consolidated only with memories of the same Mem0 scope
+        // (agent, run, app): agent B saying what agent A heard is B's memory
+        // too, and must be found, listed and deleted under B.
+        let scope = req.scope.clone().unwrap_or_default();
         let existing: HashMap<String, Fact> = deps
             .meta
             .active_facts(&ids)
             .await?
             .into_iter()
             .filter(|f| f.kind == MemoryKind::Fact)
+            .filter(|f| f.attrs.as_ref().map(|a| &a.scope).unwrap_or(&Default::default()) == &scope)
             .map(|f| (f.fact_id.clone(), f))
             .collect();
 

@@ -183,7 +183,8 @@ fn memory_of(v: &Value) -> Result<ExportedMemory, String> {
     }
     let metadata = match obj.get("metadata") {
         None | Some(Value::Null) => None,
-        Some(m @ Value::Object(_)) => Some(m.clone()),
+        Some(m @ Value::Object(_)) if pika_common::mem0::metadata_fits(m) => Some(m.clone()),
+        Some(Value::Object(_)) => return Err("metadata must be at most 16 KiB as JSON".into()),
         Some(_) => return Err("metadata must be an object".into()),
     };
     let created_at = time_of(obj.get("created_at")).unwrap_or_else(Utc::now);
@@ -266,7 +267,8 @@ pub async fn read_history_db(path: &str) -> Result<BTreeMap<String, Vec<HistoryE
 }
 
 /// The memories a history alone describes: each id's last state, unless it
-/// ended deleted.
+/// ended deleted (or its id or text is outside our limits: 1..100 and
+/// 1..5000 characters).
 pub fn memories_from_history(history: BTreeMap<String, Vec<HistoryEntry>>) -> Vec<ExportedMemory> {
     history
         .into_iter()
@@ -275,7 +277,13 @@ pub fn memories_from_history(history: BTreeMap<String, Vec<HistoryEntry>>) -> Ve
             if last.event == HistoryEvent::Delete {
                 return None;
             }
-            let text = last.new_content.clone().filter(|t| !t.trim().is_empty())?;
+            let text = last.new_content.clone().filter(|t| {
+                let n = t.trim().chars().count();
+                (1..=validate::MAX_MESSAGE_CHARS).contains(&n)
+            })?;
+            if id.is_empty() || id.chars().count() > validate::MAX_ID_CHARS {
+                return None;
+            }
             let created_at = entries.first().map(|e| e.created_at).unwrap_or_else(Utc::now);
             Some(ExportedMemory {
                 id,

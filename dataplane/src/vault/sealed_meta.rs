@@ -2,8 +2,8 @@
 //! the way out: the adapters below store and return sealed strings in the
 //! columns that held plain text, and never hold a key.
 //!
-//! Sealed: conversation messages, the caller's user name and metadata of a
-//! job's request; content, answered turn, entities and tags of facts and
+//! Sealed: conversation messages, the caller's user name, metadata and Mem0
+//! scope (agent, run, app ids) of a job's request; a memory's attributes; content, answered turn, entities and tags of facts and
 //! episodes; history text; the names a child is known by. Blinded (keyed
 //! hashes, see [`super::DataKey::blind`]): keyword index terms and episode
 //! dedup keys. Left visible: ids, scoped user keys, categories, predicates,
@@ -88,6 +88,11 @@ impl SealedMeta {
             m.content = self.vault.open(&m.content).await?;
         }
         self.open_opt(&mut r.user_name).await?;
+        if let Some(scope) = &mut r.scope {
+            self.open_opt(&mut scope.agent_id).await?;
+            self.open_opt(&mut scope.run_id).await?;
+            self.open_opt(&mut scope.app_id).await?;
+        }
         if let Some(sealed) = r
             .metadata
             .as_ref()
@@ -152,6 +157,11 @@ fn seal_request(key: &DataKey, r: &mut ExtractRequest) -> Result<(), StoreError>
     }
     if let Some(name) = &mut r.user_name {
         *name = seal(key, name)?;
+    }
+    if let Some(scope) = &mut r.scope {
+        seal_opt(key, &mut scope.agent_id)?;
+        seal_opt(key, &mut scope.run_id)?;
+        seal_opt(key, &mut scope.app_id)?;
     }
     if let Some(meta) = &r.metadata {
         let text = seal(key, &meta.to_string())?;

@@ -536,10 +536,131 @@ async fn meta_suite(meta: &dyn MetaStore) {
     meta.append_audit(&[]).await.expect("empty audit");
 
     episodes_names_and_retired_facts(meta).await;
+    imports_and_rewrites(meta).await;
 }
 
 /// Episodes keep their kind, context and dates; names are kept per user;
 /// a retired fact (`Decision::Delete`) leaves keyword search, its history stays.
+/// Memories written without a job (Mem0 imports and updates): ids kept,
+/// attributes stored, a second import inserts nothing, a rewrite keeps the
+/// id and changes what search and keyword lookups see; users per tenant.
+async fn imports_and_rewrites(meta: &dyn MetaStore) {
+    let attrs = pika_common::wire::MemoryAttrs {
+        metadata: Some(serde_json::json!({"source": "mem0", "n": 1})),
+        scope: pika_common::wire::MemoryScope {
+            agent_id: Some("pika".into()),
+            ..Default::default()
+        },
+    };
+    let mut a = fact("imp-a", "acme/imp-kid", "Likes dinosaurs a lot", &[]);
+    a.attrs = Some(attrs.clone());
+    let b = fact("imp-b", "acme/imp-kid", "Has a red kite", &[]);
+    let plan = ExtractionPlan {
+        user_id: "acme/imp-kid".into(),
+        new_facts: vec![a.clone(), b.clone()],
+        history: vec![history("imp-a", HistoryEvent::Add, "Likes dinosaurs a lot")],
+        ..ExtractionPlan::default()
+    };
+    assert_eq!(meta.import_facts(&plan).await.expect("import"), 2);
+    assert_eq!(
+        meta.import_facts(&plan).await.expect("again"),
+        0,
+        "a second import adds nothing"
+    );
+    assert_eq!(
+        meta.fact_history("imp-a").await.expect("history").len(),
+        1,
+        "nor any history"
+    );
+    let mut known = meta
+        .known_fact_ids(&["imp-a".into(), "imp-b".into(), "imp-zzz".into()])
+        .await
+        .expect("known");
+    known.sort();
+    assert_eq!(known, ["imp-a", "imp-b"]);
+    let got = meta.get_fact("imp-a").await.expect("get").expect("stored");
+    assert_eq!(got.attrs, Some(attrs.clone()), "attributes round-trip");
+    assert_eq!(got.created_at.timestamp_millis(), a.created_at.timestamp_millis());
+
+    let mut new = got.clone();
+    new.content = "Likes trains now".into();
+    new.predicate = None;
+    let rewrite = ExtractionPlan {
+        user_id: "acme/imp-kid".into(),
+        new_facts: vec![new.clone()],
+        history: vec![history("imp-a", HistoryEvent::Update, "Likes trains now")],
+        ..ExtractionPlan::default()
+    };
+    assert_eq!(meta.rewrite_facts(&rewrite).await.expect("rewrite"), 1);
+    let after = meta.get_fact("imp-a").await.expect("get").expect("kept");
+    assert_eq!(
+        (after.content.as_str(), after.predicate.as_deref()),
+        ("Likes trains now", None)
+    );
+    let events: Vec<HistoryEvent> = meta
+        .fact_history("imp-a")
+        .await
+        .expect("history")
+        .into_iter()
+        .map(|h| h.event)
+        .collect();
+    assert_eq!(events, [HistoryEvent::Add, HistoryEvent::Update]);
+    let terms = |q: &str| pika_common::text::index_terms(q);
+    let trains = meta
+        .keyword_candidates("acme/imp-kid", &terms("trains"), 10)
+        .await
+        .expect("keyword");
+    assert!(
+        trains.items.iter().any(|(f, _)| f.fact_id == "imp-a"),
+        "the new text is indexed"
+    );
+    let dinos = meta
+        .keyword_candidates("acme/imp-kid", &terms("dinosaurs"), 10)
+        .await
+        .expect("keyword");
+    assert!(
+        dinos.items.iter().all(|(f, _)| f.fact_id != "imp-a"),
+        "the old text is not"
+    );
+    // A rewrite of another user's id, or of a deleted memory, changes nothing.
+    let mut stranger = new.clone();
+    stranger.user_id = "acme/someone-else".into();
+    let wrong = ExtractionPlan {
+        user_id: "acme/someone-else".into(),
+        new_facts: vec![stranger],
+        ..ExtractionPlan::default()
+    };
+    assert_eq!(meta.rewrite_facts(&wrong).await.expect("rewrite"), 0);
+    assert!(meta.delete_fact("imp-b").await.expect("delete"));
+    let gone = ExtractionPlan {
+        user_id: "acme/imp-kid".into(),
+        new_facts: vec![b.clone()],
+        ..ExtractionPlan::default()
+    };
+    assert_eq!(meta.rewrite_facts(&gone).await.expect("rewrite"), 0);
+
+    let users = meta.tenant_users("acme", 100).await.expect("tenant users");
+    let mine: Vec<_> = users.iter().filter(|u| u.user_id == "acme/imp-kid").collect();
+    assert_eq!(mine.len(), 1, "{users:?}");
+    assert_eq!(mine[0].memories, 1, "only active memories count");
+    assert!(
+        meta.tenant_users("acm", 100)
+            .await
+            .expect("prefix")
+            .iter()
+            .all(|u| !u.user_id.starts_with("acme/")),
+        "a tenant id is not a prefix match"
+    );
+    assert!(
+        meta.tenant_users("default", 1000)
+            .await
+            .expect("default tenant")
+            .iter()
+            .all(|u| !u.user_id.contains('/')),
+        "the default tenant's users are the unprefixed ones"
+    );
+}
+
 async fn episodes_names_and_retired_facts(meta: &dyn MetaStore) {
     let (job, _) = meta
         .create_job(NewJob {

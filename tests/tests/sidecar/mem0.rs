@@ -115,6 +115,31 @@ async fn mem0_searches_are_cached_per_shape_and_scope_and_an_update_reaches_the_
         in_agent.body
     );
 
+    // A narrowing delete_all cannot read is refused, never widened into
+    // the user's erasure.
+    for query in [
+        format!("user_id={kid}&filters=%7B%27agent_id%27%3A+%27pika%27%7D"),
+        format!("user_id={kid}&actor_id=bot"),
+        format!("user_id={kid}&agent_id="),
+    ] {
+        let resp = stack
+            .http
+            .delete(format!("{base}/v1/memories/?{query}"))
+            .header("Authorization", format!("Token {}", stack.key))
+            .send()
+            .await
+            .expect("delete_all");
+        assert_eq!(resp.status(), reqwest::StatusCode::BAD_REQUEST, "{query}");
+        let body: Value = resp.json().await.expect("json");
+        assert!(body["detail"].is_string(), "{body}");
+    }
+    let still = mem0_post(&stack, &base, "/v3/memories/search/", search.clone()).await;
+    assert!(
+        memories(&still.body).iter().any(|m| m.contains("Miu")),
+        "nothing was deleted: {}",
+        still.body
+    );
+
     // An update through the sidecar: the next search sees the new text.
     let resp = stack
         .http

@@ -329,17 +329,28 @@ pub async fn delete_all(
     axum::Extension(caller): axum::Extension<Caller>,
     Params(query): Params<HashMap<String, String>>,
 ) -> ApiResult {
-    let body: serde_json::Map<String, Value> = query
-        .into_iter()
-        .filter(|(k, v)| !v.is_empty() && k != "filters")
-        .map(|(k, v)| (k, Value::String(v)))
-        .collect();
-    let who = wire::selector(&body).map_err(|_| {
-        invalid(
-            "user_id",
-            "is required (PIKA deletes one user's memories at a time)",
-        )
-    })?;
+    // A narrowing this route cannot read must never widen into the user's
+    // erasure: anything but the entity ids (and the tenant ids old clients
+    // send back) is refused, as is an empty id.
+    let mut errs = ValidationErrors::default();
+    let mut body = serde_json::Map::new();
+    for (k, v) in query {
+        match k.as_str() {
+            "org_id" | "project_id" => {}
+            "user_id" | "agent_id" | "run_id" | "app_id" if v.is_empty() => errs.push(k, "must not be empty"),
+            "user_id" | "agent_id" | "run_id" | "app_id" => {
+                body.insert(k, Value::String(v));
+            }
+            _ => errs.push(
+                k,
+                "is not supported here (delete by user_id, and optionally agent_id, run_id, app_id)",
+            ),
+        }
+    }
+    if !errs.0.is_empty() {
+        return Err(bad(errs));
+    }
+    let who = wire::selector(&body).map_err(bad)?;
     let user = who.user.as_str().unwrap_or_default().to_string();
     pika_common::validate::check_id(&user).map_err(|r| invalid("user_id", &r))?;
     if who.scope.is_empty() {
@@ -389,7 +400,11 @@ fn rewrite_of(obj: &serde_json::Map<String, Value>) -> Result<Rewrite, crate::ht
     };
     let metadata = match obj.get("metadata") {
         None | Some(Value::Null) => None,
-        Some(m @ Value::Object(_)) => Some(m.clone()),
+        Some(m @ Value::Object(_)) if pika_common::mem0::metadata_fits(m) => Some(m.clone()),
+        Some(Value::Object(_)) => {
+            errs.push("metadata", "must be at most 16 KiB as JSON");
+            None
+        }
         Some(_) => {
             errs.push("metadata", "must be an object");
             None
@@ -474,8 +489,13 @@ pub async fn batch_update(
     for (id, obj) in &entries {
         changes.push((id, rewrite_of(obj)?));
     }
+    // Only current memories can be rewritten: an old version (superseded)
+    // is refused here, before anything is written.
     for (id, _) in &changes {
-        state.services.facts.get(&actor, id).await?;
+        let f = state.services.facts.get(&actor, id).await?;
+        if f.status != crate::domain::FactStatus::Active {
+            return Err(ServiceError::NotFound(format!("memory {id}")).into());
+        }
     }
     for (id, change) in changes {
         state.services.memories.update(&actor, id, change).await?;

@@ -55,6 +55,19 @@ pub fn add(body: &Value, conversation_id: String, default_async: bool) -> Result
         Some(_) => return Err(ValidationErrors::one("infer", "must be true or false")),
     };
     let who = selector(obj)?;
+    match obj.get("metadata") {
+        None | Some(Value::Null) | Some(Value::Object(_)) => {}
+        Some(_) => return Err(ValidationErrors::one("metadata", "must be an object")),
+    }
+    if obj
+        .get("metadata")
+        .is_some_and(|m| !pika_common::mem0::metadata_fits(m))
+    {
+        return Err(ValidationErrors::one(
+            "metadata",
+            "must be at most 16 KiB as JSON",
+        ));
+    }
     let raw = RawExtractRequest {
         user_id: Some(who.user),
         conversation_id: Some(Value::String(conversation_id)),

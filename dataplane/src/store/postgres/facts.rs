@@ -476,7 +476,7 @@ impl PostgresMetaStore {
         for f in &plan.new_facts {
             let n = sqlx::query(
                 "UPDATE facts SET content = $2, entities = $3, tags = $4, attrs = $5, language = $6,
-                        updated_at = $7, terms = $8
+                        updated_at = $7, terms = $8, context = $10, predicate = $11, dedup_key = $12
                  WHERE fact_id = $1 AND user_id = $9 AND status = 'active'",
             )
             .bind(&f.fact_id)
@@ -488,6 +488,9 @@ impl PostgresMetaStore {
             .bind(ms(f.updated_at))
             .bind(plan.index_terms_of(f))
             .bind(&f.user_id)
+            .bind(&f.context)
+            .bind(&f.predicate)
+            .bind(plan.dedup_key_of(f))
             .execute(&mut *tx)
             .await
             .map_err(db_err)?

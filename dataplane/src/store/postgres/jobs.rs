@@ -263,9 +263,10 @@ pub(super) async fn insert_fact(
     .bind(&f.context)
     .bind(f.occurred_at.map(ms))
     .bind(f.said_at.map(ms))
+    // `attrs` ends FACT_COLUMNS; terms and dedup_key follow it.
+    .bind(f.attrs.as_ref().map(Json))
     .bind(plan.index_terms_of(f))
     .bind(plan.dedup_key_of(f))
-    .bind(f.attrs.as_ref().map(Json))
     .execute(&mut *tx)
     .await
     .map_err(db_err)?

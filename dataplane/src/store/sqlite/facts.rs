@@ -560,7 +560,7 @@ impl SqliteMetaStore {
             let terms = plan.index_terms_of(f);
             let n = sqlx::query(
                 "UPDATE facts SET content = ?, entities = ?, tags = ?, attrs = ?, language = ?, updated_at = ?,
-                        term_count = ?
+                        term_count = ?, context = ?, predicate = ?, dedup_key = ?
                  WHERE fact_id = ? AND user_id = ? AND status = 'active'",
             )
             .bind(&f.content)
@@ -570,6 +570,9 @@ impl SqliteMetaStore {
             .bind(&f.language)
             .bind(to_ms(f.updated_at))
             .bind(terms.len() as i64)
+            .bind(&f.context)
+            .bind(&f.predicate)
+            .bind(plan.dedup_key_of(f))
             .bind(&f.fact_id)
             .bind(&f.user_id)
             .execute(&mut *tx)
