@@ -1,7 +1,7 @@
 //! `FactGraph` embedded: the `(:Fact)-[:MENTIONS]->(:Entity)` relation as a
 //! SQLite table. Two facts are related when they mention the same entity.
 
-use super::sqlite::db_err;
+use super::sqlite::{BEGIN_WRITE, db_err};
 use crate::ports::{FactGraph, StoreError};
 use async_trait::async_trait;
 use sqlx::{Row, SqlitePool};
@@ -29,7 +29,7 @@ impl FactGraph for SqliteGraph {
     }
 
     async fn upsert_facts(&self, user_id: &str, facts: &[(String, Vec<String>)]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(db_err)?;
         for (fact_id, entities) in facts {
             for entity in entities {
                 sqlx::query("INSERT INTO fact_entities (user_id, fact_id, entity) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
@@ -76,7 +76,7 @@ impl FactGraph for SqliteGraph {
     }
 
     async fn delete_facts(&self, user_id: &str, fact_ids: &[String]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(db_err)?;
         for id in fact_ids {
             sqlx::query("DELETE FROM fact_entities WHERE user_id = ? AND fact_id = ?")
                 .bind(user_id)

@@ -8,7 +8,7 @@
 //! search reloads when the stored version moved (another process, such as a
 //! separate worker, wrote), so reads see every committed write.
 
-use super::sqlite::db_err;
+use super::sqlite::{BEGIN_WRITE, db_err};
 use crate::ports::{StoreError, VectorIndex};
 use async_trait::async_trait;
 use pika_common::vector::{dot, from_bytes, to_bytes};
@@ -65,7 +65,7 @@ impl SqliteVectorIndex {
 
     /// Drops every vector and records a new model: the first step of `reindex`.
     pub async fn reset(pool: SqlitePool, model: &str, dimension: usize) -> Result<Self, StoreError> {
-        let mut tx = pool.begin().await.map_err(db_err)?;
+        let mut tx = pool.begin_with(BEGIN_WRITE).await.map_err(db_err)?;
         sqlx::query("DELETE FROM fact_vectors")
             .execute(&mut *tx)
             .await
@@ -95,7 +95,7 @@ impl SqliteVectorIndex {
             return Ok(Arc::clone(v));
         }
         // Read rows and version in one transaction so they match.
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(db_err)?;
         let version: i64 =
             sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM vector_versions WHERE user_id = ?")
                 .bind(user_id)
@@ -161,7 +161,7 @@ impl VectorIndex for SqliteVectorIndex {
                 self.dimension
             )));
         }
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(db_err)?;
         for (id, v) in items {
             sqlx::query(
                 "INSERT INTO fact_vectors (fact_id, user_id, vector) VALUES (?, ?, ?)
@@ -201,7 +201,7 @@ impl VectorIndex for SqliteVectorIndex {
     }
 
     async fn delete(&self, user_id: &str, fact_ids: &[String]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(db_err)?;
         for id in fact_ids {
             sqlx::query("DELETE FROM fact_vectors WHERE fact_id = ?")
                 .bind(id)
@@ -216,7 +216,7 @@ impl VectorIndex for SqliteVectorIndex {
     }
 
     async fn delete_user(&self, user_id: &str) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(db_err)?;
         sqlx::query("DELETE FROM fact_vectors WHERE user_id = ?")
             .bind(user_id)
             .execute(&mut *tx)

@@ -84,7 +84,7 @@ impl FactStore for SqliteMetaStore {
     }
 
     async fn delete_fact(&self, fact_id: &str) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(db_err)?;
         let row: Option<String> =
             sqlx::query_scalar("SELECT user_id FROM facts WHERE fact_id = ? AND status != 'deleted'")
                 .bind(fact_id)
@@ -150,7 +150,7 @@ impl FactStore for SqliteMetaStore {
     }
 
     async fn delete_user(&self, user_id: &str, pseudonym: &str) -> Result<MetaErasure, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(db_err)?;
         let mut out = MetaErasure::default();
         let kinds: Vec<(String, i64)> =
             sqlx::query_as("SELECT kind, COUNT(*) FROM facts WHERE user_id = ? GROUP BY kind")
@@ -409,7 +409,7 @@ impl FactStore for SqliteMetaStore {
     ) -> Result<Expired, StoreError> {
         let (needle, pos) = super::super::tenant_match(tenant_id);
         let cut = to_ms(cutoff);
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(db_err)?;
         let items: Vec<(String, String)> = sqlx::query_as(&format!(
             "SELECT user_id, fact_id FROM facts WHERE instr(user_id, ?) = {pos} AND created_at < ?
              ORDER BY created_at LIMIT ?"
@@ -526,7 +526,7 @@ impl SqliteMetaStore {
     }
 
     pub(super) async fn import(&self, plan: &ExtractionPlan) -> Result<usize, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(db_err)?;
         let mut inserted = std::collections::HashSet::new();
         for f in &plan.new_facts {
             if super::jobs::insert_fact(&mut tx, plan, f).await? > 0 {
@@ -554,7 +554,7 @@ impl SqliteMetaStore {
     }
 
     pub(super) async fn rewrite(&self, plan: &ExtractionPlan) -> Result<usize, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(db_err)?;
         let mut rewritten = std::collections::HashSet::new();
         for f in &plan.new_facts {
             let terms = plan.index_terms_of(f);

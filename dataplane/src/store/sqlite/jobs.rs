@@ -122,7 +122,7 @@ impl JobStore for SqliteMetaStore {
 
     async fn complete_job(&self, claim: &Claim, plan: &ExtractionPlan) -> Result<(), StoreError> {
         let now = Utc::now();
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(db_err)?;
         let user_id: Option<String> = sqlx::query_scalar(
             "SELECT user_id FROM jobs WHERE job_id = ? AND claim_token = ? AND state = 'processing'",
         )

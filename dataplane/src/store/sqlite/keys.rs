@@ -150,7 +150,7 @@ impl KeyStore for SqliteMetaStore {
 impl AuditStore for SqliteMetaStore {
     async fn append_audit(&self, entries: &[AuditEntry]) -> Result<(), StoreError> {
         let at = to_ms(Utc::now());
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut tx = self.pool.begin_with(BEGIN_WRITE).await.map_err(db_err)?;
         for e in entries {
             sqlx::query(
                 "INSERT INTO audit_log (at, key_id, action, user_id, target, request_id) VALUES (?, ?, ?, ?, ?, ?)",

@@ -39,6 +39,14 @@ pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
     }
 }
 
+/// How every write transaction on SQLite begins: taking the write lock up
+/// front, so a busy database waits out `busy_timeout`. A deferred
+/// transaction that reads first and then writes fails at once with
+/// SQLITE_BUSY when another connection committed in between (WAL cannot
+/// upgrade a stale snapshot), which under concurrent erasures and
+/// extractions answered 503.
+pub(crate) const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
