@@ -9,6 +9,9 @@
 #   scripts/services.sh stop
 #   scripts/services.sh status
 #   scripts/services.sh stop-milvus | start-milvus | stop-falkordb | start-falkordb   (fault tests)
+#   scripts/services.sh kill-milvus | kill-falkordb      (SIGKILL, no shutdown: the chaos suite)
+#   scripts/services.sh stop-postgres | start-postgres | stop-redis | start-redis |
+#                       stop-rabbitmq | start-rabbitmq   (the machine's own servers: the chaos suite)
 #   scripts/services.sh env         # print the PIKA_TEST_* variables for the running servers
 set -euo pipefail
 dir="${PIKA_SERVICES_DIR:-$HOME/.cache/pika-services}"
@@ -120,6 +123,45 @@ stop_milvus() {
   for _ in $(seq 1 100); do port_open "$milvus_port" || break; sleep 0.1; done
 }
 
+kill_milvus() {
+  pkill -KILL -f "$dir/milvus-venv/bin/milvus-server" 2>/dev/null || true
+  pkill -KILL -f "$dir/milvus-data/bin/milvus run standalone" 2>/dev/null || true
+  rm -f "$dir/milvus.pid"
+  for _ in $(seq 1 100); do port_open "$milvus_port" || break; sleep 0.1; done
+}
+
+kill_falkordb() {
+  pkill -KILL -f "falkordb/bin/redis-server.*:$falkor_port" 2>/dev/null || true
+  [ -f "$dir/falkordb.pid" ] && kill -KILL "$(cat "$dir/falkordb.pid")" 2>/dev/null || true
+  rm -f "$dir/falkordb.pid"
+  for _ in $(seq 1 50); do port_open "$falkor_port" || break; sleep 0.1; done
+}
+
+# The machine's PostgreSQL, Redis and RabbitMQ, stopped and started with the
+# commands the machine itself uses (see the environment notes); each start
+# waits until the server answers.
+pg_cluster() { ls /etc/postgresql | head -1; }
+stop_postgres() { pg_ctlcluster --skip-systemctl-redirect "$(pg_cluster)" main stop -m fast; }
+start_postgres() {
+  pg_ctlcluster --skip-systemctl-redirect "$(pg_cluster)" main start || true
+  for _ in $(seq 1 100); do pg_isready -q -h 127.0.0.1 -p 5432 && return 0; sleep 0.1; done
+  log "PostgreSQL did not come back"; return 1
+}
+stop_redis() { redis-cli -p 6379 shutdown nosave >/dev/null 2>&1 || true; for _ in $(seq 1 50); do port_open 6379 || break; sleep 0.1; done; }
+start_redis() {
+  port_open 6379 && return 0
+  mkdir -p /var/lib/redis /var/log/redis
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+    --dir /var/lib/redis --logfile /var/log/redis/ci.log
+  wait_port 6379 30 Redis
+}
+stop_rabbitmq() { rabbitmqctl -q stop_app; }
+start_rabbitmq() {
+  rabbitmqctl -q start_app 2>/dev/null || { rabbitmq-server -detached; sleep 5; rabbitmqctl -q start_app || true; }
+  rabbitmqctl -q await_startup >/dev/null 2>&1 || true
+  wait_port 5672 60 RabbitMQ
+}
+
 print_env() {
   echo "export PIKA_TEST_POSTGRES_URL=${PIKA_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
   echo "export PIKA_TEST_REDIS_URL=${PIKA_TEST_REDIS_URL:-redis://127.0.0.1:6379}"
@@ -136,6 +178,14 @@ case "${1:-}" in
   stop-milvus) stop_milvus ;;
   start-falkordb) start_falkordb ;;
   stop-falkordb) stop_falkordb ;;
+  kill-milvus) kill_milvus ;;
+  kill-falkordb) kill_falkordb ;;
+  stop-postgres) stop_postgres ;;
+  start-postgres) start_postgres ;;
+  stop-redis) stop_redis ;;
+  start-redis) start_redis ;;
+  stop-rabbitmq) stop_rabbitmq ;;
+  start-rabbitmq) start_rabbitmq ;;
   status)
     port_open "$falkor_port" && log "FalkorDB up on $falkor_port" || log "FalkorDB down"
     milvus_ready && log "Milvus up on $milvus_port" || log "Milvus down" ;;

@@ -18,8 +18,14 @@ export PIKA_TEST_FALKORDB_URL="${PIKA_TEST_FALKORDB_URL:-falkordb://127.0.0.1:${
 eval "$(bash scripts/mem0-clients.sh)"
 # Schemathesis, the schema-driven fuzzer run against our OpenAPI document.
 eval "$(bash scripts/schemathesis.sh)"
+# promtool, for the alerting rules' tests.
+eval "$(bash scripts/promtool.sh)"
 bash scripts/check-manifests.sh
 bash scripts/deny.sh
 cargo fmt --all -- --check
 cargo clippy --release --locked --workspace --all-targets -- -D warnings
+# The chaos suite's short form (tests/tests/chaos): each fault once under a
+# small load. It stops and starts this machine's PostgreSQL, Redis and
+# RabbitMQ; PIKA_TEST_CHAOS=off skips it.
+export PIKA_TEST_CHAOS="${PIKA_TEST_CHAOS:-short}"
 cargo test --release --locked --workspace

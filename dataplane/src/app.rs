@@ -8,11 +8,13 @@ use crate::resilience::Breaker;
 use crate::service::Services;
 use crate::service::bookkeeping::Bookkeeper;
 use crate::service::keys;
+use crate::service::leases::{self, HeldJobs};
 use crate::service::worker::Worker;
 use pika_common::grants::GrantCache;
 use pika_embed::Embedder;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch};
@@ -72,6 +74,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Key grants, cached for `auth.key_cache_ttl_ms` in front of the key store.
     pub grants: Arc<GrantCache>,
+    /// Shutdown has begun: readiness answers 503 while requests still flow.
+    pub draining: Arc<AtomicBool>,
 }
 
 /// Which processes consume jobs.
@@ -90,7 +94,17 @@ pub struct Running {
     pub bootstrap_admin_key: Option<String>,
     shutdown: watch::Sender<bool>,
     server: JoinHandle<()>,
+    /// Extraction workers: each finishes its job in flight on shutdown,
+    /// within `worker.drain_timeout_ms`.
     workers: Vec<JoinHandle<()>>,
+    /// The sweeper, retention and graph repair loops (they stop at once).
+    background: Vec<JoinHandle<()>>,
+    /// Renews the leases of `held` until the workers are done.
+    renewer: Option<JoinHandle<()>>,
+    held: Arc<HeldJobs>,
+    meta: Arc<dyn MetaStore>,
+    metrics: Arc<Metrics>,
+    drain_timeout: Duration,
     bookkeeping: JoinHandle<()>,
 }
 
@@ -101,11 +115,35 @@ impl Running {
         self.wait().await;
     }
 
-    /// Waits until the server stops (after a signal).
-    pub async fn wait(self) {
-        let _ = self.server.await;
-        for w in self.workers {
-            let _ = w.await;
+    /// Waits until the server stops (after a signal); workers then get
+    /// `worker.drain_timeout_ms` to finish their jobs, and jobs still held
+    /// after it are handed back to the queue.
+    pub async fn wait(mut self) {
+        let _ = (&mut self.server).await;
+        let finished = futures::future::join_all(self.workers.iter_mut());
+        if tokio::time::timeout(self.drain_timeout, finished).await.is_err() {
+            for w in &self.workers {
+                w.abort();
+            }
+            for w in std::mem::take(&mut self.workers) {
+                let _ = w.await;
+            }
+            let released = leases::release_all(self.meta.as_ref(), &self.held).await;
+            self.metrics
+                .jobs_requeued
+                .with_label_values(&["released"])
+                .inc_by(released as u64);
+            tracing::warn!(
+                released,
+                deadline = ?self.drain_timeout,
+                "jobs still running at the drain deadline were handed back to the queue"
+            );
+        }
+        if let Some(r) = self.renewer.take() {
+            r.abort();
+        }
+        for b in std::mem::take(&mut self.background) {
+            let _ = b.await;
         }
         // Flushes queued audit lines once every state handle is gone.
         if tokio::time::timeout(Duration::from_secs(5), self.bookkeeping)
@@ -224,10 +262,17 @@ pub async fn start_with(config: Config, deps: Deps, role: Role) -> Result<Runnin
 
     let external_queue = !config.queue.url.is_empty();
     let run_workers = role == Role::Worker || !external_queue || config.worker.in_process;
-    let mut workers: Vec<JoinHandle<()>> = if run_workers {
+    let held = Arc::new(HeldJobs::default());
+    let workers: Vec<JoinHandle<()>> = if run_workers {
         (0..config.worker.concurrency)
             .map(|i| {
-                let worker = Worker::new(deps.clone(), config.worker.clone(), job_done.clone(), i);
+                let worker = Worker::new(
+                    deps.clone(),
+                    config.worker.clone(),
+                    job_done.clone(),
+                    held.clone(),
+                    i,
+                );
                 let rx = shutdown_rx.clone();
                 tokio::spawn(async move { worker.run(rx).await })
             })
@@ -235,27 +280,48 @@ pub async fn start_with(config: Config, deps: Deps, role: Role) -> Result<Runnin
     } else {
         Vec::new()
     };
+    let renewer = run_workers.then(|| {
+        tokio::spawn(leases::renew(
+            deps.meta.clone(),
+            held.clone(),
+            Duration::from_millis(config.worker.lease_ms.max(1)),
+        ))
+    });
+    let mut background = Vec::new();
     // The outbox sweeper: for a broker, publishes lost between the store and
-    // the broker; for the embedded queue, jobs past its bounded channel.
+    // the broker; for the embedded queue, jobs past its bounded channel;
+    // for both, jobs whose lease ran out.
     if run_workers || external_queue {
-        workers.push(tokio::spawn(crate::service::sweeper::run(
+        background.push(tokio::spawn(crate::service::sweeper::run(
             deps.meta.clone(),
             deps.queue.clone(),
+            deps.metrics.clone(),
             config.queue.sweep_after_ms,
             shutdown_rx.clone(),
         )));
     }
-    // Retention runs where workers run (one sweep per process; idempotent).
+    // Retention and graph repair run where workers run (idempotent, so
+    // several processes may run them).
     if run_workers && config.retention.enabled {
         let retention = crate::service::retention::Retention::new(deps.clone(), config.retention.batch);
         let every = Duration::from_secs(config.retention.every_s.max(1));
-        workers.push(tokio::spawn(retention.run(every, shutdown_rx.clone())));
+        background.push(tokio::spawn(retention.run(every, shutdown_rx.clone())));
     }
+    if run_workers {
+        let repairer = crate::service::repair::GraphRepairer::new(
+            &deps,
+            Duration::from_millis(config.worker.graph_repair_every_ms),
+        );
+        background.push(tokio::spawn(repairer.run(shutdown_rx.clone())));
+    }
+    let drain_timeout = Duration::from_millis(config.worker.drain_timeout_ms);
+    let draining = Arc::new(AtomicBool::new(false));
     let state = AppState {
         services,
         grants,
         config: Arc::new(config),
         metrics,
+        draining: draining.clone(),
     };
 
     let router = match role {
@@ -266,14 +332,21 @@ pub async fn start_with(config: Config, deps: Deps, role: Role) -> Result<Runnin
     let serve_options = pika_common::http::ServeOptions {
         header_read_timeout: Duration::from_millis(state.config.server.header_read_timeout_ms.max(1)),
         tls: state.config.server.tls.acceptor()?,
+        drain_timeout: Duration::from_millis(state.config.server.drain_timeout_ms),
     };
+    let shutdown_delay = Duration::from_millis(state.config.server.shutdown_delay_ms);
     let server = tokio::spawn(async move {
+        // Readiness turns 503 first; requests are still served for
+        // `server.shutdown_delay_ms` (load balancers stop sending), then no
+        // connection is accepted and those in flight get `drain_timeout_ms`.
         let graceful = async move {
             while !*rx.borrow() {
                 if rx.changed().await.is_err() {
                     break;
                 }
             }
+            draining.store(true, Ordering::Relaxed);
+            tokio::time::sleep(shutdown_delay).await;
         };
         pika_common::http::serve(listener, router, serve_options, graceful).await;
     });
@@ -285,5 +358,11 @@ pub async fn start_with(config: Config, deps: Deps, role: Role) -> Result<Runnin
         shutdown,
         server,
         workers,
+        background,
+        renewer,
+        held,
+        meta: deps.meta.clone(),
+        metrics: deps.metrics.clone(),
+        drain_timeout,
     })
 }

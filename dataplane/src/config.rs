@@ -123,6 +123,12 @@ pub struct ServerConfig {
     /// HTTPS (rustls) when `tls.cert_file` is set; in a pod the sidecar is
     /// the way in and serves TLS, and this listens on loopback in plain HTTP.
     pub tls: ServerTlsConfig,
+    /// On shutdown, how long the server goes on serving with readiness
+    /// already 503, so load balancers stop sending before it stops accepting.
+    pub shutdown_delay_ms: u64,
+    /// Then, how long requests in flight may take to finish before their
+    /// connections are closed.
+    pub drain_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -143,6 +149,11 @@ pub struct StorageConfig {
     pub graph_name: String,
     /// Deadline for one graph call, in milliseconds.
     pub graph_timeout_ms: u64,
+    /// Embedded SQLite: every commit reaches the disk before it returns
+    /// (`synchronous=FULL`), so an accepted job survives an OS crash or
+    /// power loss; false trades that for cheaper commits (WAL `NORMAL`:
+    /// a process crash still loses nothing).
+    pub durable_commits: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -293,10 +304,30 @@ pub struct LlmConfig {
 pub struct WorkerConfig {
     /// In-process extraction workers (embedded queue).
     pub concurrency: usize,
-    /// Attempts before a job is failed for good.
+    /// Most attempts of one job (a bound besides `retry_horizon_ms`).
     pub max_attempts: u32,
-    /// First retry delay; doubles each attempt, with jitter.
+    /// First retry delay; doubles each attempt up to `retry_max_delay_ms`,
+    /// with jitter.
     pub retry_base_ms: u64,
+    /// Longest pause between two attempts.
+    pub retry_max_delay_ms: u64,
+    /// How long transient failures (a dependency down or restarting) are
+    /// retried before the job fails, counted from its acceptance or its last
+    /// re-drive. It outlasts a dependency restart: minutes, not seconds.
+    pub retry_horizon_ms: u64,
+    /// A worker holds a job under a lease it renews every third of this; a
+    /// job whose lease ran out (its worker died or hung) is queued again.
+    pub lease_ms: u64,
+    /// On shutdown, how long in-flight jobs may run on; past it they are
+    /// handed back to the queue unfinished.
+    pub drain_timeout_ms: u64,
+    /// Longest one attempt of a job may take (extraction, embedding, side
+    /// stores); past it the attempt counts as a transient failure. A hung
+    /// call in a live process would otherwise hold the job for ever: its
+    /// lease is renewed as long as the process lives.
+    pub job_timeout_ms: u64,
+    /// How often graph writes missed while the graph was down are retried.
+    pub graph_repair_every_ms: u64,
     /// With an external queue, `serve` also runs workers (set false when a
     /// separate `pika-dataplane worker` Deployment does the work).
     pub in_process: bool,
@@ -383,6 +414,8 @@ impl Default for ServerConfig {
             max_waiting_per_key: 32,
             header_read_timeout_ms: 10_000,
             tls: ServerTlsConfig::default(),
+            shutdown_delay_ms: 0,
+            drain_timeout_ms: 25_000,
         }
     }
 }
@@ -396,6 +429,7 @@ impl Default for StorageConfig {
             graph_url: Secret::default(),
             graph_name: "pika".into(),
             graph_timeout_ms: 1_000,
+            durable_commits: true,
         }
     }
 }
@@ -418,8 +452,14 @@ impl Default for WorkerConfig {
             concurrency: 2,
             in_process: true,
             listen: "127.0.0.1:8082".into(),
-            max_attempts: 3,
+            max_attempts: 40,
             retry_base_ms: 500,
+            retry_max_delay_ms: 30_000,
+            retry_horizon_ms: 600_000,
+            lease_ms: 30_000,
+            drain_timeout_ms: 30_000,
+            job_timeout_ms: 300_000,
+            graph_repair_every_ms: 5_000,
             duplicate_threshold: 0.92,
             duplicate_threshold_e5: 0.985,
             cross_lingual_threshold_e5: 0.84,

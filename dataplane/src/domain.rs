@@ -257,6 +257,75 @@ pub struct Job {
     pub error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Transient failures are retried until this plus the retry horizon
+    /// (`created_at`, or the last re-drive).
+    pub retry_since: DateTime<Utc>,
+}
+
+/// A job as listed for operators (`jobs list`, the admin endpoint): no
+/// conversation, which stays sealed in the store.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobSummary {
+    pub job_id: String,
+    /// The scoped user key.
+    pub user_id: String,
+    pub conversation_id: String,
+    pub state: JobState,
+    pub attempts: u32,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Which jobs a listing or a re-drive covers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobFilter {
+    pub state: Option<JobState>,
+    /// Only this tenant's jobs (`None`: every tenant).
+    pub tenant_id: Option<String>,
+    /// Only these jobs.
+    pub job_ids: Option<Vec<String>>,
+    /// Jobs whose id sorts before this (newest first: a cursor).
+    pub before: Option<String>,
+    pub limit: usize,
+}
+
+/// A graph write the graph missed (it was down): replayed by the repair loop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GraphRepair {
+    pub id: i64,
+    /// The scoped user key.
+    pub user_id: String,
+    pub op: RepairOp,
+    pub fact_ids: Vec<String>,
+    pub attempts: u32,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What a graph repair does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepairOp {
+    /// Writes the facts' nodes and entities (read back from the metadata store).
+    Upsert,
+    /// Removes the facts' nodes.
+    Delete,
+}
+
+impl RepairOp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RepairOp::Upsert => "upsert",
+            RepairOp::Delete => "delete",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RepairOp> {
+        match s {
+            "upsert" => Some(RepairOp::Upsert),
+            "delete" => Some(RepairOp::Delete),
+            _ => None,
+        }
+    }
 }
 
 /// Proof that this worker holds a job: completing or failing it needs the token.
@@ -294,6 +363,9 @@ pub struct ExtractionPlan {
     /// Index terms and dedup keys by fact id, set when the text is sealed;
     /// otherwise they come from the text ([`ExtractionPlan::index_terms_of`]).
     pub index: std::collections::HashMap<String, IndexKeys>,
+    /// Facts whose graph write failed (the graph is optional): the commit
+    /// queues a graph repair for them in the same transaction.
+    pub graph_pending: Vec<String>,
 }
 
 impl ExtractionPlan {

@@ -1,6 +1,7 @@
 //! `pika-dataplane`: serve the API (with in-process workers), run migrations,
 //! manage tenants and API keys, import and export memories (Mem0's format).
 
+mod cli_jobs;
 mod cli_transfer;
 
 use anyhow::{Context, Result, bail};
@@ -49,6 +50,11 @@ enum Command {
     Keys {
         #[command(subcommand)]
         action: KeysAction,
+    },
+    /// List jobs, retry failed ones, re-drive failed and dead-lettered jobs.
+    Jobs {
+        #[command(subcommand)]
+        action: cli_jobs::JobsAction,
     },
     /// Manage tenants (organisations or robot fleets that own users).
     Tenants {
@@ -302,6 +308,7 @@ async fn main() -> Result<()> {
             let meta = resolve::open_meta(&config).await?;
             keys_command(&config, meta.as_ref(), action).await?;
         }
+        Command::Jobs { action } => cli_jobs::run(&config, action).await?,
         Command::Tenants { action } => {
             let meta = resolve::open_meta(&config).await?;
             tenants_command(meta.as_ref(), action).await?;

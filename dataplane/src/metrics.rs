@@ -25,6 +25,16 @@ pub struct Metrics {
     pub search_stage: HistogramVec,
     /// Rows removed by the retention sweep, by kind.
     pub retention_expired: IntCounterVec,
+    /// Jobs in each state but `completed`, read from the jobs table at scrape time.
+    pub jobs_in_state: IntGaugeVec,
+    /// Jobs put back in `queued`, by why (`lease_expired`, `released`,
+    /// `redriven`, `dead_letter`).
+    pub jobs_requeued: IntCounterVec,
+    /// Graph writes missed while the graph was down, by `queued`,
+    /// `repaired`, `failed` (a retry that failed again).
+    pub graph_repairs: IntCounterVec,
+    /// Graph repairs waiting, read at scrape time.
+    pub graph_repair_backlog: IntGauge,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -77,6 +87,44 @@ impl Metrics {
             ),
             &["kind"],
         )?;
+        let jobs_in_state = IntGaugeVec::new(
+            Opts::new(
+                "jobs_in_state",
+                "Jobs now in each state (queued, processing, failed)",
+            ),
+            &["state"],
+        )?;
+        let jobs_requeued = IntCounterVec::new(
+            Opts::new(
+                "jobs_requeued_total",
+                "Jobs put back in the queue (lease expired, released on shutdown, re-driven, dead letter)",
+            ),
+            &["reason"],
+        )?;
+        let graph_repairs = IntCounterVec::new(
+            Opts::new(
+                "graph_repairs_total",
+                "Graph writes left for the repair loop, by queued, repaired, failed",
+            ),
+            &["result"],
+        )?;
+        let graph_repair_backlog = IntGauge::new(
+            "graph_repair_backlog",
+            "Graph writes waiting for the graph to come back",
+        )?;
+        for s in ["queued", "processing", "failed"] {
+            jobs_in_state.with_label_values(&[s]).set(0);
+        }
+        for r in ["lease_expired", "released", "redriven", "dead_letter"] {
+            jobs_requeued.with_label_values(&[r]).inc_by(0);
+        }
+        for r in ["queued", "repaired", "failed"] {
+            graph_repairs.with_label_values(&[r]).inc_by(0);
+        }
+        registry.register(Box::new(jobs_in_state.clone()))?;
+        registry.register(Box::new(jobs_requeued.clone()))?;
+        registry.register(Box::new(graph_repairs.clone()))?;
+        registry.register(Box::new(graph_repair_backlog.clone()))?;
         registry.register(Box::new(retention_expired.clone()))?;
         registry.register(Box::new(jobs.clone()))?;
         registry.register(Box::new(job_duration.clone()))?;
@@ -97,6 +145,10 @@ impl Metrics {
             dependency_duration,
             search_stage,
             retention_expired,
+            jobs_in_state,
+            jobs_requeued,
+            graph_repairs,
+            graph_repair_backlog,
         })
     }
 

@@ -5,12 +5,12 @@
 //! adapters are added beside them and chosen from configuration by URL scheme.
 
 use crate::domain::{
-    ApiKeyRecord, AuditEntry, Candidate, Claim, Consent, Decision, ExtractionPlan, Fact, HistoryEntry, Job,
-    MemoryKind, Tenant,
+    ApiKeyRecord, AuditEntry, Candidate, Claim, Consent, Decision, ExtractionPlan, Fact, GraphRepair,
+    HistoryEntry, Job, JobFilter, JobSummary, MemoryKind, RepairOp, Tenant,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use pika_common::wire::{ExtractRequest, Message};
+use pika_common::wire::{ExtractRequest, JobState, Message};
 use std::collections::HashMap;
 
 /// Errors of the storage ports.
@@ -118,10 +118,66 @@ pub trait JobStore: Send + Sync {
     async fn count_unfinished_jobs(&self) -> Result<u64, StoreError>;
     /// Moves every `processing` job back to `queued` (embedded start-up: no other worker exists).
     async fn requeue_processing(&self) -> Result<u64, StoreError>;
-    /// Takes a queued job for processing; `None` when it is not claimable (done,
-    /// taken, missing). With `take_over`, a `processing` job is claimable too: the
-    /// queue redelivered it because the worker holding it died.
-    async fn claim_job(&self, job_id: &str, take_over: bool) -> Result<Option<(Claim, Job)>, StoreError>;
+    /// Takes a queued job for processing under a lease of `lease`; `None`
+    /// when it is not claimable (done, taken, missing). With `take_over`, a
+    /// `processing` job is claimable too: the queue redelivered it because
+    /// the worker holding it died.
+    async fn claim_job(
+        &self,
+        job_id: &str,
+        take_over: bool,
+        lease: std::time::Duration,
+    ) -> Result<Option<(Claim, Job)>, StoreError>;
+    /// Extends the lease of every job still held under one of `claims` to
+    /// now + `lease` (one statement); returns how many were extended.
+    async fn renew_leases(&self, claims: &[Claim], lease: std::time::Duration) -> Result<u64, StoreError>;
+    /// Puts `processing` jobs whose lease ended before `now` back in
+    /// `queued` (their worker died, hung or gave up); returns their ids,
+    /// at most `limit`, for the caller to publish.
+    async fn requeue_expired_leases(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError>;
+    /// Hands a held job back (`processing` → `queued`, the attempt not
+    /// counted) when a worker stops before finishing it; `false` when the
+    /// claim no longer holds.
+    async fn release_job(&self, claim: &Claim) -> Result<bool, StoreError>;
+    /// Jobs matching `filter`, newest first, without their conversations.
+    async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<JobSummary>, StoreError>;
+    /// How many jobs are in each state but `completed` (states with none
+    /// are left out): the `jobs_in_state` and `queue_depth` metrics.
+    async fn count_jobs_by_state(&self) -> Result<Vec<(JobState, u64)>, StoreError>;
+    /// Re-drives failed jobs matching `filter` (its state is ignored): back to
+    /// `queued` with no attempts and a new retry horizon. Returns their ids,
+    /// for the caller to publish.
+    async fn redrive_jobs(&self, filter: &JobFilter) -> Result<Vec<String>, StoreError>;
+    /// Queues a graph write for the repair loop.
+    async fn queue_graph_repair(
+        &self,
+        user_id: &str,
+        op: RepairOp,
+        fact_ids: &[String],
+    ) -> Result<(), StoreError>;
+    /// Graph repairs due at `now`, at most `limit`; each is postponed by
+    /// `hold` as it is taken, so another process does not take it too.
+    async fn take_graph_repairs(
+        &self,
+        now: DateTime<Utc>,
+        hold: std::time::Duration,
+        limit: usize,
+    ) -> Result<Vec<GraphRepair>, StoreError>;
+    /// A repair done: removes it.
+    async fn finish_graph_repair(&self, id: i64) -> Result<(), StoreError>;
+    /// A repair that failed again: tried next at `next_at`.
+    async fn postpone_graph_repair(
+        &self,
+        id: i64,
+        error: &str,
+        next_at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// Graph repairs waiting (the `graph_repair_backlog` metric).
+    async fn count_graph_repairs(&self) -> Result<u64, StoreError>;
     /// Writes the plan and completes the job in one transaction, if the claim still holds.
     async fn complete_job(&self, claim: &Claim, plan: &ExtractionPlan) -> Result<(), StoreError>;
     /// Fails the job for good, or puts it back in `queued` when `retry` is set.
@@ -386,6 +442,12 @@ pub trait JobQueue: Send + Sync {
     async fn retry_later(&self, delivery: &Delivery, delay: std::time::Duration) -> Result<(), StoreError>;
     /// Moves the message to the dead-letter queue, never to be redelivered.
     async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), StoreError>;
+    /// Moves up to `limit` messages from the dead-letter queue back to the
+    /// main queue (an operator's re-drive); returns how many. A queue with
+    /// no dead-letter queue (the embedded one) has none to move.
+    async fn redrive_dead_letters(&self, _limit: usize) -> Result<usize, StoreError> {
+        Ok(0)
+    }
 }
 
 /// Tells caches that a user's data changed.

@@ -135,7 +135,7 @@ fn create_data_dir(config: &Config) -> Result<(), StartError> {
 pub async fn open_embedded_db(config: &Config) -> Result<SqliteMetaStore, StartError> {
     create_data_dir(config)?;
     let url = format!("sqlite://{}", config.storage.data_dir.join("pika.db").display());
-    Ok(SqliteMetaStore::connect(&url).await?)
+    Ok(SqliteMetaStore::connect_with(&url, config.storage.durable_commits).await?)
 }
 
 /// Opens the metadata store (and applies its migrations), sealed when
@@ -155,7 +155,7 @@ async fn open_meta_with(
         }
         MetaBackend::Sqlite(url) => {
             create_data_dir(config)?;
-            Arc::new(SqliteMetaStore::connect(&url).await?)
+            Arc::new(SqliteMetaStore::connect_with(&url, config.storage.durable_commits).await?)
         }
     };
     Ok(match vault {
@@ -431,6 +431,18 @@ async fn build(config: &Config) -> Result<(StorePorts, Vec<Arc<Breaker>>), Start
 
 /// The job queue of `queue.url`, or the embedded one over the jobs table
 /// (which re-delivers unfinished jobs: only a serving process opens it).
+///
+/// For a command that publishes (a re-drive): the broker, or `None` for the
+/// embedded queue, which only the serving process may open; its sweeper
+/// publishes jobs queued by another process within `queue.sweep_after_ms`.
+pub async fn open_broker(config: &Config) -> Result<Option<Arc<dyn JobQueue>>, StartError> {
+    if config.queue.url.is_empty() {
+        return Ok(None);
+    }
+    let meta = open_meta(config).await?;
+    open_queue(config, meta.as_ref()).await.map(Some)
+}
+
 async fn open_queue(config: &Config, meta: &dyn MetaStore) -> Result<Arc<dyn JobQueue>, StartError> {
     let queue: Arc<dyn JobQueue> = if config.queue.url.is_empty() {
         let (queue, pending) = EmbeddedQueue::recover(meta).await?;

@@ -34,6 +34,12 @@ pub struct SidecarConfig {
     /// HTTPS (rustls; TLS 1.3 preferred) when `tls.cert_file` is set: the
     /// operator mounts the certificate from a Secret for in-pod TLS.
     pub tls: ServerTlsConfig,
+    /// On shutdown, how long the sidecar goes on serving with readiness
+    /// already 503, so the load balancer stops sending before it stops
+    /// accepting (the pod's endpoints are removed meanwhile).
+    pub shutdown_delay_ms: u64,
+    /// Then, how long requests in flight may take to finish.
+    pub drain_timeout_ms: u64,
     /// The cache policy file (JSON, as the operator renders it, or TOML);
     /// empty: the defaults of `CachePolicySpec`.
     pub policy: PathBuf,
@@ -115,6 +121,8 @@ impl Default for SidecarConfig {
             max_in_flight: 2048,
             header_read_timeout_ms: 10_000,
             tls: ServerTlsConfig::default(),
+            shutdown_delay_ms: 0,
+            drain_timeout_ms: 25_000,
             policy: PathBuf::new(),
             insecure_dev: false,
             warmup_key: Secret::default(),

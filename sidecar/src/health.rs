@@ -60,7 +60,8 @@ pub async fn live() -> StatusCode {
 }
 
 pub async fn ready(Extract(state): Extract<State>) -> StatusCode {
-    if state.upstream.live().await.is_ok() {
+    // Draining: the load balancer must stop sending here.
+    if !state.draining() && state.upstream.live().await.is_ok() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

@@ -250,10 +250,18 @@ pub async fn start(config: SidecarConfig, policy: CachePolicySpec) -> Result<Run
     let serve_options = pika_common::http::ServeOptions {
         header_read_timeout: Duration::from_millis(config.header_read_timeout_ms.max(1)),
         tls: config.tls.acceptor()?,
+        drain_timeout: Duration::from_millis(config.drain_timeout_ms),
     };
+    let draining = state.clone();
+    let shutdown_delay = Duration::from_millis(config.shutdown_delay_ms);
     let server = tokio::spawn(async move {
+        // Readiness turns 503 first; requests are still served for
+        // `shutdown_delay`, then no new connection is accepted and those in
+        // flight get `drain_timeout` to finish.
         let stopped = async move {
             let _ = rx.wait_for(|s| *s).await;
+            draining.start_draining();
+            tokio::time::sleep(shutdown_delay).await;
         };
         pika_common::http::serve(listener, app, serve_options, stopped).await;
     });

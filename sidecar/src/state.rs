@@ -27,6 +27,8 @@ pub struct Sidecar {
     /// Audit lines for answers served from cache, sent to the dataplane.
     pub audit: AuditSender,
     subscribed: AtomicBool,
+    /// Shutdown has begun: readiness answers 503 while requests still flow.
+    draining: AtomicBool,
     /// Jobs whose completion this sidecar already relayed (bumped once).
     relayed: moka::sync::Cache<String, ()>,
 }
@@ -65,11 +67,21 @@ impl Sidecar {
             warmup_key,
             audit,
             subscribed: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
             relayed: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(std::time::Duration::from_secs(600))
                 .build(),
         }
+    }
+
+    /// Shutdown has begun: readiness turns 503 (see `SidecarConfig::shutdown_delay_ms`).
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
     }
 
     /// True the first time a job's completion passes through this sidecar.

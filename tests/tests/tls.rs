@@ -38,6 +38,7 @@ impl Server {
         let options = ServeOptions {
             header_read_timeout,
             tls: Some(acceptor),
+            drain_timeout: Duration::from_secs(5),
         };
         let task = tokio::spawn(serve(listener, app, options, async {
             let _ = stopped.await;

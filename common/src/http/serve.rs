@@ -32,6 +32,9 @@ pub struct ServeOptions {
     pub header_read_timeout: Duration,
     /// HTTPS when set.
     pub tls: Option<TlsAcceptor>,
+    /// After shutdown begins, how long requests in flight may take; then
+    /// the remaining connections are closed.
+    pub drain_timeout: Duration,
 }
 
 impl ServeOptions {
@@ -39,6 +42,7 @@ impl ServeOptions {
         ServeOptions {
             header_read_timeout,
             tls: None,
+            drain_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -103,7 +107,15 @@ pub async fn serve(
         }
     }
     drop(listener);
-    graceful.shutdown().await;
+    if tokio::time::timeout(options.drain_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            deadline = ?options.drain_timeout,
+            "requests still in flight at the drain deadline; their connections are closed"
+        );
+    }
 }
 
 async fn serve_connection<S>(

@@ -37,7 +37,7 @@ use pika_common::validate::MAX_BODY_BYTES;
 pub fn router(state: AppState) -> Router {
     let with = |p: Permission| axum::middleware::from_fn_with_state((state.clone(), p), auth::require);
 
-    use handlers::{access, facts, memory, ops, sidecar};
+    use handlers::{access, facts, jobs, memory, ops, sidecar};
     let extract = Router::new()
         .route("/v1/extract_facts", post(memory::extract_facts))
         .route("/extract_facts", post(memory::extract_facts))
@@ -60,6 +60,9 @@ pub fn router(state: AppState) -> Router {
             "/v1/users/{user_id}/consent",
             get(facts::get_consent).put(facts::set_consent),
         )
+        .route("/v1/admin/jobs", get(jobs::list_jobs))
+        .route("/v1/admin/jobs/redrive", post(jobs::redrive_jobs))
+        .route("/v1/admin/jobs/{job_id}/retry", post(jobs::retry_job))
         .route_layer(with(Permission::Admin));
     let operator = Router::new()
         .route(

@@ -118,6 +118,21 @@ pub fn job(job: Job) -> JobView {
     }
 }
 
+/// A job as the admin listing shows it: the job view without a result.
+pub fn job_summary(job: crate::domain::JobSummary) -> JobView {
+    JobView {
+        job_id: job.job_id,
+        user_id: user_of(&job.user_id),
+        conversation_id: job.conversation_id,
+        state: job.state,
+        attempts: job.attempts,
+        result: None,
+        error: job.error,
+        created_at: job.created_at,
+        updated_at: job.updated_at,
+    }
+}
+
 /// A conversation as the export lists it.
 #[derive(Debug, Clone, Serialize)]
 pub struct ConversationView {

@@ -24,8 +24,8 @@ use async_trait::async_trait;
 use futures::StreamExt;
 
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, QueueDeclareOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions,
+    BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions,
 };
 
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
@@ -453,5 +453,39 @@ impl JobQueue for RabbitMqQueue {
         .await?;
         tracing::error!(body = %delivery.body, reason, "job message dead-lettered");
         self.ack(delivery).await
+    }
+
+    async fn redrive_dead_letters(&self, limit: usize) -> Result<usize, StoreError> {
+        let dead = format!("{}.dead", self.opts.queue);
+        let mut moved = 0;
+        while moved < limit {
+            let link = self.link();
+            let got = link
+                .publisher
+                .basic_get(
+                    ShortString::from(dead.as_str()),
+                    BasicGetOptions { no_ack: false },
+                )
+                .await
+                .map_err(unavailable)?;
+            let Some(message) = got else { break };
+            // Confirmed in the main queue before it leaves the dead one: a
+            // failure in between leaves a copy in both (a duplicate delivery
+            // is harmless), never in neither.
+            self.publish_to(
+                &self.opts.queue,
+                &message.delivery.data,
+                BasicProperties::default(),
+            )
+            .await?;
+            message
+                .delivery
+                .acker
+                .ack(BasicAckOptions::default())
+                .await
+                .map_err(unavailable)?;
+            moved += 1;
+        }
+        Ok(moved)
     }
 }

@@ -7,6 +7,7 @@ use crate::metrics::Metrics;
 use crate::ports::{FactGraph, MetaStore, StoreError, VectorIndex};
 use crate::resilience::{Breaker, BreakerState};
 use crate::service::audit::AuditLog;
+use pika_common::wire::JobState;
 use pika_embed::Embedder;
 use serde::Serialize;
 use std::sync::Arc;
@@ -100,10 +101,30 @@ impl HealthService {
     /// scrape time: every process (API or worker) reports the same number,
     /// counted where jobs live, not up and down across processes.
     pub async fn metrics_text(&self) -> String {
-        match tokio::time::timeout(PROBE_TIMEOUT, self.meta.count_unfinished_jobs()).await {
-            Ok(Ok(n)) => self.metrics.queue_depth.set(i64::try_from(n).unwrap_or(i64::MAX)),
-            Ok(Err(e)) => tracing::debug!(error = %e, "cannot count unfinished jobs"),
-            Err(_) => tracing::debug!("counting unfinished jobs timed out"),
+        match tokio::time::timeout(PROBE_TIMEOUT, self.meta.count_jobs_by_state()).await {
+            Ok(Ok(counts)) => {
+                let count = |s: JobState| counts.iter().find(|(c, _)| *c == s).map_or(0, |(_, n)| *n);
+                let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+                for s in [JobState::Queued, JobState::Processing, JobState::Failed] {
+                    self.metrics
+                        .jobs_in_state
+                        .with_label_values(&[s.as_str()])
+                        .set(gauge(count(s)));
+                }
+                self.metrics
+                    .queue_depth
+                    .set(gauge(count(JobState::Queued) + count(JobState::Processing)));
+            }
+            Ok(Err(e)) => tracing::debug!(error = %e, "cannot count jobs by state"),
+            Err(_) => tracing::debug!("counting jobs timed out"),
+        }
+        match tokio::time::timeout(PROBE_TIMEOUT, self.meta.count_graph_repairs()).await {
+            Ok(Ok(n)) => self
+                .metrics
+                .graph_repair_backlog
+                .set(i64::try_from(n).unwrap_or(i64::MAX)),
+            Ok(Err(e)) => tracing::debug!(error = %e, "cannot count graph repairs"),
+            Err(_) => tracing::debug!("counting graph repairs timed out"),
         }
         let queued = i64::try_from(self.audit.queued()).unwrap_or(i64::MAX);
         self.metrics.bookkeeping_queue.set(queued);

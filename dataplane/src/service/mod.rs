@@ -12,11 +12,14 @@ pub mod facts;
 pub mod forget;
 pub mod health;
 pub mod ingest;
+pub mod job_admin;
 pub mod jobs;
 pub mod keys;
+pub mod leases;
 pub mod memories;
 pub mod ranking;
 pub mod reindex;
+pub mod repair;
 pub mod retention;
 pub mod search;
 pub mod sweeper;
@@ -43,6 +46,7 @@ pub struct Services {
     pub extract: ExtractService,
     pub search: SearchService,
     pub jobs: JobService,
+    pub job_admin: job_admin::JobAdmin,
     pub facts: FactService,
     pub memories: memories::MemoryEdits,
     pub users: UserService,
@@ -85,6 +89,12 @@ impl Services {
                 meta: deps.meta.clone(),
                 job_done,
                 waits: jobs::WaitSlots::new(config.server.max_waiting, config.server.max_waiting_per_key),
+            },
+            job_admin: job_admin::JobAdmin {
+                meta: deps.meta.clone(),
+                queue: Some(deps.queue.clone()),
+                metrics: deps.metrics.clone(),
+                audit: Some(audit.clone()),
             },
             facts: FactService {
                 meta: deps.meta.clone(),

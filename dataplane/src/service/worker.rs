@@ -10,6 +10,13 @@
 //! visible. Anything written before a crash and never committed is invisible:
 //! searches only return facts whose metadata row is active.
 //!
+//! Nothing accepted is lost to a short outage: a job is held under a lease
+//! (`service::leases`), transient failures are retried with capped
+//! exponential backoff and jitter until `worker.retry_horizon_ms` has passed
+//! since the job was accepted (or re-driven), and a graph write that fails
+//! (the graph is optional: DESIGN §8) does not fail the job: the commit
+//! queues it for the repair loop (`service::repair`).
+//!
 //! Over 400 lines on purpose: a job's steps as one readable pipeline (claim to
 //! complete) with its consolidation rule; extraction itself lives in
 //! `extract/`.
@@ -25,12 +32,14 @@ use crate::extract::{names, time};
 use crate::ports::Delivery;
 use crate::service::ServiceError;
 use crate::service::forget::Forget;
+use crate::service::leases::HeldJobs;
 use chrono::{DateTime, Utc};
 use pika_common::vector::dot;
 use pika_common::wire::Category;
 use rand::Rng;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -61,6 +70,8 @@ pub struct Worker {
     config: WorkerConfig,
     /// Announces each job reaching a final state (`?wait=true` listens).
     job_done: tokio::sync::broadcast::Sender<String>,
+    /// The jobs this process holds (their leases are renewed together).
+    held: Arc<HeldJobs>,
     id: usize,
 }
 
@@ -69,12 +80,14 @@ impl Worker {
         deps: Deps,
         config: WorkerConfig,
         job_done: tokio::sync::broadcast::Sender<String>,
+        held: Arc<HeldJobs>,
         id: usize,
     ) -> Self {
         Worker {
             deps,
             config,
             job_done,
+            held,
             id,
         }
     }
@@ -125,7 +138,13 @@ impl Worker {
             settle(queue.dead_letter(&delivery, "message body is not a job id").await);
             return Outcome::DeadLettered;
         };
-        let claimed = match self.deps.meta.claim_job(&job_id, delivery.redelivered).await {
+        let lease = Duration::from_millis(self.config.lease_ms.max(1));
+        let claimed = match self
+            .deps
+            .meta
+            .claim_job(&job_id, delivery.redelivered, lease)
+            .await
+        {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot claim job; retrying later");
@@ -151,7 +170,9 @@ impl Worker {
                 }
             };
         };
+        self.held.hold(&claim);
         let outcome = self.run_job(&claim, &job).await;
+        self.held.let_go(&claim.job_id);
         match outcome {
             Outcome::Retrying => settle(queue.retry_later(&delivery, self.backoff(job.attempts)).await),
             _ => settle(queue.ack(&delivery).await),
@@ -169,7 +190,16 @@ impl Worker {
         if self.erased_meanwhile(job, &[]).await {
             return Outcome::Skipped;
         }
-        let outcome = match self.process(job, started).await {
+        let deadline = Duration::from_millis(self.config.job_timeout_ms.max(1));
+        let processed = tokio::time::timeout(deadline, self.process(job, started))
+            .await
+            .unwrap_or_else(|_| {
+                Err(ServiceError::Store(crate::ports::StoreError::unavailable(
+                    "worker",
+                    format!("the attempt took longer than worker.job_timeout_ms ({deadline:?})"),
+                )))
+            });
+        let outcome = match processed {
             Ok(plan) => {
                 let written: Vec<String> = plan.new_facts.iter().map(|f| f.fact_id.clone()).collect();
                 let committed = self.commit(claim, job, plan).await;
@@ -199,11 +229,13 @@ impl Worker {
                     ServiceError::Extract(s) => s.is_transient(),
                     _ => false,
                 };
-                let retry = transient && job.attempts < self.config.max_attempts;
+                let retry = transient && self.within_retry_horizon(job);
                 let message = format!("attempt {}: {e}", job.attempts);
                 tracing::warn!(error = %e, retry, "extraction attempt failed");
                 if let Err(store) = deps.meta.fail_job(claim, &message, retry).await {
-                    tracing::error!(error = %store, "cannot record job failure; retrying later");
+                    // The job stays `processing` with its lease no longer
+                    // renewed: the sweeper queues it again once the lease ends.
+                    tracing::error!(error = %store, "cannot record job failure; its lease will expire");
                     return Outcome::Retrying;
                 }
                 if retry {
@@ -243,12 +275,21 @@ impl Worker {
         }
     }
 
-    /// Exponential backoff with jitter for the given attempt.
+    /// Whether a transient failure of `job` is retried: within the retry
+    /// horizon (from acceptance or the last re-drive) and the attempt bound.
+    fn within_retry_horizon(&self, job: &Job) -> bool {
+        let waited = (Utc::now() - job.retry_since).num_milliseconds().max(0) as u64;
+        job.attempts < self.config.max_attempts && waited < self.config.retry_horizon_ms
+    }
+
+    /// The pause before the next attempt after `attempts` of them.
     fn backoff(&self, attempts: u32) -> Duration {
-        let base = self.config.retry_base_ms;
-        let exp = base.saturating_mul(1u64 << attempts.saturating_sub(1).min(10));
-        let jitter = rand::rng().random_range(0..=exp / 2 + 1);
-        Duration::from_millis(exp + jitter)
+        backoff_delay(
+            self.config.retry_base_ms,
+            self.config.retry_max_delay_ms,
+            attempts,
+            rand::rng().random_range(0.0..1.0),
+        )
     }
 
     /// Extracts facts and episodes and consolidates the facts; writes only the
@@ -475,16 +516,18 @@ impl Worker {
         plan.result.facts_count = plan.result.fact_ids.len();
         plan.result.processing_time_ms = started.elapsed().as_millis() as u64;
         // Vectors travel with the plan in new-item order.
-        self.write_side_stores(job, &plan, new_vectors.into_iter().map(|(_, v)| v).collect())
+        self.write_side_stores(job, &mut plan, new_vectors.into_iter().map(|(_, v)| v).collect())
             .await?;
         Ok(plan)
     }
 
-    /// Vectors and graph first (idempotent, keyed by fact id); invisible until the commit.
+    /// Vectors and graph first (idempotent, keyed by fact id); invisible
+    /// until the commit. Vectors are required (a failure retries the job);
+    /// a failed graph write is left to the repair loop (`plan.graph_pending`).
     async fn write_side_stores(
         &self,
         job: &Job,
-        plan: &ExtractionPlan,
+        plan: &mut ExtractionPlan,
         vectors: Vec<Vec<f32>>,
     ) -> Result<(), ServiceError> {
         if plan.new_facts.is_empty() {
@@ -505,8 +548,11 @@ impl Worker {
             .filter(|f| f.kind == MemoryKind::Fact)
             .map(|f| (f.fact_id.clone(), f.entities.clone()))
             .collect();
-        if !nodes.is_empty() {
-            deps.graph.upsert_facts(&job.user_id, &nodes).await?;
+        if !nodes.is_empty()
+            && let Err(e) = deps.graph.upsert_facts(&job.user_id, &nodes).await
+        {
+            tracing::warn!(error = %e, facts = nodes.len(), "graph write failed; queued for repair");
+            plan.graph_pending = nodes.into_iter().map(|(id, _)| id).collect();
         }
         Ok(())
     }
@@ -521,6 +567,9 @@ impl Worker {
         // status, so a client that saw the job complete never reads older.
         self.bump_generation(&job.user_id).await;
         deps.meta.complete_job(claim, &plan).await?;
+        if !plan.graph_pending.is_empty() {
+            deps.metrics.graph_repairs.with_label_values(&["queued"]).inc();
+        }
         let mut old: Vec<String> = plan.superseded.iter().map(|(o, _)| o.clone()).collect();
         old.extend(plan.retired.iter().cloned());
         if !old.is_empty() {
@@ -529,7 +578,16 @@ impl Worker {
                 tracing::warn!(error = %e, "cannot drop vectors of replaced facts");
             }
             if let Err(e) = deps.graph.delete_facts(&job.user_id, &old).await {
-                tracing::warn!(error = %e, "cannot drop graph nodes of replaced facts");
+                // Stale nodes would relate old facts in enrichment: remove them later.
+                tracing::warn!(error = %e, "cannot drop graph nodes of replaced facts; queued for repair");
+                match deps
+                    .meta
+                    .queue_graph_repair(&job.user_id, crate::domain::RepairOp::Delete, &old)
+                    .await
+                {
+                    Ok(()) => deps.metrics.graph_repairs.with_label_values(&["queued"]).inc(),
+                    Err(e) => tracing::warn!(error = %e, "cannot queue the graph repair"),
+                }
             }
         }
         self.bump_generation(&job.user_id).await;
@@ -543,7 +601,18 @@ impl Worker {
     }
 }
 
-/// An existing fact that says the same thing (same polarity, near-identical vector or text).
+/// The pause before the next attempt after `attempts` of them: `base_ms`
+/// doubling per attempt, capped at `max_ms`, then jittered down by up to
+/// half (`unit` in 0..1), so jobs failed together by one outage do not all
+/// come back at the same moment.
+pub fn backoff_delay(base_ms: u64, max_ms: u64, attempts: u32, unit: f64) -> Duration {
+    let exp = base_ms
+        .saturating_mul(1u64 << attempts.saturating_sub(1).min(20))
+        .min(max_ms.max(base_ms));
+    let jittered = exp as f64 * (1.0 - 0.5 * unit.clamp(0.0, 1.0));
+    Duration::from_millis(jittered.round() as u64)
+}
+
 /// Cosine rules for "the same fact", per embedder (see `WorkerConfig`).
 #[derive(Debug, Clone, Copy)]
 pub struct DuplicateRule {
@@ -738,6 +807,24 @@ fn as_given(conversation: &[pika_common::wire::Message]) -> Vec<Candidate> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backoff_doubles_to_its_cap_with_at_most_half_jitter() {
+        let no_jitter: Vec<u64> = (1..=8)
+            .map(|n| backoff_delay(500, 30_000, n, 0.0).as_millis() as u64)
+            .collect();
+        assert_eq!(no_jitter, [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000]);
+        assert_eq!(backoff_delay(500, 30_000, 40, 1.0).as_millis(), 15_000);
+        assert_eq!(backoff_delay(500, 30_000, u32::MAX, 0.5).as_millis(), 22_500);
+        // A cap below the base never shortens the first pause.
+        assert_eq!(backoff_delay(500, 10, 1, 0.0).as_millis(), 500);
+        // Summed over the default horizon's attempts, the pauses outlast a
+        // one-minute dependency restart many times over.
+        let total: u64 = (1..=20)
+            .map(|n| backoff_delay(500, 30_000, n, 1.0).as_millis() as u64)
+            .sum();
+        assert!(total > 120_000, "{total}");
+    }
 
     #[test]
     fn fact_ids_are_deterministic_v7() {

@@ -11,8 +11,8 @@
 
 use super::{DataKey, Vault};
 use crate::domain::{
-    ApiKeyRecord, AuditEntry, Claim, Consent, ExtractionPlan, Fact, HistoryEntry, IndexKeys, Job, MemoryKind,
-    Tenant,
+    ApiKeyRecord, AuditEntry, Claim, Consent, ExtractionPlan, Fact, GraphRepair, HistoryEntry, IndexKeys,
+    Job, JobFilter, JobSummary, MemoryKind, RepairOp, Tenant,
 };
 use crate::ports::{
     AuditRow, AuditStore, Expired, FactPage, FactStore, JobStore, KeyStore, KeywordMatches, MetaErasure,
@@ -21,9 +21,10 @@ use crate::ports::{
 use crate::service::forget::pseudonym;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use pika_common::wire::{ExtractRequest, MemoryAttrs};
+use pika_common::wire::{ExtractRequest, JobState, MemoryAttrs};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Purpose labels of blind tokens.
 const TERM: &str = "term";
@@ -294,8 +295,77 @@ impl JobStore for SealedMeta {
         self.inner.requeue_processing().await
     }
 
-    async fn claim_job(&self, job_id: &str, take_over: bool) -> Result<Option<(Claim, Job)>, StoreError> {
-        let mut claimed = self.inner.claim_job(job_id, take_over).await?;
+    // Leases, listings, re-drives and graph repairs carry no sealed text.
+    async fn renew_leases(&self, claims: &[Claim], lease: Duration) -> Result<u64, StoreError> {
+        self.inner.renew_leases(claims, lease).await
+    }
+
+    async fn requeue_expired_leases(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        self.inner.requeue_expired_leases(now, limit).await
+    }
+
+    async fn release_job(&self, claim: &Claim) -> Result<bool, StoreError> {
+        self.inner.release_job(claim).await
+    }
+
+    async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<JobSummary>, StoreError> {
+        self.inner.list_jobs(filter).await
+    }
+
+    async fn count_jobs_by_state(&self) -> Result<Vec<(JobState, u64)>, StoreError> {
+        self.inner.count_jobs_by_state().await
+    }
+
+    async fn redrive_jobs(&self, filter: &JobFilter) -> Result<Vec<String>, StoreError> {
+        self.inner.redrive_jobs(filter).await
+    }
+
+    async fn queue_graph_repair(
+        &self,
+        user_id: &str,
+        op: RepairOp,
+        fact_ids: &[String],
+    ) -> Result<(), StoreError> {
+        self.inner.queue_graph_repair(user_id, op, fact_ids).await
+    }
+
+    async fn take_graph_repairs(
+        &self,
+        now: DateTime<Utc>,
+        hold: Duration,
+        limit: usize,
+    ) -> Result<Vec<GraphRepair>, StoreError> {
+        self.inner.take_graph_repairs(now, hold, limit).await
+    }
+
+    async fn finish_graph_repair(&self, id: i64) -> Result<(), StoreError> {
+        self.inner.finish_graph_repair(id).await
+    }
+
+    async fn postpone_graph_repair(
+        &self,
+        id: i64,
+        error: &str,
+        next_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.inner.postpone_graph_repair(id, error, next_at).await
+    }
+
+    async fn count_graph_repairs(&self) -> Result<u64, StoreError> {
+        self.inner.count_graph_repairs().await
+    }
+
+    async fn claim_job(
+        &self,
+        job_id: &str,
+        take_over: bool,
+        lease: Duration,
+    ) -> Result<Option<(Claim, Job)>, StoreError> {
+        let mut claimed = self.inner.claim_job(job_id, take_over, lease).await?;
         if let Some((_, job)) = &mut claimed {
             self.open_job(job).await?;
         }

@@ -10,8 +10,12 @@ use pika_common::signals::{INVALIDATE_CHANNEL, generation_key};
 use pika_common::wire::{Category, ExtractRequest, ExtractResult, JobState, Message, Role};
 use pika_dataplane::domain::{
     ApiKeyRecord, AuditEntry, Consent, ConsentState, ExtractionPlan, Fact, FactStatus, HistoryEntry,
-    HistoryEvent, MemoryKind, Permission, Polarity, Tenant,
+    HistoryEvent, JobFilter, MemoryKind, Permission, Polarity, RepairOp, Tenant,
 };
+use std::time::Duration;
+
+/// The lease every claim of the suite takes.
+const LEASE: Duration = Duration::from_secs(30);
 use pika_dataplane::ports::{
     CacheSignals, Delivery, FactGraph, JobQueue, MetaStore, NewJob, StoreError, VectorIndex,
 };
@@ -106,19 +110,24 @@ async fn meta_suite(meta: &dyn MetaStore) {
         vec!["j1".to_string()]
     );
     let (claim, claimed) = meta
-        .claim_job("j1", false)
+        .claim_job("j1", false, LEASE)
         .await
         .expect("claim")
         .expect("claimable");
     assert_eq!((claimed.state, claimed.attempts), (JobState::Processing, 1));
     assert!(
-        meta.claim_job("j1", false).await.expect("claim").is_none(),
+        meta.claim_job("j1", false, LEASE).await.expect("claim").is_none(),
         "claimed once"
     );
-    assert!(meta.claim_job("missing", false).await.expect("claim").is_none());
+    assert!(
+        meta.claim_job("missing", false, LEASE)
+            .await
+            .expect("claim")
+            .is_none()
+    );
     // A redelivery (the holder died) may take a processing job over; the old claim is then void.
     let (taken, _) = meta
-        .claim_job("j1", true)
+        .claim_job("j1", true, LEASE)
         .await
         .expect("claim")
         .expect("take over");
@@ -137,7 +146,7 @@ async fn meta_suite(meta: &dyn MetaStore) {
         Err(StoreError::ClaimLost)
     ));
     let (claim, _) = meta
-        .claim_job("j1", false)
+        .claim_job("j1", false, LEASE)
         .await
         .expect("claim")
         .expect("claimable");
@@ -149,7 +158,7 @@ async fn meta_suite(meta: &dyn MetaStore) {
 
     // Completion writes facts, history and result in one go.
     let (claim, _) = meta
-        .claim_job("j1", false)
+        .claim_job("j1", false, LEASE)
         .await
         .expect("claim")
         .expect("claimable");
@@ -194,7 +203,7 @@ async fn meta_suite(meta: &dyn MetaStore) {
         .await
         .expect("create");
     let (claim2, _) = meta
-        .claim_job(&j2.job_id, false)
+        .claim_job(&j2.job_id, false, LEASE)
         .await
         .expect("claim")
         .expect("claimable");
@@ -253,7 +262,7 @@ async fn meta_suite(meta: &dyn MetaStore) {
         .await
         .expect("create");
     let (claim3, _) = meta
-        .claim_job(&j3.job_id, false)
+        .claim_job(&j3.job_id, false, LEASE)
         .await
         .expect("claim")
         .expect("claimable");
@@ -671,7 +680,7 @@ async fn episodes_names_and_retired_facts(meta: &dyn MetaStore) {
         .await
         .expect("create");
     let (claim, _) = meta
-        .claim_job(&job.job_id, false)
+        .claim_job(&job.job_id, false, LEASE)
         .await
         .expect("claim")
         .expect("claimable");
@@ -742,7 +751,7 @@ async fn episodes_names_and_retired_facts(meta: &dyn MetaStore) {
         .await
         .expect("create");
     let (claim2, _) = meta
-        .claim_job(&job2.job_id, false)
+        .claim_job(&job2.job_id, false, LEASE)
         .await
         .expect("claim")
         .expect("claimable");
@@ -788,6 +797,243 @@ async fn episodes_names_and_retired_facts(meta: &dyn MetaStore) {
     assert!(meta.user_names("u-ep").await.expect("names").is_empty());
 }
 
+/// Leases (renewed, expired, released), listings and re-drives of failed
+/// jobs, and the graph repair queue: what keeps an accepted job from
+/// getting stuck or dying of a short outage.
+async fn leases_redrives_and_repairs(meta: &dyn MetaStore) {
+    let secs = |n: i64| Utc::now() + chrono::Duration::seconds(n);
+    let new = |id: &str, user: &str| NewJob {
+        job_id: id.into(),
+        idempotency_key: format!("key-{id}"),
+        request: request(user, "c-lease"),
+    };
+    let long = Duration::from_secs(60);
+    let (job, _) = meta.create_job(new("lease-1", "u-lease")).await.expect("create");
+    assert_eq!(
+        job.retry_since, job.created_at,
+        "the retry horizon starts at acceptance"
+    );
+
+    // A lease that is not renewed runs out; the job is queued again.
+    let (claim, _) = meta
+        .claim_job("lease-1", false, long)
+        .await
+        .expect("claim")
+        .expect("claimable");
+    assert!(
+        meta.requeue_expired_leases(Utc::now(), 100)
+            .await
+            .expect("sweep")
+            .is_empty()
+    );
+    assert_eq!(
+        meta.requeue_expired_leases(secs(61), 100).await.expect("sweep"),
+        vec!["lease-1".to_string()]
+    );
+    let job = meta.get_job("lease-1").await.expect("get").expect("job");
+    assert_eq!(job.state, JobState::Queued);
+    assert!(
+        matches!(
+            meta.complete_job(&claim, &ExtractionPlan::default()).await,
+            Err(StoreError::ClaimLost)
+        ),
+        "the worker that lost its lease cannot commit"
+    );
+    assert_eq!(
+        meta.renew_leases(&[claim], long).await.expect("renew"),
+        0,
+        "a lost claim is not renewed"
+    );
+
+    // A renewed lease holds past its first end.
+    let (claim, held) = meta
+        .claim_job("lease-1", false, long)
+        .await
+        .expect("claim")
+        .expect("claimable");
+    assert_eq!(held.attempts, 2);
+    assert_eq!(
+        meta.renew_leases(std::slice::from_ref(&claim), Duration::from_secs(120))
+            .await
+            .expect("renew"),
+        1
+    );
+    assert!(
+        meta.requeue_expired_leases(secs(90), 100)
+            .await
+            .expect("sweep")
+            .is_empty()
+    );
+
+    // Handed back on shutdown: queued, the attempt not counted; only once.
+    assert!(meta.release_job(&claim).await.expect("release"));
+    assert!(!meta.release_job(&claim).await.expect("release again"));
+    let job = meta.get_job("lease-1").await.expect("get").expect("job");
+    assert_eq!((job.state, job.attempts), (JobState::Queued, 1));
+
+    // Failed for good, listed, counted, re-driven with a new horizon.
+    let (claim, _) = meta
+        .claim_job("lease-1", false, long)
+        .await
+        .expect("claim")
+        .expect("claimable");
+    meta.fail_job(&claim, "attempt 2: model down", false)
+        .await
+        .expect("fail");
+    meta.create_job(new("lease-2", "tlease/u-lease"))
+        .await
+        .expect("create");
+    let (claim2, _) = meta
+        .claim_job("lease-2", false, long)
+        .await
+        .expect("claim")
+        .expect("claimable");
+    meta.fail_job(&claim2, "attempt 1: graph down", false)
+        .await
+        .expect("fail");
+    let mine = Some(vec!["lease-1".to_string(), "lease-2".to_string()]);
+    let failed = meta
+        .list_jobs(&JobFilter {
+            state: Some(JobState::Failed),
+            job_ids: mine.clone(),
+            limit: 100,
+            ..JobFilter::default()
+        })
+        .await
+        .expect("list");
+    let ids: Vec<&str> = failed.iter().map(|j| j.job_id.as_str()).collect();
+    assert_eq!(ids, ["lease-2", "lease-1"], "newest first");
+    assert_eq!(failed[1].error.as_deref(), Some("attempt 2: model down"));
+    let tenant_jobs = meta
+        .list_jobs(&JobFilter {
+            tenant_id: Some("tlease".into()),
+            limit: 100,
+            ..JobFilter::default()
+        })
+        .await
+        .expect("list by tenant");
+    assert_eq!(tenant_jobs.len(), 1, "one tenant's jobs only");
+    assert_eq!(tenant_jobs[0].user_id, "tlease/u-lease");
+    let paged = meta
+        .list_jobs(&JobFilter {
+            state: Some(JobState::Failed),
+            job_ids: mine.clone(),
+            before: Some("lease-2".into()),
+            limit: 100,
+            ..JobFilter::default()
+        })
+        .await
+        .expect("page");
+    assert_eq!(paged.len(), 1);
+    let counts = meta.count_jobs_by_state().await.expect("counts");
+    assert!(
+        counts.iter().any(|(s, n)| *s == JobState::Failed && *n >= 2),
+        "{counts:?}"
+    );
+    assert!(
+        counts.iter().all(|(s, _)| *s != JobState::Completed),
+        "{counts:?}"
+    );
+    let redriven = meta
+        .redrive_jobs(&JobFilter {
+            job_ids: Some(vec!["lease-1".into(), "j1".into()]),
+            limit: 10,
+            ..JobFilter::default()
+        })
+        .await
+        .expect("redrive");
+    assert_eq!(
+        redriven,
+        vec!["lease-1".to_string()],
+        "only failed jobs are re-driven"
+    );
+    let job = meta.get_job("lease-1").await.expect("get").expect("job");
+    assert_eq!((job.state, job.attempts), (JobState::Queued, 0));
+    assert!(
+        job.retry_since > job.created_at,
+        "a re-drive restarts the retry horizon"
+    );
+    assert!(
+        meta.redrive_jobs(&JobFilter {
+            job_ids: Some(vec!["lease-1".into()]),
+            limit: 10,
+            ..JobFilter::default()
+        })
+        .await
+        .expect("redrive again")
+        .is_empty()
+    );
+    let by_tenant = meta
+        .redrive_jobs(&JobFilter {
+            tenant_id: Some("tlease".into()),
+            limit: 10,
+            ..JobFilter::default()
+        })
+        .await
+        .expect("redrive by tenant");
+    assert_eq!(by_tenant, vec!["lease-2".to_string()]);
+
+    // Graph repairs: queued, taken (and hidden while held), postponed, finished.
+    let ids = vec!["f-r1".to_string(), "f-r2".to_string()];
+    meta.queue_graph_repair("u-lease", RepairOp::Upsert, &ids)
+        .await
+        .expect("queue");
+    assert_eq!(meta.count_graph_repairs().await.expect("count"), 1);
+    let taken = meta.take_graph_repairs(Utc::now(), long, 10).await.expect("take");
+    assert_eq!(taken.len(), 1);
+    assert_eq!(
+        (taken[0].op, &taken[0].fact_ids, taken[0].attempts),
+        (RepairOp::Upsert, &ids, 0)
+    );
+    assert!(
+        meta.take_graph_repairs(Utc::now(), long, 10)
+            .await
+            .expect("take")
+            .is_empty(),
+        "held"
+    );
+    meta.postpone_graph_repair(taken[0].id, "graph down", secs(10))
+        .await
+        .expect("postpone");
+    assert!(
+        meta.take_graph_repairs(secs(5), long, 10)
+            .await
+            .expect("take")
+            .is_empty()
+    );
+    let again = meta.take_graph_repairs(secs(11), long, 10).await.expect("take");
+    assert_eq!(again[0].attempts, 1);
+    meta.finish_graph_repair(again[0].id).await.expect("finish");
+    assert_eq!(meta.count_graph_repairs().await.expect("count"), 0);
+
+    // A commit whose graph write failed queues its repair in the same transaction.
+    let (claim, _) = meta
+        .claim_job("lease-1", false, long)
+        .await
+        .expect("claim")
+        .expect("claimable");
+    let plan = ExtractionPlan {
+        user_id: "u-lease".into(),
+        graph_pending: vec!["f-r3".into()],
+        ..ExtractionPlan::default()
+    };
+    meta.complete_job(&claim, &plan).await.expect("complete");
+    let pending = meta.take_graph_repairs(secs(1), long, 10).await.expect("take");
+    assert_eq!(pending.len(), 1);
+    assert_eq!(
+        (pending[0].user_id.as_str(), &pending[0].fact_ids),
+        ("u-lease", &vec!["f-r3".to_string()])
+    );
+    // Erasure leaves no pending write naming the user's facts.
+    meta.queue_graph_repair("u-lease", RepairOp::Delete, &ids)
+        .await
+        .expect("queue");
+    meta.delete_user("u-lease", "erased:u-lease")
+        .await
+        .expect("erase");
+    assert_eq!(meta.count_graph_repairs().await.expect("count"), 0);
+}
+
 #[tokio::test]
 async fn meta_store_contract_on_sqlite() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -795,6 +1041,7 @@ async fn meta_store_contract_on_sqlite() {
         .await
         .expect("sqlite");
     meta_suite(&meta).await;
+    leases_redrives_and_repairs(&meta).await;
 }
 
 #[tokio::test]
@@ -807,6 +1054,7 @@ async fn meta_store_contract_on_postgres() {
         .await
         .expect("postgres");
     meta_suite(&meta).await;
+    leases_redrives_and_repairs(&meta).await;
     sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
         .execute(&meta.pool())
         .await

@@ -83,6 +83,13 @@ impl TestServer {
         }
     }
 
+    /// Starts a graceful shutdown without waiting for it (see `stop`).
+    pub fn begin_shutdown(&self) {
+        if let Some(r) = &self.running {
+            let _ = r.shutdown_handle().send(true);
+        }
+    }
+
     pub async fn stop(mut self) {
         if let Some(r) = self.running.take() {
             r.shutdown().await;

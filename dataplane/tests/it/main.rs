@@ -17,6 +17,7 @@ mod import;
 mod memory;
 mod milvus;
 mod openai_compat;
+mod reliability;
 mod restart;
 mod retention;
 mod split;

@@ -79,6 +79,10 @@ pub fn dataplane_toml(owner: &Owner, index: &IndexPlan) -> String {
     // Loopback only: the sidecar in the same pod is the way in (auth, rate
     // limits); the kubelet probes with `pika-dataplane probe`.
     line(format!("listen = \"127.0.0.1:{DATAPLANE_PORT}\""));
+    // On SIGTERM, keep serving (readiness already 503) while the Service
+    // drops the pod, then drain; within the pod's 30 s grace period.
+    line(format!("shutdown_delay_ms = {SHUTDOWN_DELAY_MS}"));
+    line("drain_timeout_ms = 20000".into());
     line("\n[storage]".into());
     line("data_dir = \"/var/lib/pika\"".into());
     line("\n[vector]".into());
@@ -145,6 +149,10 @@ fn embedding_section(owner: &Owner) -> Vec<String> {
     out
 }
 
+/// How long a terminating API pod keeps serving with readiness off, so the
+/// endpoints controller and ingress stop routing to it first.
+const SHUTDOWN_DELAY_MS: u64 = 5_000;
+
 /// The sidecar's own configuration file (`pika_sidecar::config::SidecarConfig`).
 pub fn sidecar_toml(owner: &Owner) -> String {
     let mut lines = vec![
@@ -155,6 +163,10 @@ pub fn sidecar_toml(owner: &Owner) -> String {
         format!("listen = \"0.0.0.0:{SIDECAR_PORT}\""),
         format!("upstream = \"http://127.0.0.1:{DATAPLANE_PORT}\""),
         format!("policy = \"{CONFIG_DIR}/{POLICY_FILE}\""),
+        // The same delay as the dataplane beside it: both stop accepting
+        // once the Service no longer sends here.
+        format!("shutdown_delay_ms = {SHUTDOWN_DELAY_MS}"),
+        "drain_timeout_ms = 20000".to_string(),
     ];
     lines.extend(embedding_section(owner));
     if let Some(tls) = &owner.ms.spec.tls {

@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod facts;
+pub mod jobs;
 pub mod memory;
 pub mod ops;
 pub mod sidecar;

@@ -24,7 +24,16 @@ pub async fn live() -> Response {
     (StatusCode::OK, Json(json!({"status": "alive"}))).into_response()
 }
 
+/// As `/health`, and 503 once shutdown has begun (the load balancer stops
+/// sending here while requests in flight finish).
 pub async fn ready(state: State<AppState>) -> Response {
+    if state.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "draining"})),
+        )
+            .into_response();
+    }
     health(state).await
 }
 

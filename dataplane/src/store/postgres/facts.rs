@@ -147,7 +147,7 @@ impl FactStore for PostgresMetaStore {
                 _ => out.facts += 1,
             }
         }
-        for table in ["fact_history", "jobs", "user_names"] {
+        for table in ["fact_history", "jobs", "user_names", "graph_repairs"] {
             let n = sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1"))
                 .bind(user_id)
                 .execute(&mut *tx)
@@ -157,7 +157,9 @@ impl FactStore for PostgresMetaStore {
             match table {
                 "fact_history" => out.history = n,
                 "jobs" => out.jobs = n,
-                _ => out.names = n,
+                "user_names" => out.names = n,
+                // Pending graph writes name the user's facts: gone with them.
+                _ => {}
             }
         }
         out.audit_pseudonymised = sqlx::query("UPDATE audit_log SET user_id = $1 WHERE user_id = $2")

@@ -48,7 +48,7 @@ const FACT_COLUMNS: &str = "fact_id, user_id, conversation_id, content, category
      accessed_count, last_accessed_at, kind, context, occurred_at, said_at, attrs";
 
 const JOB_COLUMNS: &str = "job_id, user_id, conversation_id, idempotency_key, request, state, attempts, \
-     result, error, created_at, updated_at";
+     result, error, created_at, updated_at, COALESCE(retry_since, created_at) AS retry_since";
 
 impl PostgresMetaStore {
     /// Connects (pool of `max_connections`), optionally inside `schema`, and migrates.
@@ -151,6 +151,7 @@ fn job_from_row(r: &PgRow) -> Result<Job, StoreError> {
         error: r.try_get("error").map_err(db_err)?,
         created_at: r.try_get("created_at").map_err(db_err)?,
         updated_at: r.try_get("updated_at").map_err(db_err)?,
+        retry_since: r.try_get("retry_since").map_err(db_err)?,
     })
 }
 

@@ -175,6 +175,7 @@ impl FactStore for SqliteMetaStore {
             "fact_entities",
             "fact_vectors",
             "vector_versions",
+            "graph_repairs",
         ] {
             let n = sqlx::query(&format!("DELETE FROM {table} WHERE user_id = ?"))
                 .bind(user_id)

@@ -56,16 +56,30 @@ const FACT_COLUMNS: &str = "fact_id, user_id, conversation_id, content, category
      accessed_count, last_accessed_at, kind, context, occurred_at, said_at, term_count, dedup_key, attrs";
 
 const JOB_COLUMNS: &str = "job_id, user_id, conversation_id, idempotency_key, request, state, attempts, \
-     result, error, created_at, updated_at";
+     result, error, created_at, updated_at, COALESCE(retry_since, created_at) AS retry_since";
 
 impl SqliteMetaStore {
-    /// Opens (creating if needed) the database at `url` and applies migrations.
+    /// Opens (creating if needed) the database at `url` and applies
+    /// migrations, every commit durable (see [`Self::connect_with`]).
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, true).await
+    }
+
+    /// With `durable`, every commit is on disk before it returns
+    /// (`synchronous=FULL`: an fsync of the WAL per commit), so a job
+    /// answered 202 survives an OS crash or power loss. Without, WAL's
+    /// `synchronous=NORMAL`: a process crash loses nothing, an OS crash may
+    /// lose the last commits (`storage.durable_commits`).
+    pub async fn connect_with(url: &str, durable: bool) -> Result<Self, StoreError> {
         let opts = SqliteConnectOptions::from_str(url)
             .map_err(db_err)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            .synchronous(if durable {
+                SqliteSynchronous::Full
+            } else {
+                SqliteSynchronous::Normal
+            })
             .busy_timeout(Duration::from_secs(10))
             // Deleted content is overwritten with zeros, not left in free
             // pages of the file (erasure must leave nothing to recover).
@@ -178,6 +192,7 @@ fn job_from_row(r: &SqliteRow) -> Result<Job, StoreError> {
         error: r.try_get("error").map_err(db_err)?,
         created_at: from_ms(r.try_get("created_at").map_err(db_err)?),
         updated_at: from_ms(r.try_get("updated_at").map_err(db_err)?),
+        retry_since: from_ms(r.try_get("retry_since").map_err(db_err)?),
     })
 }
 
