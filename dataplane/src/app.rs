@@ -122,10 +122,13 @@ impl Running {
         let _ = (&mut self.server).await;
         let finished = futures::future::join_all(self.workers.iter_mut());
         if tokio::time::timeout(self.drain_timeout, finished).await.is_err() {
-            for w in &self.workers {
+            // Finished handles may have been polled to completion already:
+            // only the ones still running are stopped and awaited.
+            for w in std::mem::take(&mut self.workers)
+                .into_iter()
+                .filter(|w| !w.is_finished())
+            {
                 w.abort();
-            }
-            for w in std::mem::take(&mut self.workers) {
                 let _ = w.await;
             }
             let released = leases::release_all(self.meta.as_ref(), &self.held).await;

@@ -170,6 +170,11 @@ async fn every_metric_the_alerts_and_dashboard_name_is_exported() {
     config.server.listen = "127.0.0.1:0".into();
     config.storage.data_dir = dir.path().to_path_buf();
     config.embedding.model_dir = model_dir();
+    // A remote dependency, so dependency latencies are recorded.
+    let Some(redis) = pika_tests::support::server_url("PIKA_TEST_REDIS_URL") else {
+        return;
+    };
+    config.cache.redis_url = pika_dataplane::config::Secret::new(redis);
     let running = pika_dataplane::app::start(config).await.expect("dataplane");
     let key = running.bootstrap_admin_key.clone().expect("admin key");
     let dataplane = format!("http://{}", running.addr);

@@ -232,6 +232,48 @@ op!(set_consent, put, path = "/v1/users/{user_id}/consent", tag = "users",
     params(("user_id" = String, Path)),
     request_body = ConsentBody,
     responses((status = 200, description = "The consent state", body = Envelope<ConsentView>)));
+/// `POST /v1/admin/jobs/redrive`.
+#[derive(Serialize, ToSchema)]
+pub struct RedriveBody {
+    /// Only these failed jobs (1..1000); absent: every failed job of the
+    /// tenant, up to `limit`.
+    #[schema(min_items = 1, max_items = 1000)]
+    #[serde(default)]
+    pub job_ids: Option<Vec<String>>,
+    #[schema(minimum = 1, maximum = 1000)]
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+/// One page of the tenant's jobs, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct JobPageView {
+    pub jobs: Vec<JobView>,
+    /// Pass as `before` for the next page; `null` on the last one.
+    pub next_before: Option<String>,
+}
+
+/// What a re-drive queued again.
+#[derive(Serialize, ToSchema)]
+pub struct RedrivenView {
+    pub job_ids: Vec<String>,
+    /// How many were published at once (the rest: by the sweeper).
+    pub published: u64,
+}
+
+op!(list_jobs, get, path = "/v1/admin/jobs", tag = "jobs",
+    params(
+        ("state" = Option<String>, Query, description = "queued, processing, completed or failed"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000),
+        ("before" = Option<String>, Query, description = "A job id: older jobs only"),
+    ),
+    responses((status = 200, description = "The tenant's jobs, newest first", body = Envelope<JobPageView>)));
+op!(redrive_jobs, post, path = "/v1/admin/jobs/redrive", tag = "jobs",
+    request_body = RedriveBody,
+    responses((status = 200, description = "Failed jobs queued again", body = Envelope<RedrivenView>)));
+op!(retry_job, post, path = "/v1/admin/jobs/{job_id}/retry", tag = "jobs",
+    params(("job_id" = String, Path)),
+    responses((status = 200, description = "The failed job queued again", body = Envelope<RedrivenView>)));
 op!(
     create_tenant,
     post,
@@ -336,6 +378,7 @@ op!(
     paths(
         extract_facts, get_job, search_facts, list_facts, get_fact, delete_fact, fact_history,
         delete_user, export_user, get_consent, set_consent,
+        list_jobs, redrive_jobs, retry_job,
         create_tenant, list_tenants, change_tenant, create_key, list_keys, revoke_key,
         health, live, ready, metrics,
         mem0::ping, mem0::add_v3, mem0::add_v1, mem0::search_v3, mem0::search_v2, mem0::search_v1,

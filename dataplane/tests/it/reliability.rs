@@ -233,6 +233,7 @@ async fn shutdown_hands_back_a_job_still_running_at_its_deadline() {
     let job_id = accept(&s, "kid", "c1").await;
     wait_state(&s, &job_id, "processing", Duration::from_secs(10)).await;
     let started = Instant::now();
+    let key = s.key.clone();
     s.stop().await;
     let stopped_in = started.elapsed();
     assert!(
@@ -251,7 +252,8 @@ async fn shutdown_hands_back_a_job_still_running_at_its_deadline() {
     drop(raw);
     // The next process takes it up.
     mock.set_delay(Duration::ZERO);
-    let s = TestServer::start_with(config).await;
+    let mut s = TestServer::start_with(config).await;
+    s.key = key;
     let job = s.wait_job(&job_id, Duration::from_secs(30)).await;
     assert_eq!(job["state"], "completed", "{job}");
     s.stop().await;
@@ -280,15 +282,21 @@ async fn a_graph_outage_completes_jobs_and_the_repair_loop_writes_their_graph_la
     let turns = [
         ("assistant", "Bạn có thú cưng không?"),
         ("user", "Mình nuôi mèo tên Miu."),
+        ("assistant", "Miu thích gì?"),
+        ("user", "Miu thích ăn cá lắm."),
     ];
-    let first = s.extract_and_wait("kid", "c1", &turns).await;
-    let turns2 = [("assistant", "Miu thích gì?"), ("user", "Miu thích ăn cá lắm.")];
-    let second = s.extract_and_wait("kid", "c2", &turns2).await;
-    assert_eq!(first["state"], "completed", "the graph is optional: {first}");
-    assert_eq!(second["state"], "completed", "{second}");
+    let job = s.extract_and_wait("kid", "c1", &turns).await;
+    assert_eq!(job["state"], "completed", "the graph is optional: {job}");
+    assert!(job["result"]["added"].as_u64().unwrap_or(0) >= 1, "{job}");
     let backlog = metric(&s, "graph_repair_backlog").await;
     assert!(backlog >= 1.0, "graph writes queued for repair: {backlog}");
-    println!("graph cut: both jobs completed, {backlog} graph repairs queued");
+    println!("graph cut: the job completed, {backlog} graph repairs queued");
+    let graph = FactNodes::new(&falkor, &graph_name).await;
+    assert_eq!(
+        graph.count().await,
+        0,
+        "nothing reached the graph while it was cut"
+    );
 
     proxy.restore();
     let started = Instant::now();
@@ -301,21 +309,59 @@ async fn a_graph_outage_completes_jobs_and_the_repair_loop_writes_their_graph_la
     }
     println!("graph back: repairs written after {:?}", started.elapsed());
     assert!(metric(&s, "graph_repairs_total{result=\"repaired\"}").await >= 1.0);
-    // The repaired graph relates the two facts about Miu.
-    let (_, body) = s
-        .post(
-            "/v1/search_facts",
-            &json!({"user_id": "kid", "query": "Miu", "include_related": true, "score_threshold": 0.0}),
-        )
-        .await;
-    let related: usize = body["data"]["results"]
-        .as_array()
-        .expect("results")
-        .iter()
-        .map(|r| r["related_facts"].as_array().map_or(0, Vec::len))
-        .sum();
-    assert!(related > 0, "no relations after the repair: {body}");
+    let nodes = graph.count().await;
+    assert_eq!(
+        nodes,
+        job["result"]["added"].as_u64().unwrap_or(0),
+        "every fact the job added is in the graph after the repair"
+    );
+    graph.drop_graph().await;
     s.stop().await;
+}
+
+/// The `:Fact` nodes of one FalkorDB graph, counted directly.
+struct FactNodes {
+    conn: redis::aio::MultiplexedConnection,
+    name: String,
+}
+
+impl FactNodes {
+    async fn new(url: &str, name: &str) -> FactNodes {
+        let client = redis::Client::open(url.replacen("falkordb://", "redis://", 1)).expect("client");
+        FactNodes {
+            conn: client.get_multiplexed_async_connection().await.expect("conn"),
+            name: name.to_string(),
+        }
+    }
+
+    async fn count(&self) -> u64 {
+        let mut conn = self.conn.clone();
+        let reply: redis::Value = redis::cmd("GRAPH.QUERY")
+            .arg(&self.name)
+            .arg("MATCH (f:Fact) RETURN count(f)")
+            .query_async(&mut conn)
+            .await
+            .unwrap_or(redis::Value::Nil);
+        // [header, [[count]], stats]; a graph that does not exist yet has none.
+        match reply {
+            redis::Value::Array(parts) => match parts.get(1) {
+                Some(redis::Value::Array(rows)) => match rows.first() {
+                    Some(redis::Value::Array(cells)) => match cells.first() {
+                        Some(redis::Value::Int(n)) => *n as u64,
+                        _ => 0,
+                    },
+                    _ => 0,
+                },
+                _ => 0,
+            },
+            _ => 0,
+        }
+    }
+
+    async fn drop_graph(&self) {
+        let mut conn = self.conn.clone();
+        let _: Result<(), _> = redis::cmd("DEL").arg(&self.name).query_async(&mut conn).await;
+    }
 }
 
 #[tokio::test]

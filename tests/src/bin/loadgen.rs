@@ -65,6 +65,70 @@ struct Args {
     /// Prefix of generated user ids (keeps runs apart).
     #[arg(long, default_value = "load")]
     user_prefix: String,
+    /// Also report every this many seconds (a soak's per-minute figures):
+    /// one CSV line per interval and endpoint on stdout, prefixed `series,`,
+    /// and in `--series-file` when given. 0: only the final report.
+    #[arg(long, default_value_t = 0)]
+    interval_secs: u64,
+    /// Where the per-interval CSV lines also go.
+    #[arg(long)]
+    series_file: Option<std::path::PathBuf>,
+}
+
+/// Latencies and errors of one interval of a run.
+struct Interval {
+    search: Histogram<u64>,
+    extract: Histogram<u64>,
+    search_errors: u64,
+    extract_errors: u64,
+}
+
+impl Interval {
+    fn new() -> Interval {
+        Interval {
+            search: hist(),
+            extract: hist(),
+            search_errors: 0,
+            extract_errors: 0,
+        }
+    }
+
+    /// `series,INDEX,START_S,ENDPOINT,COUNT,P50_MS,P95_MS,P99_MS,ERRORS` lines.
+    fn csv(&self, index: usize, start_s: u64) -> Vec<String> {
+        [
+            ("search", &self.search, self.search_errors),
+            ("extract", &self.extract, self.extract_errors),
+        ]
+        .into_iter()
+        .map(|(name, h, errors)| {
+            let ms = |q: f64| {
+                if h.is_empty() {
+                    0.0
+                } else {
+                    h.value_at_quantile(q) as f64 / 1000.0
+                }
+            };
+            format!(
+                "series,{index},{start_s},{name},{},{:.2},{:.2},{:.2},{errors}",
+                h.len() + errors,
+                ms(0.5),
+                ms(0.95),
+                ms(0.99)
+            )
+        })
+        .collect()
+    }
+}
+
+/// Writes the CSV lines of one interval to stdout and the series file.
+fn emit(lines: &[String], file: &mut Option<std::fs::File>) {
+    use std::io::Write;
+    for l in lines {
+        println!("{l}");
+        if let Some(f) = file {
+            let _ = writeln!(f, "{l}");
+        }
+    }
 }
 
 const QUERIES: &[&str] = &[
@@ -138,6 +202,8 @@ struct Sample {
     kind: Kind,
     micros: u64,
     ok: bool,
+    /// When the request was due, since the start of the step.
+    due: Duration,
 }
 
 struct Report {
@@ -225,7 +291,16 @@ async fn send(http: &reqwest::Client, args: &Args, kind: Kind, body: Value) -> R
 }
 
 async fn run_step(http: &reqwest::Client, args: &Args, rate: f64, seq: &AtomicUsize) -> Report {
-    let (tx, mut rx) = mpsc::unbounded_channel::<(Sample, Option<String>)>();
+    let (tx, rx) = mpsc::unbounded_channel::<(Sample, Option<String>)>();
+    let file = args.series_file.as_ref().map(|p| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .expect("series file opens")
+    });
+    let every = (args.interval_secs > 0).then(|| Duration::from_secs(args.interval_secs));
+    let collector = tokio::spawn(collect(rx, rate, every, file));
     let in_flight = Arc::new(AtomicUsize::new(0));
     let interval = Duration::from_secs_f64(1.0 / rate);
     let total = (rate * args.duration as f64).round() as u64;
@@ -253,6 +328,7 @@ async fn run_step(http: &reqwest::Client, args: &Args, rate: f64, seq: &AtomicUs
                     kind,
                     micros: 0,
                     ok: false,
+                    due: due - started,
                 },
                 Some("client: too many requests in flight".into()),
             ));
@@ -260,6 +336,8 @@ async fn run_step(http: &reqwest::Client, args: &Args, rate: f64, seq: &AtomicUs
         }
         in_flight.fetch_add(1, Ordering::Relaxed);
         let (http, args2, tx, in_flight) = (http.clone(), args.clone(), tx.clone(), in_flight.clone());
+        let due = due - started;
+        tasks.retain(|t: &tokio::task::JoinHandle<()>| !t.is_finished());
         tasks.push(tokio::spawn(async move {
             let t = Instant::now();
             let r = send(&http, &args2, kind, body).await;
@@ -270,6 +348,7 @@ async fn run_step(http: &reqwest::Client, args: &Args, rate: f64, seq: &AtomicUs
                     kind,
                     micros,
                     ok: r.is_ok(),
+                    due,
                 },
                 r.err(),
             ));
@@ -280,33 +359,99 @@ async fn run_step(http: &reqwest::Client, args: &Args, rate: f64, seq: &AtomicUs
         let _ = t.await;
     }
     let elapsed = started.elapsed();
+    collector
+        .await
+        .unwrap_or_else(|_| Report {
+            rate,
+            search: hist(),
+            extract: hist(),
+            search_errors: 0,
+            extract_errors: 0,
+            elapsed,
+            error_examples: vec!["collector panicked".into()],
+        })
+        .finished(elapsed)
+}
+
+/// Records samples as they arrive (so a long run holds histograms, not
+/// samples), into the whole run's report and, with `--interval-secs`, into
+/// per-interval figures printed as each interval closes.
+async fn collect(
+    mut rx: mpsc::UnboundedReceiver<(Sample, Option<String>)>,
+    rate: f64,
+    interval: Option<Duration>,
+    mut file: Option<std::fs::File>,
+) -> Report {
     let mut report = Report {
         rate,
         search: hist(),
         extract: hist(),
         search_errors: 0,
         extract_errors: 0,
-        elapsed,
+        elapsed: Duration::ZERO,
         error_examples: Vec::new(),
     };
+    let mut intervals: std::collections::BTreeMap<usize, Interval> = Default::default();
+    let mut closed = 0usize;
+    let started = Instant::now();
     while let Some((s, err)) = rx.recv().await {
-        match (s.kind, s.ok) {
-            (Kind::Search, true) => {
-                let _ = report.search.record(s.micros.max(1));
+        let slot = interval.map(|i| (s.due.as_secs_f64() / i.as_secs_f64()) as usize);
+        for (search, extract, search_errors, extract_errors) in std::iter::once((
+            &mut report.search,
+            &mut report.extract,
+            &mut report.search_errors,
+            &mut report.extract_errors,
+        ))
+        .chain(slot.map(|k| {
+            let i = intervals.entry(k).or_insert_with(Interval::new);
+            (
+                &mut i.search,
+                &mut i.extract,
+                &mut i.search_errors,
+                &mut i.extract_errors,
+            )
+        })) {
+            match (s.kind, s.ok) {
+                (Kind::Search, true) => {
+                    let _ = search.record(s.micros.max(1));
+                }
+                (Kind::Extract, true) => {
+                    let _ = extract.record(s.micros.max(1));
+                }
+                (Kind::Search, false) => *search_errors += 1,
+                (Kind::Extract, false) => *extract_errors += 1,
             }
-            (Kind::Extract, true) => {
-                let _ = report.extract.record(s.micros.max(1));
-            }
-            (Kind::Search, false) => report.search_errors += 1,
-            (Kind::Extract, false) => report.extract_errors += 1,
         }
         if let Some(e) = err
             && report.error_examples.len() < 5
         {
             report.error_examples.push(e);
         }
+        // An interval is printed once requests due two intervals later answer
+        // (the slowest of its own have answered by then, within the timeout).
+        if let Some(i) = interval {
+            let now_slot = (started.elapsed().as_secs_f64() / i.as_secs_f64()) as usize;
+            while closed + 2 <= now_slot {
+                if let Some(done) = intervals.remove(&closed) {
+                    emit(&done.csv(closed, closed as u64 * i.as_secs()), &mut file);
+                }
+                closed += 1;
+            }
+        }
+    }
+    if let Some(i) = interval {
+        for (k, done) in std::mem::take(&mut intervals) {
+            emit(&done.csv(k, k as u64 * i.as_secs()), &mut file);
+        }
     }
     report
+}
+
+impl Report {
+    fn finished(mut self, elapsed: Duration) -> Report {
+        self.elapsed = elapsed;
+        self
+    }
 }
 
 async fn prefill(http: &reqwest::Client, args: &Args) -> Result<()> {

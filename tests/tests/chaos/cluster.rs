@@ -23,10 +23,6 @@ impl Proc {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-
-    pub fn pid(&self) -> u32 {
-        self.0.id()
-    }
 }
 
 impl Drop for Proc {
@@ -219,18 +215,6 @@ impl Cluster {
         if let Some(mut p) = self.worker.take() {
             p.kill9();
         }
-    }
-
-    /// Process ids of the API and the worker (for sampling).
-    pub fn pids(&self) -> Vec<(&'static str, u32)> {
-        let mut out = Vec::new();
-        if let Some(p) = &self.api {
-            out.push(("api", p.pid()));
-        }
-        if let Some(p) = &self.worker {
-            out.push(("worker", p.pid()));
-        }
-        out
     }
 
     async fn start_sidecar(&mut self) {
