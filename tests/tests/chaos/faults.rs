@@ -35,7 +35,7 @@ impl Drop for MachineGuard {
             "start-redis",
             "start-rabbitmq",
             "start-falkordb",
-            "start-milvus",
+            "start-milvus-process",
         ] {
             let _ = Command::new("bash").arg(SERVICES).arg(verb).status();
         }
@@ -121,14 +121,14 @@ impl Fault {
         match self {
             Fault::KillWorker => c.start_worker(),
             Fault::KillApi => c.start_api(),
-            Fault::KillMilvus => services("start-milvus"),
+            Fault::KillMilvus => services("start-milvus-process"),
             Fault::KillFalkorDb => services("start-falkordb"),
             Fault::RestartRabbitMq => services("start-rabbitmq"),
             Fault::RestartRedis => services("start-redis"),
             Fault::RestartPostgres => services("start-postgres"),
             Fault::CutBroker => c.broker.restore(),
             Fault::KillMilvusAndWorker => {
-                services("start-milvus");
+                services("start-milvus-process");
                 c.start_worker();
             }
             Fault::RestartPostgresAndRabbitMq => {

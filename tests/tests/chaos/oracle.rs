@@ -5,6 +5,7 @@
 //! the same memory twice.
 
 use crate::load::Accepted;
+use futures::StreamExt;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -37,6 +38,44 @@ async fn get(http: &reqwest::Client, base: &str, key: &str, path: &str) -> Optio
         .ok()?;
     let status = resp.status().as_u16();
     Some((status, resp.json().await.unwrap_or(Value::Null)))
+}
+
+enum JobCheck {
+    Failed(String),
+    Completed { missing: usize, found: bool },
+}
+
+/// One final job: its reported facts exist, and a search for what the
+/// child said finds its conversation.
+async fn check_job(http: &reqwest::Client, base: &str, key: &str, a: &Accepted, job: &Value) -> JobCheck {
+    if job["state"] == "failed" {
+        return JobCheck::Failed(job["error"].as_str().unwrap_or("no reason").to_string());
+    }
+    let mut missing = 0;
+    for id in job["result"]["fact_ids"].as_array().into_iter().flatten() {
+        let id = id.as_str().unwrap_or_default();
+        let ok = matches!(
+            get(http, base, key, &format!("/v1/facts/{id}")).await,
+            Some((200, f)) if matches!(f["data"]["status"].as_str(), Some("active" | "superseded"))
+        );
+        missing += usize::from(!ok);
+    }
+    let found = http
+        .post(format!("{base}/v1/search_facts"))
+        .bearer_auth(key)
+        .json(&json!({"user_id": a.user, "query": a.text, "limit": 20, "score_threshold": 0.0}))
+        .send()
+        .await
+        .ok();
+    let body: Value = match found {
+        Some(r) => r.json().await.unwrap_or(Value::Null),
+        None => Value::Null,
+    };
+    let found = body["data"]["results"].as_array().is_some_and(|rs| {
+        rs.iter()
+            .any(|r| r["conversation_id"] == a.conversation_id.as_str())
+    });
+    JobCheck::Completed { missing, found }
 }
 
 /// Checks `accepted` against the API at `base` (directly, not through the
@@ -75,41 +114,28 @@ pub async fn verify(
     }
     v.drained_after = started.elapsed();
     v.lost = pending.len();
-    for a in accepted {
-        let Some(job) = finals.get(&a.job_id) else {
-            continue;
-        };
-        if job["state"] == "failed" {
-            v.failed += 1;
-            v.failures
-                .push(job["error"].as_str().unwrap_or("no reason").to_string());
-            continue;
+    // Each completed job's facts and findability, 16 at a time.
+    let checks = futures::stream::iter(
+        accepted
+            .iter()
+            .filter_map(|a| finals.get(&a.job_id).map(|j| (a, j))),
+    )
+    .map(|(a, job)| check_job(http, base, key, a, job))
+    .buffer_unordered(16)
+    .collect::<Vec<_>>()
+    .await;
+    for c in checks {
+        match c {
+            JobCheck::Failed(reason) => {
+                v.failed += 1;
+                v.failures.push(reason);
+            }
+            JobCheck::Completed { missing, found } => {
+                v.completed += 1;
+                v.missing_facts += missing;
+                v.unfindable += usize::from(!found);
+            }
         }
-        v.completed += 1;
-        for id in job["result"]["fact_ids"].as_array().into_iter().flatten() {
-            let id = id.as_str().unwrap_or_default();
-            let ok = matches!(
-                get(http, base, key, &format!("/v1/facts/{id}")).await,
-                Some((200, f)) if matches!(f["data"]["status"].as_str(), Some("active" | "superseded"))
-            );
-            v.missing_facts += usize::from(!ok);
-        }
-        let found = http
-            .post(format!("{base}/v1/search_facts"))
-            .bearer_auth(key)
-            .json(&json!({"user_id": a.user, "query": a.text, "limit": 20, "score_threshold": 0.0}))
-            .send()
-            .await
-            .ok();
-        let body: Value = match found {
-            Some(r) => r.json().await.unwrap_or(Value::Null),
-            None => Value::Null,
-        };
-        let hit = body["data"]["results"].as_array().is_some_and(|rs| {
-            rs.iter()
-                .any(|r| r["conversation_id"] == a.conversation_id.as_str())
-        });
-        v.unfindable += usize::from(!hit);
     }
     for user in users {
         let mut seen: HashMap<String, usize> = HashMap::new();
