@@ -98,10 +98,7 @@ pub async fn recovered(
             .json(&body)
             .send()
             .await;
-        let done = match extract {
-            Ok(r) if r.status() == 200 => true,
-            _ => false,
-        };
+        let done = matches!(extract, Ok(r) if r.status() == 200);
         if done {
             let search = http
                 .post(format!("{api}/v1/search_facts"))
