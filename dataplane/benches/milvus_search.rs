@@ -19,28 +19,16 @@
 //! `PIKA_BENCH_K` (50, the service's over-fetch), `PIKA_BENCH_CONCURRENCY` (4),
 //! `PIKA_BENCH_INDEX` (HNSW, IVF_FLAT or FLAT).
 
+mod common;
+
+use common::{DIMENSION, setting, unit_vector};
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 use pika_dataplane::ports::VectorIndex;
-use pika_dataplane::store::{IndexSpec, MilvusIndex, MilvusOptions};
+use pika_dataplane::store::{IndexSpec, MilvusIndex};
 use rand::Rng;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-const DIMENSION: usize = 384;
-
-fn setting(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn unit_vector(rng: &mut impl Rng) -> Vec<f32> {
-    let v: Vec<f32> = (0..DIMENSION).map(|_| rng.random_range(-1.0f32..1.0)).collect();
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(f32::EPSILON);
-    v.into_iter().map(|x| x / norm).collect()
-}
 
 fn index_spec() -> IndexSpec {
     match std::env::var("PIKA_BENCH_INDEX")
@@ -54,11 +42,7 @@ fn index_spec() -> IndexSpec {
             nprobe: 16,
         },
         // The service's defaults (config.rs).
-        _ => IndexSpec::Hnsw {
-            m: 16,
-            ef_construction: 200,
-            ef: 64,
-        },
+        _ => common::default_index(),
     }
 }
 
@@ -132,16 +116,7 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "Milvus search alone: {users} users x {per_user} vectors x {DIMENSION} dims, top-{k}, {index_spec:?}"
     );
-    let options = MilvusOptions {
-        url,
-        token: String::new(),
-        ca_file: Default::default(),
-        collection_prefix: format!("bench{}", std::process::id()),
-        num_partitions: 64,
-        index: index_spec,
-        timeout: Duration::from_secs(30),
-        visible_timeout: Duration::from_secs(30),
-    };
+    let options = common::options(url, "bench", index_spec.clone());
     let index = Arc::new(MilvusIndex::new(options.clone(), "bench", DIMENSION));
     let result = async {
         index.ready().await?;

@@ -395,6 +395,21 @@ pub trait VectorIndex: Send + Sync {
     async fn upsert(&self, user_id: &str, items: &[(String, Vec<f32>)]) -> Result<(), StoreError>;
     /// The `k` nearest facts of the user with their cosine, best first.
     async fn search(&self, user_id: &str, query: &[f32], k: usize) -> Result<Vec<(String, f32)>, StoreError>;
+    /// [`VectorIndex::search`] for each of `queries`, in their order. An index
+    /// that can answer several queries in one request overrides this (the
+    /// worker looks up the neighbours of every fact of a conversation at once).
+    async fn search_many(
+        &self,
+        user_id: &str,
+        queries: &[Vec<f32>],
+        k: usize,
+    ) -> Result<Vec<Vec<(String, f32)>>, StoreError> {
+        let mut all = Vec::with_capacity(queries.len());
+        for query in queries {
+            all.push(self.search(user_id, query, k).await?);
+        }
+        Ok(all)
+    }
     async fn delete(&self, user_id: &str, fact_ids: &[String]) -> Result<(), StoreError>;
     async fn delete_user(&self, user_id: &str) -> Result<(), StoreError>;
 }

@@ -190,6 +190,17 @@ impl VectorIndex for GuardedVectors {
             .await
     }
 
+    async fn search_many(
+        &self,
+        user_id: &str,
+        queries: &[Vec<f32>],
+        k: usize,
+    ) -> Result<Vec<Vec<(String, f32)>>, StoreError> {
+        self.breaker
+            .run("search", self.inner.search_many(user_id, queries, k))
+            .await
+    }
+
     async fn delete(&self, user_id: &str, fact_ids: &[String]) -> Result<(), StoreError> {
         self.breaker
             .run("delete", self.inner.delete(user_id, fact_ids))

@@ -388,10 +388,10 @@ impl Worker {
 
         // Neighbours of every candidate fact, hydrated in one batch. Episodes
         // are never consolidated: they are what was said, each kept.
-        let mut hits: Vec<Vec<(String, f32)>> = Vec::with_capacity(candidates.len());
-        for v in &vectors {
-            hits.push(deps.vectors.search(&job.user_id, v, NEIGHBORS).await?);
-        }
+        let hits = deps
+            .vectors
+            .search_many(&job.user_id, &vectors, NEIGHBORS)
+            .await?;
         let mut ids: Vec<String> = hits.iter().flatten().map(|(id, _)| id.clone()).collect();
         ids.sort();
         ids.dedup();

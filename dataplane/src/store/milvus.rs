@@ -3,14 +3,18 @@
 //! One collection per embedding model and dimension
 //! (`{prefix}_{model}_{dimension}`), holding `id` (the fact id, primary key),
 //! `user_id` (partition key, so a user's search touches one partition) and
-//! `embedding`. Writes are keyed by fact id (delete, then insert), so a re-run
-//! job writes the same rows again, never duplicates.
+//! `embedding`. Writes are keyed by fact id: rows that already exist (a
+//! re-run job, an edited memory) are deleted, then the batch is inserted, so a
+//! re-run job writes the same rows again, never duplicates. A job's first
+//! attempt deletes nothing (measured: a blind delete per write tripled
+//! Milvus's CPU per write, docs/BENCHMARKS.md).
 //!
 //! Read-your-writes: searches run at `Bounded` consistency (a few ms), which
 //! alone would miss writes made a moment ago. So `upsert` returns only once a
-//! query sees every written id: the worker marks a job `completed` after that,
-//! and the next search finds the new facts. The wait costs the worker, not
-//! the search path.
+//! query sees every written id with its new vector: one `Strong` query, which
+//! Milvus answers after one time tick (~200 ms), rather than polling. The
+//! worker marks a job `completed` after that, and the next search finds the
+//! new facts. The wait costs the worker, not the search path.
 //!
 //! The client connects lazily: the service starts and serves (degraded to
 //! keyword search) while Milvus is down, and picks it up when it answers. A
@@ -410,55 +414,67 @@ impl MilvusIndex {
         Ok(others)
     }
 
-    /// Whether a query sees exactly `items`: one row per id, holding the
-    /// written vector (so a replaced row's old copy is gone too).
-    async fn sees_exactly(
+    /// The rows a query returns for `items`' ids, with their vectors.
+    async fn stored(
         &self,
         client: &ClientV2,
         user_id: &str,
-        items: &[(String, Vec<f32>)],
-    ) -> Result<bool, StoreError> {
-        let ids: Vec<String> = items.iter().map(|(id, _)| id.clone()).collect();
+        ids: &[String],
+        level: ConsistencyLevel,
+        with_vectors: bool,
+    ) -> Result<(Vec<String>, Vec<Vec<f32>>), StoreError> {
+        let fields: &[&str] = if with_vectors { &[ID, VECTOR] } else { &[ID] };
         let query = QueryRequest::builder()
             .collection_name(&self.collection)
-            .filter(ids_filter(user_id, &ids))
-            .output_fields([ID, VECTOR])
-            .consistency_level(ConsistencyLevel::Eventually)
+            .filter(ids_filter(user_id, ids))
+            .output_fields(fields.iter().copied())
+            .consistency_level(level)
             .build()
             .map_err(unavailable)?;
         let reply = self.call(client.query(query)).await?;
         let rows = reply.results();
-        let (Some(found), Some(vectors)) = (
-            rows.get_output_field(ID).and_then(|f| f.as_varchar()),
-            rows.get_output_field(VECTOR).and_then(|f| f.as_float_vectors()),
-        ) else {
-            return Ok(false);
-        };
-        if found.len() != items.len() {
-            return Ok(false);
-        }
-        let written: HashMap<&str, &[f32]> =
-            items.iter().map(|(id, v)| (id.as_str(), v.as_slice())).collect();
-        Ok(found.iter().zip(vectors).all(|(id, stored)| {
-            written.get(id.as_str()).is_some_and(|w| {
-                w.len() == stored.len() && w.iter().zip(stored).all(|(a, b)| (a - b).abs() <= 1e-6)
-            })
-        }))
+        let found = rows
+            .get_output_field(ID)
+            .and_then(|f| f.as_varchar())
+            .map(|f| f.to_vec())
+            .unwrap_or_default();
+        let vectors = rows
+            .get_output_field(VECTOR)
+            .and_then(|f| f.as_float_vectors())
+            .map(|v| v.to_vec())
+            .unwrap_or_default();
+        Ok((found, vectors))
     }
 
-    /// Waits until searches see `items` as written (see the module docs).
+    /// How the rows of `items` look to a query at `level`.
+    async fn visibility(
+        &self,
+        client: &ClientV2,
+        user_id: &str,
+        items: &[(String, Vec<f32>)],
+        level: ConsistencyLevel,
+    ) -> Result<Visibility, StoreError> {
+        let ids: Vec<String> = items.iter().map(|(id, _)| id.clone()).collect();
+        let (found, vectors) = self.stored(client, user_id, &ids, level, true).await?;
+        Ok(Visibility::of(items, &found, &vectors))
+    }
+
+    /// Waits until searches see `items` as written (see the module docs):
+    /// one `Strong` query, which Milvus answers once it has applied every
+    /// write made before it (about one time tick), then, should that still
+    /// miss a row, `Eventually` queries at a time tick's pace.
     async fn await_visible(
         &self,
         client: &ClientV2,
         user_id: &str,
         items: &[(String, Vec<f32>)],
-    ) -> Result<(), StoreError> {
+    ) -> Result<Visibility, StoreError> {
         let started = Instant::now();
-        let mut pause = Duration::from_millis(5);
-        loop {
-            if self.sees_exactly(client, user_id, items).await? {
-                return Ok(());
-            }
+        let mut seen = self
+            .visibility(client, user_id, items, ConsistencyLevel::Strong)
+            .await?;
+        let mut pause = Duration::from_millis(50);
+        while seen == Visibility::Pending {
             if started.elapsed() >= self.options.visible_timeout {
                 return Err(StoreError::unavailable(
                     "milvus",
@@ -470,7 +486,78 @@ impl MilvusIndex {
                 ));
             }
             tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(50));
+            pause = (pause * 2).min(Duration::from_millis(200));
+            seen = self
+                .visibility(client, user_id, items, ConsistencyLevel::Eventually)
+                .await?;
+        }
+        Ok(seen)
+    }
+
+    /// Deletes rows by primary key alone (no query needed to find them).
+    async fn delete_ids(&self, client: &ClientV2, ids: &[String]) -> Result<(), StoreError> {
+        let delete = DeleteRequest::builder()
+            .collection_name(&self.collection)
+            .filter(format!(
+                "{ID} in [{}]",
+                ids.iter().map(|i| quote(i)).collect::<Vec<_>>().join(", ")
+            ))
+            .build()
+            .map_err(unavailable)?;
+        self.call(client.delete(delete)).await.map(drop)
+    }
+
+    async fn insert(
+        &self,
+        client: &ClientV2,
+        user_id: &str,
+        items: &[(String, Vec<f32>)],
+    ) -> Result<(), StoreError> {
+        let columns = vec![
+            FieldData::varchar(ID, items.iter().map(|(id, _)| id.clone()).collect()),
+            FieldData::varchar(USER, vec![user_id.to_string(); items.len()]),
+            FieldData::float_vector(VECTOR, items.iter().map(|(_, v)| v.clone()).collect()),
+        ];
+        let insert = InsertRequest::builder()
+            .collection_name(&self.collection)
+            .columns(columns)
+            .build()
+            .map_err(unavailable)?;
+        self.call(client.insert(insert)).await.map(drop)
+    }
+}
+
+/// What a query sees of a batch of written rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Visibility {
+    /// One row per id, each holding the written vector.
+    Exact,
+    /// A row is missing or still holds its old vector: not applied yet.
+    Pending,
+    /// More rows than ids: an earlier copy survived (it was written but not
+    /// yet visible when the upsert looked for rows to replace).
+    Duplicated,
+}
+
+impl Visibility {
+    fn of(items: &[(String, Vec<f32>)], found: &[String], vectors: &[Vec<f32>]) -> Self {
+        if found.len() > items.len() {
+            return Visibility::Duplicated;
+        }
+        if found.len() < items.len() || vectors.len() != found.len() {
+            return Visibility::Pending;
+        }
+        let written: HashMap<&str, &[f32]> =
+            items.iter().map(|(id, v)| (id.as_str(), v.as_slice())).collect();
+        let exact = found.iter().zip(vectors).all(|(id, stored)| {
+            written.get(id.as_str()).is_some_and(|w| {
+                w.len() == stored.len() && w.iter().zip(stored).all(|(a, b)| (a - b).abs() <= 1e-6)
+            })
+        });
+        if exact {
+            Visibility::Exact
+        } else {
+            Visibility::Pending
         }
     }
 }
@@ -502,40 +589,53 @@ impl VectorIndex for MilvusIndex {
         }
         let client = self.ready().await?;
         let ids: Vec<String> = items.iter().map(|(id, _)| id.clone()).collect();
-        let columns = vec![
-            FieldData::varchar(ID, ids.clone()),
-            FieldData::varchar(USER, vec![user_id.to_string(); items.len()]),
-            FieldData::float_vector(VECTOR, items.iter().map(|(_, v)| v.clone()).collect()),
-        ];
-        // Upsert as delete + insert: Milvus 2.3's own upsert ignores the partition
-        // key (rows land where `user_id == ..` searches never look).
-        let delete = DeleteRequest::builder()
-            .collection_name(&self.collection)
-            .filter(format!(
-                "{ID} in [{}]",
-                ids.iter().map(|i| quote(i)).collect::<Vec<_>>().join(", ")
-            ))
-            .build()
-            .map_err(unavailable)?;
-        self.call(client.delete(delete)).await?;
-        let insert = InsertRequest::builder()
-            .collection_name(&self.collection)
-            .columns(columns)
-            .build()
-            .map_err(unavailable)?;
-        self.call(client.insert(insert)).await?;
-        self.await_visible(client, user_id, items).await
+        // Milvus 2.3's own upsert ignores the partition key (rows land where
+        // `user_id == ..` searches never look), so rows are replaced by
+        // delete + insert, and only rows that exist are deleted: a job's first
+        // attempt writes new ids, and a blind delete costs Milvus a tombstone
+        // per row on every write.
+        let (existing, _) = self
+            .stored(client, user_id, &ids, ConsistencyLevel::Eventually, false)
+            .await?;
+        if !existing.is_empty() {
+            self.delete_ids(client, &existing).await?;
+        }
+        self.insert(client, user_id, items).await?;
+        if self.await_visible(client, user_id, items).await? == Visibility::Duplicated {
+            // A copy the first look missed (written a moment before, by an
+            // attempt that then failed): replace every id outright.
+            self.delete_ids(client, &ids).await?;
+            self.insert(client, user_id, items).await?;
+            if self.await_visible(client, user_id, items).await? != Visibility::Exact {
+                return Err(StoreError::unavailable(
+                    "milvus",
+                    format!("{} rewritten vectors still show duplicates", items.len()),
+                ));
+            }
+        }
+        Ok(())
     }
 
     async fn search(&self, user_id: &str, query: &[f32], k: usize) -> Result<Vec<(String, f32)>, StoreError> {
-        if k == 0 {
-            return Ok(Vec::new());
+        let mut all = self.search_many(user_id, &[query.to_vec()], k).await?;
+        Ok(all.pop().unwrap_or_default())
+    }
+
+    /// One request for all `queries` (Milvus searches them together).
+    async fn search_many(
+        &self,
+        user_id: &str,
+        queries: &[Vec<f32>],
+        k: usize,
+    ) -> Result<Vec<Vec<(String, f32)>>, StoreError> {
+        if k == 0 || queries.is_empty() {
+            return Ok(vec![Vec::new(); queries.len()]);
         }
         let client = self.ready().await?;
         let search = SearchRequest::builder()
             .collection_name(&self.collection)
             .vector_field(VECTOR)
-            .vectors(SearchVectors::Float(vec![query.to_vec()]))
+            .vectors(SearchVectors::Float(queries.to_vec()))
             .filter(format!("{USER} == {}", quote(user_id)))
             .metric_type(MetricType::Ip)
             .extra_params(self.options.index.search_params(k))
@@ -544,23 +644,38 @@ impl VectorIndex for MilvusIndex {
             .build()
             .map_err(unavailable)?;
         let reply = self.call(client.search(search)).await?;
-        let mut hits = Vec::new();
+        let mut all = Vec::with_capacity(queries.len());
         for result in reply.results() {
             let ids = match result.get_ids() {
                 Ids::VarChar(ids) => ids,
                 // An empty result comes back with the default (integer) id list.
-                ids if ids.is_empty() => continue,
+                ids if ids.is_empty() => {
+                    all.push(Vec::new());
+                    continue;
+                }
                 _ => {
                     return Err(StoreError::Corrupt(
                         "milvus returned integer ids for varchar keys".into(),
                     ));
                 }
             };
-            hits.extend(ids.iter().cloned().zip(result.get_scores().iter().copied()));
+            let mut hits: Vec<(String, f32)> = ids
+                .iter()
+                .cloned()
+                .zip(result.get_scores().iter().copied())
+                .collect();
+            hits.sort_by(|a, b| b.1.total_cmp(&a.1));
+            hits.truncate(k);
+            all.push(hits);
         }
-        hits.sort_by(|a, b| b.1.total_cmp(&a.1));
-        hits.truncate(k);
-        Ok(hits)
+        if all.len() != queries.len() {
+            return Err(StoreError::Corrupt(format!(
+                "milvus answered {} of {} searches",
+                all.len(),
+                queries.len()
+            )));
+        }
+        Ok(all)
     }
 
     async fn delete(&self, user_id: &str, fact_ids: &[String]) -> Result<(), StoreError> {
@@ -609,6 +724,43 @@ mod tests {
         assert_eq!(
             ids_filter("u1", &["f1".into(), "f2".into()]),
             r#"user_id == "u1" && id in ["f1", "f2"]"#
+        );
+    }
+
+    #[test]
+    fn a_write_is_visible_only_with_one_row_per_id_holding_the_new_vector() {
+        let items = vec![
+            ("a".to_string(), vec![1.0, 0.0]),
+            ("b".to_string(), vec![0.0, 1.0]),
+        ];
+        let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let new = vec![vec![1.0, 0.0], vec![0.0, 1.0]];
+        assert_eq!(Visibility::of(&items, &ids(&["a", "b"]), &new), Visibility::Exact);
+        assert_eq!(
+            Visibility::of(&items, &ids(&["b", "a"]), &[vec![0.0, 1.0], vec![1.0, 0.0]]),
+            Visibility::Exact
+        );
+        // Not applied yet: a row missing, or still the old vector.
+        assert_eq!(
+            Visibility::of(&items, &ids(&["a"]), &new[..1]),
+            Visibility::Pending
+        );
+        assert_eq!(
+            Visibility::of(&items, &ids(&["a", "b"]), &[vec![1.0, 0.0], vec![0.5, 0.5]]),
+            Visibility::Pending
+        );
+        assert_eq!(
+            Visibility::of(&items, &ids(&["a", "a"]), &[vec![1.0, 0.0], vec![0.3, 0.3]]),
+            Visibility::Pending
+        );
+        // An earlier copy beside the new one.
+        assert_eq!(
+            Visibility::of(
+                &items,
+                &ids(&["a", "a", "b"]),
+                &[vec![1.0, 0.0], vec![0.3, 0.3], vec![0.0, 1.0]]
+            ),
+            Visibility::Duplicated
         );
     }
 
