@@ -154,6 +154,9 @@ impl Cluster {
             ("PIKA__EMBEDDING__MODEL_DIR", model_dir().display().to_string()),
             ("PIKA__WORKER__IN_PROCESS", "false".into()),
             ("PIKA__WORKER__LISTEN", "127.0.0.1:0".into()),
+            // As the operator deploys a worker (MemoryService default): a job
+            // mostly waits on Milvus's time tick, so 8 in flight.
+            ("PIKA__WORKER__CONCURRENCY", "8".into()),
             ("PIKA__WORKER__LEASE_MS", "10000".into()),
             // Recovery is measured in seconds: retry often, within the default horizon.
             ("PIKA__WORKER__RETRY_MAX_DELAY_MS", "5000".into()),
