@@ -58,6 +58,31 @@ const FACT_COLUMNS: &str = "fact_id, user_id, conversation_id, content, category
 const JOB_COLUMNS: &str = "job_id, user_id, conversation_id, idempotency_key, request, state, attempts, \
      result, error, created_at, updated_at, COALESCE(retry_since, created_at) AS retry_since";
 
+/// Whether a connection handed back to the pool can serve the next caller.
+///
+/// On some errors (`SQLITE_FULL` on a full disk, I/O errors) SQLite rolls a
+/// transaction back by itself. sqlx does not see that: the `ROLLBACK` it
+/// sends when the transaction is dropped then fails ("no transaction is
+/// active"), its transaction depth stays at 1, and every later `BEGIN
+/// IMMEDIATE` on that connection fails ("attempted to call begin_with at
+/// non-zero transaction depth") until the process restarts, so the jobs that
+/// draw it fail however long the disk has been free again (the chaos suite's
+/// full-disk fault). Such a connection is closed instead; the pool opens a
+/// fresh one.
+async fn still_usable(conn: &mut sqlx::SqliteConnection) -> bool {
+    use sqlx::Connection;
+    // The rollback of a dropped transaction is queued on the connection's
+    // worker; a ping after it returns once it has run.
+    if conn.ping().await.is_err() {
+        return false;
+    }
+    if conn.is_in_transaction() {
+        tracing::warn!("closing an SQLite connection left inside a transaction it cannot roll back");
+        return false;
+    }
+    true
+}
+
 impl SqliteMetaStore {
     /// Opens (creating if needed) the database at `url` and applies
     /// migrations, every commit durable (see [`Self::connect_with`]).
@@ -87,6 +112,7 @@ impl SqliteMetaStore {
             .foreign_keys(false);
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
+            .after_release(|conn, _| Box::pin(async move { Ok(still_usable(conn).await) }))
             .connect_with(opts)
             .await
             .map_err(db_err)?;
@@ -298,5 +324,35 @@ impl MetaStore for SqliteMetaStore {
             .await
             .map_err(db_err)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::{Connection, Executor};
+
+    /// What a full disk does: SQLite ends the transaction itself, so sqlx's
+    /// rollback on drop fails and the connection thinks it is still inside.
+    async fn leave_a_connection_inside_a_dead_transaction(pool: &SqlitePool) {
+        let mut conn = pool.acquire().await.expect("connection");
+        let mut tx = (*conn).begin_with(BEGIN_WRITE).await.expect("begin");
+        tx.execute("ROLLBACK").await.expect("rollback behind sqlx's back");
+        drop(tx);
+    }
+
+    #[tokio::test]
+    async fn a_connection_whose_transaction_sqlite_ended_is_not_handed_out_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("meta.db").display());
+        let store = SqliteMetaStore::connect(&url).await.expect("open");
+        let pool = store.pool();
+        for _ in 0..3 {
+            leave_a_connection_inside_a_dead_transaction(&pool).await;
+            for _ in 0..10 {
+                let tx = pool.begin_with(BEGIN_WRITE).await.expect("a usable connection");
+                tx.commit().await.expect("commit");
+            }
+        }
     }
 }
