@@ -58,7 +58,7 @@ for _ in $(seq 1 300); do
   grep -q 'listening on' "$data/api.log" 2>/dev/null && grep -q 'worker health' "$data/worker.log" 2>/dev/null && break
   sleep 0.1
 done
-key="$(grep -o 'pika_live_sk_[A-Za-z0-9]*' "$data/api.log")"
+key="$(cat "$data/bootstrap-admin.key")"
 lg() { "$bin/pika-loadgen" --url "http://127.0.0.1:$port" --key "$key" --users 20 "$@"; }
 jobs_sql() { psql "$PIKA__STORAGE__META_URL" -Atc "$1"; }
 wait_jobs() {

@@ -64,7 +64,7 @@ for _ in $(seq 1 300); do
   grep -q 'listening on' "$data/api.log" 2>/dev/null && grep -q 'worker health' "$data/worker.log" 2>/dev/null && break
   sleep 0.1
 done
-key="$(grep -o 'pika_live_sk_[A-Za-z0-9]*' "$data/api.log")"
+key="$(cat "$data/bootstrap-admin.key")"
 
 # Every 10 s: RSS and open descriptors of each process, and the job backlog.
 pid_of() { pgrep -f "$1" | head -1; }

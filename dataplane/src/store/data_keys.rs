@@ -32,6 +32,9 @@ const POSTGRES_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS pika_data_keys (
     created_at BIGINT NOT NULL
 )";
 
+/// Advisory lock key held while the keyring table is created ("pika_dk").
+const KEYRING_SCHEMA_LOCK: i64 = 0x0070_696b_615f_646b;
+
 fn key_from_row<R: Row>(r: &R) -> Result<WrappedKey, sqlx::Error>
 where
     for<'a> &'a str: sqlx::ColumnIndex<R>,
@@ -185,10 +188,21 @@ impl PostgresDataKeys {
             .connect_with(opts)
             .await
             .map_err(pg_err)?;
-        sqlx::query(POSTGRES_SCHEMA)
-            .execute(&pool)
+        // `CREATE TABLE IF NOT EXISTS` is not safe against itself: an API
+        // and a worker starting together on a new database both create the
+        // table, and one fails on pg_type's unique index. A transaction-scoped
+        // advisory lock makes the second wait, then find the table.
+        let mut tx = pool.begin().await.map_err(pg_err)?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(KEYRING_SCHEMA_LOCK)
+            .execute(&mut *tx)
             .await
             .map_err(pg_err)?;
+        sqlx::query(POSTGRES_SCHEMA)
+            .execute(&mut *tx)
+            .await
+            .map_err(pg_err)?;
+        tx.commit().await.map_err(pg_err)?;
         Ok(PostgresDataKeys { pool })
     }
 }
