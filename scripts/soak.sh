@@ -3,19 +3,27 @@
 # backends (PostgreSQL, RabbitMQ, Redis on loopback; FalkorDB and Milvus from
 # scripts/services.sh), the SDD mix (70% search / 30% extract) through the
 # sidecar for SOAK_MINUTES at SOAK_RATE, then a peak (500 rps, 60 s) and a
-# burst (1000 rps, 30 s). Writes to OUT (default target/soak):
+# burst (1000 rps, 30 s), then waits for the job backlog to drain.
+# Writes to OUT (default target/soak):
 #   series.csv   per minute and endpoint: count, p50/p95/p99 ms, errors (pika-loadgen)
-#   samples.csv  every 10 s: RSS (KiB) and open file descriptors of every process,
-#                and the job backlog (queue_depth from the API's /metrics)
-#   summary.txt  the figures docs/RELIABILITY.md records, RSS slopes included
-#   soak.png     the series plotted, where python3 has matplotlib
+#   samples.csv  every 10 s: RSS (KiB), CPU ticks, open descriptors and sockets of
+#                every process, and the job backlog (queue_depth from /metrics)
+#   phases.csv   when each phase (prefill, soak, peak, burst, drain) began
+#   jobs.csv     per minute of acceptance: jobs accepted, completed, failed, and
+#                accept-to-completed p50/p95/max seconds (from the jobs table)
+#   summary.txt  the figures docs/RELIABILITY.md records: RSS slopes, CPU per
+#                process and phase, per-minute latency and errors
+#   soak.png     the series plotted (matplotlib, in a virtualenv made once)
 #   scripts/soak.sh                     # 30 minutes at 40 rps
-#   SOAK_RATE=60 SOAK_MINUTES=5 scripts/soak.sh
+#   SOAK_RATE=60 SOAK_MINUTES=5 SOAK_PEAK_RPS=0 SOAK_BURST_RPS=0 scripts/soak.sh  # a probe
 # Not part of CI (it runs for more than half an hour).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 minutes="${SOAK_MINUTES:-30}"
 rate="${SOAK_RATE:-40}"
+peak="${SOAK_PEAK_RPS:-500}"   # 0 skips the peak
+burst="${SOAK_BURST_RPS:-1000}" # 0 skips the burst
+drain_limit="${SOAK_DRAIN_SECS:-900}"
 out="${OUT:-$PWD/target/soak}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/pika-target}"
 export RAYON_NUM_THREADS="${RAYON_NUM_THREADS:-1}"
@@ -24,7 +32,7 @@ bash scripts/services.sh start
 cargo build --release --locked --workspace --bins
 bin="$CARGO_TARGET_DIR/release"
 mkdir -p "$out"
-rm -f "$out/series.csv" "$out/samples.csv"
+rm -f "$out/series.csv" "$out/samples.csv" "$out/phases.csv" "$out/jobs.csv" "$out/soak.png"
 
 run="soak_$(date +%s)"
 pg_admin="${PIKA_BENCH_PG_ADMIN:-postgres://postgres@127.0.0.1:5432/test}"
@@ -66,84 +74,185 @@ for _ in $(seq 1 300); do
 done
 key="$(cat "$data/bootstrap-admin.key")"
 
-# Every 10 s: RSS and open descriptors of each process, and the job backlog.
+# Every 10 s: RSS, CPU ticks (utime + stime), open descriptors and sockets of
+# each process, and the job backlog. Times are Unix seconds, as in phases.csv.
 pid_of() { pgrep -f "$1" | head -1; }
 sample() {
-  echo "t_s,process,rss_kib,fds" >"$out/samples.csv"
-  local start=$SECONDS
+  echo "t_s,process,rss_kib,cpu_ticks,fds,sockets" >"$out/samples.csv"
   while true; do
-    local t=$((SECONDS - start))
+    local t
+    t="$(date +%s)"
+    # PostgreSQL is a process per connection: its row sums the postmaster and
+    # every backend (RSS then counts shared buffers more than once).
     for entry in "api:$api" "worker:$worker" "sidecar:$sidecar" \
       "milvus:$(pid_of 'milvus run standalone')" "falkordb:$(pid_of 'falkordb/bin/redis-server')" \
       "redis:$(pid_of 'redis-server .*:6379')" "rabbitmq:$(pid_of 'beam.smp')" \
-      "postgres:$(pid_of 'postgres -D|bin/postgres')"; do
-      local name="${entry%%:*}" pid="${entry#*:}"
-      [ -n "$pid" ] && [ -r "/proc/$pid/status" ] || continue
-      local rss fds
-      rss="$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")"
-      fds="$(ls "/proc/$pid/fd" 2>/dev/null | wc -l)"
-      echo "$t,$name,$rss,$fds" >>"$out/samples.csv"
+      "postgres:$(pgrep -x postgres | tr '\n' ' ')"; do
+      local name="${entry%%:*}" pids="${entry#*:}"
+      local rss=0 ticks=0 fds=0 socks=0 found=0
+      for pid in $pids; do
+        [ -r "/proc/$pid/status" ] || continue
+        local r k f so
+        r="$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null)"
+        # Fields after the command name (which may hold spaces): utime is 14, stime 15.
+        k="$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{print $12 + $13}')"
+        f="$(find "/proc/$pid/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)"
+        so="$(find "/proc/$pid/fd" -mindepth 1 -maxdepth 1 -lname 'socket:*' 2>/dev/null | wc -l)"
+        [ -n "$r" ] && [ -n "$k" ] || continue # it ended meanwhile
+        found=1
+        rss=$((rss + r)) ticks=$((ticks + k)) fds=$((fds + f)) socks=$((socks + so))
+      done
+      [ "$found" = 1 ] && echo "$t,$name,$rss,$ticks,$fds,$socks" >>"$out/samples.csv"
     done
     local depth
     depth="$(curl -s "http://127.0.0.1:$port/metrics" | awk '/^queue_depth / {print $2}')"
-    echo "$t,queue_depth,${depth:-0},0" >>"$out/samples.csv"
+    echo "$t,queue_depth,${depth:-0},0,0,0" >>"$out/samples.csv"
     sleep 10
   done
 }
+phase() { echo "$(date +%s),$1" >>"$out/phases.csv"; echo "== $1: $2"; }
 sample &
 sampler=$!
 
 lg() { "$bin/pika-loadgen" --url "http://127.0.0.1:$side" --key "$key" --users 50 "$@"; }
+backlog() { curl -s "http://127.0.0.1:$port/metrics" | awk '/^queue_depth / {print $2}'; }
 {
-  echo "== soak: ${minutes} min at ${rate} rps (70% search / 30% extract) through the sidecar"
+  echo "t_s,phase" >"$out/phases.csv"
+  phase prefill "2 conversations for each of 50 children"
   lg --prefill 2 --prefill-only
+  phase soak "${minutes} min at ${rate} rps (70% search / 30% extract) through the sidecar"
   lg --rate "$rate" --duration $((minutes * 60)) --prefill 0 --interval-secs 60 --series-file "$out/series.csv"
-  echo "== peak: 500 rps for 60 s"
-  lg --rate 500 --duration 60 --prefill 0 --interval-secs 10
-  echo "== burst: 1000 rps for 30 s"
-  lg --rate 1000 --duration 30 --prefill 0 --interval-secs 10
-  echo "== backlog after the load"
-  curl -s "http://127.0.0.1:$port/metrics" | grep -E '^(queue_depth|jobs_in_state|graph_repair_backlog) '
+  if [ "$peak" != 0 ]; then
+    phase peak "${peak} rps for 60 s"
+    lg --rate "$peak" --duration 60 --prefill 0 --interval-secs 10
+  fi
+  if [ "$burst" != 0 ]; then
+    phase burst "${burst} rps for 30 s"
+    lg --rate "$burst" --duration 30 --prefill 0 --interval-secs 10
+  fi
+  phase drain "waiting up to ${drain_limit} s for the job backlog to drain"
+  drain_start=$SECONDS
+  while [ "$(backlog)" != 0 ] && [ $((SECONDS - drain_start)) -lt "$drain_limit" ]; do sleep 5; done
+  echo "backlog $(backlog) after $((SECONDS - drain_start)) s of draining"
+  phase end "load over"
+  curl -s "http://127.0.0.1:$port/metrics" | grep -E '^(queue_depth|jobs_in_state|graph_repair_backlog|jobs_requeued_total)'
 } | tee "$out/run.txt"
 
-# RSS slope per process over the soak (KiB per minute, least squares): a leak shows as a slope.
-python3 - "$out" <<'PY' | tee "$out/summary.txt"
+# Jobs per minute of acceptance, and how long each took to complete.
+psql "$PIKA__STORAGE__META_URL" -qAF, --pset footer=off -c "
+  SELECT (extract(epoch FROM date_trunc('minute', created_at)))::bigint AS minute,
+         count(*) AS accepted,
+         count(*) FILTER (WHERE state = 'completed') AS completed,
+         count(*) FILTER (WHERE state = 'failed') AS failed,
+         round(percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM updated_at - created_at))
+               FILTER (WHERE state = 'completed')::numeric, 2) AS p50_s,
+         round(percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM updated_at - created_at))
+               FILTER (WHERE state = 'completed')::numeric, 2) AS p95_s,
+         round(max(extract(epoch FROM updated_at - created_at)) FILTER (WHERE state = 'completed')::numeric, 2) AS max_s
+  FROM jobs GROUP BY 1 ORDER BY 1" >"$out/jobs.csv"
+
+# matplotlib for the plot, in a virtualenv made once (the summary runs without it).
+py=python3
+venv="$HOME/.cache/pika-tools/plot-venv"
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv" && "$venv/bin/pip" install -q matplotlib || rm -rf "$venv"
+fi
+[ -x "$venv/bin/python" ] && py="$venv/bin/python"
+
+# The summary: RSS slope per process over the soak (KiB per minute, least
+# squares; a leak shows as a slope), CPU per process and phase (where the time
+# goes), descriptors and sockets, the backlog, and the per-minute series.
+"$py" - "$out" <<'PY' | tee "$out/summary.txt"
 import csv, sys, collections
 out = sys.argv[1]
+phases = [(int(r["t_s"]), r["phase"]) for r in csv.DictReader(open(f"{out}/phases.csv"))]
+span = {name: (t, phases[i + 1][0] if i + 1 < len(phases) else 1 << 62) for i, (t, name) in enumerate(phases)}
 rows = list(csv.DictReader(open(f"{out}/samples.csv")))
 by = collections.defaultdict(list)
 for r in rows:
-    by[r["process"]].append((int(r["t_s"]), int(r["rss_kib"] or 0), int(r["fds"] or 0)))
-print("process     first RSS MiB  last RSS MiB  slope KiB/min  fds first..last")
-for name, pts in sorted(by.items()):
-    if name == "queue_depth" or len(pts) < 3:
+    by[r["process"]].append((int(r["t_s"]), int(r["rss_kib"] or 0), int(r["cpu_ticks"] or 0),
+                             int(r["fds"] or 0), int(r["sockets"] or 0)))
+procs = sorted(n for n in by if n != "queue_depth")
+soak_lo, soak_hi = span.get("soak", (0, 1 << 62))
+def within(pts, lo, hi):
+    return [p for p in pts if lo <= p[0] < hi]
+print("RSS over the soak phase (slope by least squares), descriptors and sockets over the whole run")
+print("process     first RSS MiB  last RSS MiB  slope KiB/min   fds first..max..last  sockets first..max..last")
+for name in procs:
+    pts = within(by[name], soak_lo, soak_hi)
+    if len(pts) < 3:
         continue
     n = len(pts); mx = sum(p[0] for p in pts) / n; my = sum(p[1] for p in pts) / n
     sxx = sum((p[0] - mx) ** 2 for p in pts) or 1
     slope = sum((p[0] - mx) * (p[1] - my) for p in pts) / sxx * 60
-    print(f"{name:<11} {pts[0][1]/1024:13.1f} {pts[-1][1]/1024:13.1f} {slope:14.1f}  {pts[0][2]}..{pts[-1][2]}")
-depth = [int(p[1]) for p in by.get("queue_depth", [])]
-if depth:
-    print(f"job backlog: max {max(depth)}, last {depth[-1]}")
+    allp = by[name]
+    fds = f"{allp[0][3]}..{max(p[3] for p in allp)}..{allp[-1][3]}"
+    socks = f"{allp[0][4]}..{max(p[4] for p in allp)}..{allp[-1][4]}"
+    print(f"{name:<11} {pts[0][1]/1024:13.1f} {pts[-1][1]/1024:13.1f} {slope:14.1f}   {fds:>20}  {socks:>24}")
+print()
+print("CPU per process and phase, in CPU-seconds per wall-clock minute (2 cores = 120)")
+shown = [p for p in ("soak", "peak", "burst", "drain") if p in span]
+print("process     " + "".join(f"{p:>9}" for p in shown))
+for name in procs:
+    cells = []
+    for p in shown:
+        pts = within(by[name], *span[p])
+        if len(pts) < 2 or pts[-1][0] == pts[0][0]:
+            cells.append(f"{'-':>9}")
+            continue
+        cells.append(f"{(pts[-1][2] - pts[0][2]) / 100 / (pts[-1][0] - pts[0][0]) * 60:9.1f}")
+    print(f"{name:<11} " + "".join(cells))
+depth = [(p[0], p[1]) for p in by.get("queue_depth", [])]
+for p in shown:
+    d = [v for t, v in depth if span[p][0] <= t < span[p][1]]
+    if d:
+        print(f"job backlog during {p}: max {max(d)}, last {d[-1]}")
+print()
 series = [l.strip().split(",") for l in open(f"{out}/series.csv") if l.startswith("series,")]
-print("minute endpoint  count   p50 ms   p95 ms   p99 ms  errors")
+print("soak, per minute")
+print("minute endpoint  count   p50 ms   p95 ms   p99 ms  errors  error %")
+totals = collections.Counter()
 for s in series:
-    print(f"{int(s[1]):>6} {s[3]:<8} {s[4]:>6} {float(s[5]):8.1f} {float(s[6]):8.1f} {float(s[7]):8.1f} {s[8]:>7}")
+    count, errors = int(s[4]), int(s[8])
+    totals[(s[3], "count")] += count; totals[(s[3], "errors")] += errors
+    print(f"{int(s[1]):>6} {s[3]:<8} {count:>6} {float(s[5]):8.1f} {float(s[6]):8.1f} {float(s[7]):8.1f} {errors:>7} {100 * errors / max(count, 1):8.3f}")
+for ep in ("search", "extract"):
+    c, e = totals[(ep, "count")], totals[(ep, "errors")]
+    print(f"soak total {ep}: {c} requests, {e} errors ({100 * e / max(c, 1):.3f} %)")
+print()
+jobs = list(csv.DictReader(open(f"{out}/jobs.csv")))
+print("jobs by minute of acceptance: accepted, completed, failed, accept-to-completed p50/p95/max s")
+t0 = int(jobs[0]["minute"]) if jobs else 0
+for j in jobs:
+    print(f"{(int(j['minute']) - t0) // 60:>4} {j['accepted']:>6} {j['completed']:>6} {j['failed']:>4}"
+          f" {j['p50_s'] or '-':>7} {j['p95_s'] or '-':>7} {j['max_s'] or '-':>7}")
+acc = sum(int(j["accepted"]) for j in jobs); done = sum(int(j["completed"]) for j in jobs)
+fail = sum(int(j["failed"]) for j in jobs)
+print(f"jobs: {acc} accepted, {done} completed, {fail} failed, {acc - done - fail} not finished")
 try:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(3, 1, figsize=(10, 10), sharex=False)
+    fig, ax = plt.subplots(4, 1, figsize=(10, 13))
     for ep in ("search", "extract"):
-        pts = [(int(s[1]), float(s[7])) for s in series if s[3] == ep]
-        ax[0].plot([p[0] for p in pts], [p[1] for p in pts], label=f"{ep} p99")
-    ax[0].set_ylabel("ms"); ax[0].set_xlabel("minute"); ax[0].legend(); ax[0].set_title("p99 per minute")
-    for name, pts in sorted(by.items()):
-        if name != "queue_depth":
-            ax[1].plot([p[0] / 60 for p in pts], [p[1] / 1024 for p in pts], label=name)
-    ax[1].set_ylabel("RSS MiB"); ax[1].set_xlabel("minute"); ax[1].legend(fontsize=7)
-    q = by.get("queue_depth", [])
-    ax[2].plot([p[0] / 60 for p in q], [p[1] for p in q]); ax[2].set_ylabel("job backlog"); ax[2].set_xlabel("minute")
+        for q, col, style in (("p50", 5, ":"), ("p99", 7, "-")):
+            pts = [(int(s[1]), float(s[col])) for s in series if s[3] == ep]
+            ax[0].plot([p[0] for p in pts], [p[1] for p in pts], style, label=f"{ep} {q}")
+    ax[0].set_ylabel("ms"); ax[0].set_xlabel("soak minute"); ax[0].legend(); ax[0].set_title("latency per minute (soak)")
+    start = phases[0][0] if phases else 0
+    for name in procs:
+        pts = by[name]
+        ax[1].plot([(p[0] - start) / 60 for p in pts], [p[1] / 1024 for p in pts], label=name)
+        cpu = [((b[0] - start) / 60, (b[2] - a[2]) / (b[0] - a[0]) if b[0] > a[0] else 0) for a, b in zip(pts, pts[1:])]
+        ax[2].plot([c[0] for c in cpu], [c[1] for c in cpu], label=name)
+    ax[1].set_ylabel("RSS MiB"); ax[1].legend(fontsize=7); ax[1].set_title("resident memory")
+    ax[2].set_ylabel("CPU % of one core"); ax[2].legend(fontsize=7); ax[2].set_title("CPU")
+    ax[3].plot([(t - start) / 60 for t, _ in depth], [v for _, v in depth]); ax[3].set_ylabel("jobs"); ax[3].set_title("job backlog")
+    for a in ax[1:]:
+        a.set_xlabel("minute since start")
+        for t, name in phases:
+            a.axvline((t - start) / 60, color="grey", lw=0.5)
+            a.text((t - start) / 60, a.get_ylim()[1], name, fontsize=7, va="top")
     fig.tight_layout(); fig.savefig(f"{out}/soak.png", dpi=80)
     print(f"plot: {out}/soak.png")
 except ImportError:

@@ -6,7 +6,9 @@
 //! For each model and 1 and 2 threads: p50/p99 for one query at a time (the
 //! cost a search pays on a cache miss), throughput and per-request latency with
 //! several concurrent callers (micro-batching at work), and stored texts per
-//! second embedded in batches of 32 (the extraction worker's path). A model
+//! second embedded in batches of 32 (the extraction worker's path); first,
+//! MiniLM's texts per second with 8 worker jobs at once, its batches grouped
+//! by length and not, alternated in one run. A model
 //! whose files are missing is skipped with a message.
 //!
 //! "threads" means what each embedder's option means: MiniLM runs that many
@@ -102,6 +104,55 @@ async fn passages(e: &dyn Embedder, batches: usize) -> f64 {
     (batches * batch.len()) as f64 / started.elapsed().as_secs_f64()
 }
 
+/// Facts and episodes as one extraction job sends them: short facts, and the
+/// child's turns with the question they answer.
+const JOB: &[&str] = &[
+    "Bé nuôi mèo tên Miu",
+    "Bé thích ăn kem",
+    "Bé thích chơi đá bóng với bạn",
+    "Bé 7 tuổi",
+    "Tuyệt quá! Cậu hay chơi gì?\nMình thích chơi đá bóng với bạn. Năm nay mình 7 tuổi.",
+    "Chào cậu! Hôm nay cậu thế nào?\nMình nuôi mèo tên Miu. Mình thích ăn kem lắm.",
+    "The child has a dog called Max",
+    "Nice! What do you like to play?\nI like playing football with my friends. I am 8 years old.",
+];
+
+/// Texts per second with 8 jobs embedding at once, as the worker does.
+async fn worker_jobs(e: Arc<dyn Embedder>, rounds: usize) -> f64 {
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let e = Arc::clone(&e);
+            tokio::spawn(async move {
+                for _ in 0..rounds {
+                    let texts = JOB.iter().map(|s| s.to_string()).collect();
+                    e.embed_passages(texts).await.expect("embed");
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("task");
+    }
+    (8 * rounds * JOB.len()) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// MiniLM with and without grouping a batch by length, alternated in one run.
+async fn minilm_grouping(dir: &str) {
+    for round in 1..=2 {
+        for grouped in [false, true] {
+            let mut opts = MiniLmOptions::new(dir);
+            opts.group_by_length = grouped;
+            let e: Arc<dyn Embedder> = Arc::new(MiniLmEmbedder::load(opts).expect("MiniLM loads"));
+            worker_jobs(Arc::clone(&e), 2).await; // warm-up
+            let rate = worker_jobs(e, 20).await;
+            println!(
+                "minilm threads=1 worker jobs (8 at once), group_by_length={grouped:<5} round {round}: {rate:.0} texts/s"
+            );
+        }
+    }
+}
+
 struct Row {
     model: &'static str,
     threads: usize,
@@ -151,6 +202,9 @@ async fn main() {
         "RAYON_NUM_THREADS={}",
         std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "(unset)".into())
     );
+    if Path::new(&minilm_dir).join("model.safetensors").is_file() {
+        minilm_grouping(&minilm_dir).await;
+    }
     let mut rows = Vec::new();
     for threads in [1usize, 2] {
         if Path::new(&minilm_dir).join("model.safetensors").is_file() {

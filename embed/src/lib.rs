@@ -15,6 +15,7 @@
 
 mod config;
 mod e5;
+mod length_groups;
 mod minilm;
 mod openai;
 mod queue;

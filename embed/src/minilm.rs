@@ -5,13 +5,15 @@
 //! queued requests into one padded batch amortises the fixed per-pass cost
 //! (kernel dispatch, attention setup). A small number of inference threads
 //! (default 1) each drain whatever requests are waiting, up to `max_batch`
-//! texts, and run them as one batch padded to its longest member. Queries
+//! texts, and run them as passes of similar lengths, each padded to its
+//! longest member (`length_groups`: facts and episodes differ). Queries
 //! (`embed`, a search waiting on it) go before bulk work (`embed_bulk`, the
 //! extraction worker): a search never queues behind a worker's batch that has
 //! not started yet. Fixed
 //! 128-token padding from the shipped `tokenizer.json` is switched off: it made
 //! every pass 5-6x slower (DESIGN.md §11).
 
+use super::length_groups::{PASS_OVERHEAD_TOKENS, length_groups};
 use super::queue::{Request, WorkQueue};
 use super::{EmbedError, Embedder};
 use async_trait::async_trait;
@@ -34,6 +36,10 @@ pub struct MiniLmOptions {
     pub max_batch: usize,
     /// Longest input in tokens (longer inputs are truncated).
     pub max_tokens: usize,
+    /// Run a batch as passes of similar lengths (`length_groups`) rather
+    /// than one pass padded to its longest text. On by default; off only to
+    /// measure what it saves.
+    pub group_by_length: bool,
 }
 
 impl MiniLmOptions {
@@ -43,6 +49,7 @@ impl MiniLmOptions {
             threads: 1,
             max_batch: 32,
             max_tokens: 256,
+            group_by_length: true,
         }
     }
 }
@@ -58,6 +65,7 @@ struct Model {
     bert: BertModel,
     tokenizer: Tokenizer,
     max_batch: usize,
+    group_by_length: bool,
 }
 
 impl MiniLmEmbedder {
@@ -117,6 +125,7 @@ fn load_model(opts: &MiniLmOptions) -> Result<Model, EmbedError> {
         bert,
         tokenizer,
         max_batch: opts.max_batch.max(1),
+        group_by_length: opts.group_by_length,
     })
 }
 
@@ -130,23 +139,51 @@ impl Model {
             .ok_or_else(|| files_err(dir, "config.json has no hidden_size"))
     }
 
-    /// One padded forward pass, mean pooling over real tokens, L2 normalisation.
+    /// The texts' embeddings, in order: tokenized together, then run as
+    /// passes of similar lengths (see `length_groups`).
     fn embed_batch(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
         let encodings = self
             .tokenizer
             .encode_batch(texts.to_vec(), true)
             .map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
-        let n = encodings.len();
-        let len = encodings.first().map(|e| e.get_ids().len()).unwrap_or(0);
-        let mut ids = Vec::with_capacity(n * len);
-        let mut mask = Vec::with_capacity(n * len);
-        for e in &encodings {
-            ids.extend(e.get_ids().iter().copied());
-            mask.extend(e.get_attention_mask().iter().copied());
+        // Padding is on the right: a text's real tokens are its first `len`.
+        let lens: Vec<usize> = encodings
+            .iter()
+            .map(|e| e.get_attention_mask().iter().filter(|&&m| m != 0).count())
+            .collect();
+        let groups = if self.group_by_length {
+            length_groups(&lens, PASS_OVERHEAD_TOKENS)
+        } else {
+            vec![(0..encodings.len()).collect()]
+        };
+        let mut rows = vec![Vec::new(); encodings.len()];
+        for group in groups {
+            let width = group.iter().map(|&i| lens[i]).max().unwrap_or(0);
+            let mut ids = Vec::with_capacity(group.len() * width);
+            let mut mask = Vec::with_capacity(group.len() * width);
+            for &i in &group {
+                ids.extend_from_slice(&encodings[i].get_ids()[..width]);
+                mask.extend_from_slice(&encodings[i].get_attention_mask()[..width]);
+            }
+            for (i, row) in group.iter().zip(self.forward_padded(ids, mask, width)?) {
+                rows[*i] = row;
+            }
         }
+        Ok(rows)
+    }
+
+    /// One forward pass over `ids.len() / width` texts of `width` tokens
+    /// (padding masked out), mean pooling over real tokens, L2 normalisation.
+    fn forward_padded(
+        &self,
+        ids: Vec<u32>,
+        mask: Vec<u32>,
+        width: usize,
+    ) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let n = ids.len() / width.max(1);
         let infer = |e: candle_core::Error| EmbedError::Inference(e.to_string());
-        let ids = Tensor::from_vec(ids, (n, len), &Device::Cpu).map_err(infer)?;
-        let mask = Tensor::from_vec(mask, (n, len), &Device::Cpu).map_err(infer)?;
+        let ids = Tensor::from_vec(ids, (n, width), &Device::Cpu).map_err(infer)?;
+        let mask = Tensor::from_vec(mask, (n, width), &Device::Cpu).map_err(infer)?;
         let type_ids = ids.zeros_like().map_err(infer)?;
         let hidden = self.bert.forward(&ids, &type_ids, Some(&mask)).map_err(infer)?;
         let mask_f = mask
