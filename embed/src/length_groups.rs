@@ -89,7 +89,7 @@ mod tests {
         assert!(groups[0].iter().all(|&i| lens[i] <= 13), "{groups:?}");
         assert_eq!(groups[0].len(), 20, "all facts in one pass: {groups:?}");
         assert!(groups[1..].iter().flatten().all(|&i| lens[i] >= 45), "{groups:?}");
-        let one_pass = vec![(0..lens.len()).collect::<Vec<_>>()];
+        let one_pass = [(0..lens.len()).collect::<Vec<_>>()];
         let (split, whole) = (
             padded_cost(&lens, &groups, PASS_OVERHEAD_TOKENS),
             padded_cost(&lens, &one_pass, PASS_OVERHEAD_TOKENS),
@@ -114,7 +114,7 @@ mod tests {
                 })
                 .collect();
             let groups = length_groups(&lens, PASS_OVERHEAD_TOKENS);
-            let one_pass = vec![(0..lens.len()).collect::<Vec<_>>()];
+            let one_pass = [(0..lens.len()).collect::<Vec<_>>()];
             assert!(
                 padded_cost(&lens, &groups, PASS_OVERHEAD_TOKENS)
                     <= padded_cost(&lens, &one_pass, PASS_OVERHEAD_TOKENS)
