@@ -11,6 +11,8 @@
 #   phases.csv   when each phase (prefill, soak, peak, burst, drain) began
 #   jobs.csv     per minute of acceptance: jobs accepted, completed, failed, and
 #                accept-to-completed p50/p95/max seconds (from the jobs table)
+#   statements-soak-minA-B.txt  PostgreSQL's top statements per 10 minutes of the
+#                soak (pg_stat_statements, when the server preloads it)
 #   summary.txt  the figures docs/RELIABILITY.md records: RSS slopes, CPU per
 #                process and phase, per-minute latency and errors
 #   soak.png     the series plotted (matplotlib, in a virtualenv made once)
@@ -129,6 +131,33 @@ phase() { echo "$(date +%s),$1" >>"$out/phases.csv"; echo "== $1: $2"; }
 sample &
 sampler=$!
 
+# Where PostgreSQL's time goes, per 10 minutes of the soak: the top statements
+# of this run's database from pg_stat_statements, reset after each dump. Only
+# when the server preloads it (shared_preload_libraries = 'pg_stat_statements',
+# a restart); otherwise skipped with a line.
+pgss() { psql "$PIKA__STORAGE__META_URL" -qAt -c "$1" >/dev/null 2>&1; }
+statements() {
+  psql "$PIKA__STORAGE__META_URL" -qA -F' | ' --pset footer=off -c "
+    SELECT round(total_exec_time::numeric / 1000, 1) AS total_s, calls,
+           round((total_exec_time / greatest(calls, 1))::numeric, 2) AS mean_ms, rows,
+           left(regexp_replace(query, '\s+', ' ', 'g'), 200) AS query
+    FROM pg_stat_statements
+    WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+    ORDER BY total_exec_time DESC LIMIT 15" >"$out/statements-$1.txt" 2>&1
+  pgss "SELECT pg_stat_statements_reset()"
+}
+rm -f "$out"/statements-*.txt
+pgss_dumper() {
+  if ! { pgss "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" && pgss "SELECT pg_stat_statements_reset()"; }; then
+    echo "pg_stat_statements is not loaded: no per-statement figures" >"$out/statements-none.txt"
+    return
+  fi
+  for m in $(seq 10 10 "$minutes"); do
+    sleep 600
+    statements "soak-min$((m - 10))-$m"
+  done
+}
+
 lg() { "$bin/pika-loadgen" --url "http://127.0.0.1:$side" --key "$key" --users 50 "$@"; }
 backlog() { curl -s "http://127.0.0.1:$port/metrics" | awk '/^queue_depth / {print $2}'; }
 {
@@ -136,6 +165,7 @@ backlog() { curl -s "http://127.0.0.1:$port/metrics" | awk '/^queue_depth / {pri
   phase prefill "2 conversations for each of 50 children"
   lg --prefill 2 --prefill-only
   phase soak "${minutes} min at ${rate} rps (70% search / 30% extract) through the sidecar"
+  pgss_dumper &
   lg --rate "$rate" --duration $((minutes * 60)) --prefill 0 --interval-secs 60 --series-file "$out/series.csv"
   if [ "$peak" != 0 ]; then
     phase peak "${peak} rps for 60 s"

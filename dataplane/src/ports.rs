@@ -86,10 +86,18 @@ pub struct FactPage {
     pub next_cursor: Option<String>,
 }
 
+/// One keyword match: an item's id and its index terms (with repeats), all
+/// BM25 needs. The item itself is read afterwards, only if it ranks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeywordItem {
+    pub fact_id: String,
+    pub terms: Vec<String>,
+}
+
 /// Keyword matches of one query in one user's memory (see `keyword_candidates`).
 #[derive(Debug, Clone, Default)]
 pub struct KeywordMatches {
-    pub items: Vec<(Fact, Vec<String>)>,
+    pub items: Vec<KeywordItem>,
     /// Active items of the user (BM25's N).
     pub total_items: u64,
     /// Their mean length in index terms (BM25's avgdl).
@@ -257,9 +265,11 @@ pub trait FactStore: Send + Sync {
     /// The history of `fact_ids`, in the order it was written (one query).
     async fn history_of(&self, fact_ids: &[String]) -> Result<Vec<HistoryEntry>, StoreError>;
     /// The user's active memory items holding any of `terms` (index terms
-    /// from `pika_common::text::index_terms`), at most `limit`, each with its
-    /// own index terms, plus the user's item count and mean length: what
-    /// `service::bm25` needs to rank them.
+    /// from `pika_common::text::index_terms`), at most `limit` (those holding
+    /// the most query terms first), each as its id and its own index terms,
+    /// plus the user's item count and mean length: what `service::bm25` needs
+    /// to rank them. Ids and terms only: the caller reads the few that rank
+    /// (`active_facts`), not every match.
     async fn keyword_candidates(
         &self,
         user_id: &str,

@@ -175,7 +175,7 @@ async fn rank(
     };
 
     // BM25 over the keyword candidates, ranked.
-    let doc_terms: Vec<&[String]> = keyword.items.iter().map(|(_, t)| t.as_slice()).collect();
+    let doc_terms: Vec<&[String]> = keyword.items.iter().map(|i| i.terms.as_slice()).collect();
     let bm25_scores = bm25::score_all(
         Bm25Params::default(),
         &weighted,
@@ -192,27 +192,29 @@ async fn rank(
     keyword_ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
     keyword_ranked.truncate(k);
 
-    let mut facts: HashMap<String, Fact> = HashMap::new();
-    let mut keyword_rank: HashMap<String, usize> = HashMap::new();
-    for (rank, (i, _)) in keyword_ranked.iter().enumerate() {
-        let f = &keyword.items[*i].0;
-        keyword_rank.insert(f.fact_id.clone(), rank);
-        facts.insert(f.fact_id.clone(), f.clone());
-    }
+    let keyword_rank: HashMap<&str, usize> = keyword_ranked
+        .iter()
+        .enumerate()
+        .map(|(rank, (i, _))| (keyword.items[*i].fact_id.as_str(), rank))
+        .collect();
     let cosine: HashMap<&str, f32> = vector_hits.iter().map(|(id, s)| (id.as_str(), *s)).collect();
     let dense_rank: HashMap<&str, usize> = vector_hits
         .iter()
         .enumerate()
         .map(|(rank, (id, _))| (id.as_str(), rank))
         .collect();
-    let missing: Vec<String> = vector_hits
-        .iter()
-        .map(|(id, _)| id.clone())
-        .filter(|id| !facts.contains_key(id))
-        .collect();
-    if !missing.is_empty() {
+    // Only what either list ranks is read (and opened), in one batch.
+    let mut wanted: Vec<String> = keyword_rank.keys().map(|id| id.to_string()).collect();
+    wanted.extend(
+        vector_hits
+            .iter()
+            .map(|(id, _)| id.clone())
+            .filter(|id| !keyword_rank.contains_key(id.as_str())),
+    );
+    let mut facts: HashMap<String, Fact> = HashMap::new();
+    if !wanted.is_empty() {
         let t = Instant::now();
-        for f in deps.meta.active_facts(&missing).await? {
+        for f in deps.meta.active_facts(&wanted).await? {
             facts.insert(f.fact_id.clone(), f);
         }
         deps.metrics.observe_search_stage("hydrate", t);
@@ -251,7 +253,7 @@ async fn rank(
             if let Some(r) = dense_rank.get(f.fact_id.as_str()) {
                 rrf += cfg.rrf_dense_weight / (cfg.rrf_k + 1.0 + *r as f32);
             }
-            if let Some(r) = keyword_rank.get(&f.fact_id) {
+            if let Some(r) = keyword_rank.get(f.fact_id.as_str()) {
                 rrf += cfg.rrf_keyword_weight / (cfg.rrf_k + 1.0 + *r as f32);
             }
             let mut fused = if rrf_max > 0.0 { rrf / rrf_max } else { 0.0 };

@@ -505,11 +505,10 @@ impl FactStore for SealedMeta {
         let key = self.vault.reading_key(user_id).await?;
         let (lookup, back) = with_tokens(key.as_deref(), TERM, terms);
         let mut found = self.inner.keyword_candidates(user_id, &lookup, limit).await?;
-        for (fact, item_terms) in &mut found.items {
-            self.open_fact(fact).await?;
+        for item in &mut found.items {
             // Tokens of query terms read as the terms, so ranking matches
             // them; other tokens only count towards the item's length.
-            for t in item_terms.iter_mut() {
+            for t in item.terms.iter_mut() {
                 if let Some(plain) = back.get(t) {
                     *t = plain.clone();
                 }

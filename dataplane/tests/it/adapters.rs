@@ -227,14 +227,11 @@ async fn meta_suite(meta: &dyn MetaStore) {
         .await
         .expect("keyword");
     assert_eq!(
-        hits.items
-            .iter()
-            .map(|(f, _)| f.fact_id.as_str())
-            .collect::<Vec<_>>(),
+        hits.items.iter().map(|i| i.fact_id.as_str()).collect::<Vec<_>>(),
         vec![cat.fact_id.as_str()]
     );
     // What BM25 needs: each match's index terms (with repeats) and the user's statistics.
-    assert_eq!(hits.items[0].1, cat.index_terms());
+    assert_eq!(hits.items[0].terms, cat.index_terms());
     assert_eq!(hits.total_items, 1, "u1's active items");
     assert!(hits.mean_terms > 0.0);
     assert!(
@@ -620,7 +617,7 @@ async fn imports_and_rewrites(meta: &dyn MetaStore) {
         .await
         .expect("keyword");
     assert!(
-        trains.items.iter().any(|(f, _)| f.fact_id == "imp-a"),
+        trains.items.iter().any(|i| i.fact_id == "imp-a"),
         "the new text is indexed"
     );
     let dinos = meta
@@ -628,7 +625,7 @@ async fn imports_and_rewrites(meta: &dyn MetaStore) {
         .await
         .expect("keyword");
     assert!(
-        dinos.items.iter().all(|(f, _)| f.fact_id != "imp-a"),
+        dinos.items.iter().all(|i| i.fact_id != "imp-a"),
         "the old text is not"
     );
     // A rewrite of another user's id, or of a deleted memory, changes nothing.
@@ -739,7 +736,7 @@ async fn episodes_names_and_retired_facts(meta: &dyn MetaStore) {
         .await
         .expect("keyword");
     assert_eq!(hits.items.len(), 1);
-    assert_eq!(hits.items[0].0.fact_id, episode.fact_id);
+    assert_eq!(hits.items[0].fact_id, episode.fact_id);
     assert_eq!(hits.total_items, 2);
 
     let (job2, _) = meta
@@ -773,6 +770,16 @@ async fn episodes_names_and_retired_facts(meta: &dyn MetaStore) {
             .expect("keyword")
             .items
             .is_empty()
+    );
+    let left = meta
+        .keyword_candidates("u-ep", &pika_common::text::index_terms("con vật"), 10)
+        .await
+        .expect("keyword");
+    assert_eq!(left.total_items, 1, "BM25's N counts only active items");
+    assert_eq!(
+        left.mean_terms,
+        episode.index_terms().len() as f32,
+        "and their mean length"
     );
     assert_eq!(
         meta.fact_history(&dog.fact_id).await.expect("history")[0].event,

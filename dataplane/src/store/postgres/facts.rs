@@ -236,17 +236,21 @@ impl FactStore for PostgresMetaStore {
         if terms.is_empty() {
             return Ok(KeywordMatches::default());
         }
-        // Candidates and the user's BM25 statistics in one round trip.
-        let rows = sqlx::query(&format!(
+        // Matches (ids and terms only) and the user's BM25 statistics (one
+        // row kept by triggers, migration 0007) in one round trip. The
+        // statistics used to be a COUNT/AVG over the user's whole memory on
+        // every search: the cost that grew with the data in the soak.
+        let rows = sqlx::query(
             "WITH stats AS (
-                 SELECT COUNT(*) AS total, AVG(cardinality(terms))::float8 AS mean
-                 FROM facts WHERE user_id = $1 AND status = 'active')
-             SELECT {FACT_COLUMNS}, terms AS index_terms, stats.total, stats.mean
-             FROM facts, stats
-             WHERE user_id = $1 AND status = 'active' AND terms && $2
-             ORDER BY cardinality(ARRAY(SELECT unnest(terms) INTERSECT SELECT unnest($2::text[]))) DESC, fact_id DESC
-             LIMIT $3"
-        ))
+                 SELECT active_items, active_terms FROM user_term_stats WHERE user_id = $1)
+             SELECT f.fact_id, f.terms,
+                    (SELECT active_items FROM stats) AS total,
+                    (SELECT active_terms FROM stats) AS total_terms
+             FROM facts f
+             WHERE f.user_id = $1 AND f.status = 'active' AND f.terms && $2
+             ORDER BY (SELECT count(*) FROM unnest($2::text[]) q WHERE q = ANY(f.terms)) DESC, f.fact_id DESC
+             LIMIT $3",
+        )
         .bind(user_id)
         .bind(terms)
         .bind(limit as i64)
@@ -255,15 +259,21 @@ impl FactStore for PostgresMetaStore {
         .map_err(db_err)?;
         let mut out = KeywordMatches::default();
         for r in &rows {
-            out.total_items = r.try_get::<i64, _>("total").map_err(db_err)?.max(0) as u64;
-            out.mean_terms = r
-                .try_get::<Option<f64>, _>("mean")
+            let total = r.try_get::<Option<i64>, _>("total").map_err(db_err)?.unwrap_or(0);
+            let total_terms = r
+                .try_get::<Option<i64>, _>("total_terms")
                 .map_err(db_err)?
-                .unwrap_or(0.0) as f32;
-            out.items.push((
-                fact_from_row(r)?,
-                r.try_get::<Vec<String>, _>("index_terms").map_err(db_err)?,
-            ));
+                .unwrap_or(0);
+            out.total_items = total.max(0) as u64;
+            out.mean_terms = if total > 0 {
+                (total_terms.max(0) as f64 / total as f64) as f32
+            } else {
+                0.0
+            };
+            out.items.push(KeywordItem {
+                fact_id: r.try_get("fact_id").map_err(db_err)?,
+                terms: r.try_get("terms").map_err(db_err)?,
+            });
         }
         Ok(out)
     }

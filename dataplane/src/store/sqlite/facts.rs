@@ -298,35 +298,29 @@ impl FactStore for SqliteMetaStore {
             keyword_owner(user_id),
             any.join(" OR ")
         );
-        let sql = format!(
-            "SELECT {}, t.terms AS index_terms FROM fact_terms t JOIN facts f ON f.fact_id = t.fact_id
+        let items = sqlx::query(
+            "SELECT f.fact_id, t.terms AS index_terms FROM fact_terms t JOIN facts f ON f.fact_id = t.fact_id
              WHERE fact_terms MATCH ? AND t.user_id = ? AND f.status = 'active' ORDER BY rank LIMIT ?",
-            FACT_COLUMNS
-                .split(", ")
-                .map(|c| format!("f.{c}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        let items = sqlx::query(&sql)
-            .bind(expr)
-            .bind(user_id)
-            .bind(limit as i64)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?
-            .iter()
-            .map(|r| {
-                let terms: String = r.try_get("index_terms").map_err(db_err)?;
-                Ok((
-                    fact_from_row(r)?,
-                    terms
-                        .split(' ')
-                        .filter(|t| !t.is_empty())
-                        .map(str::to_string)
-                        .collect(),
-                ))
+        )
+        .bind(expr)
+        .bind(user_id)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(|r| {
+            let terms: String = r.try_get("index_terms").map_err(db_err)?;
+            Ok(KeywordItem {
+                fact_id: r.try_get("fact_id").map_err(db_err)?,
+                terms: terms
+                    .split(' ')
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_string)
+                    .collect(),
             })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
         let (total, mean): (i64, Option<f64>) = sqlx::query_as(
             "SELECT COUNT(*), AVG(term_count) FROM facts WHERE user_id = ? AND status = 'active'",
         )

@@ -9,7 +9,9 @@ use crate::domain::{
     ApiKeyRecord, AuditEntry, Claim, Consent, ConsentState, ExtractionPlan, Fact, FactStatus, HistoryEntry,
     HistoryEvent, Job, MemoryKind, Polarity, Tenant,
 };
-use crate::ports::{AuditRow, Expired, FactPage, KeywordMatches, MetaErasure, MetaStore, NewJob, StoreError};
+use crate::ports::{
+    AuditRow, Expired, FactPage, KeywordItem, KeywordMatches, MetaErasure, MetaStore, NewJob, StoreError,
+};
 use crate::ports::{AuditStore, FactStore, JobStore, KeyStore, UserSummary};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
